@@ -1,0 +1,81 @@
+"""aihubmix_async: an asyncio-first SDK for AIHubMix's unified image-generation API.
+
+.. code-block:: python
+
+    async with aihubmix_async.Client() as client:
+        result = await client.generate("gpt-image-1", "a lighthouse at dawn", size="1024x1024")
+        await result.image.save("lighthouse.png")
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._client import Client
+from ._config import ClientConfig, PollPolicy, RetryPolicy
+from ._errors import (
+    AIHubMixError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConnectError,
+    ContentPolicyError,
+    GenerationFailedError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderLoadError,
+    RateLimitError,
+    RequestTimeout,
+    ResponseFormatError,
+    ServerError,
+    TransportError,
+)
+from ._models import GeneratedImage, ImageResult, ModelInfo, ParamInfo, Usage
+from ._registry import Registry
+from ._retry import set_testing
+
+try:
+    __version__ = version("aihubmix-async")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AIHubMixError",
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ClientConfig",
+    "ConfigurationError",
+    "ConnectError",
+    "ContentPolicyError",
+    "GeneratedImage",
+    "GenerationFailedError",
+    "ImageResult",
+    "InvalidRequestError",
+    "ModelInfo",
+    "NotFoundError",
+    "ParamInfo",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "ProviderLoadError",
+    "RateLimitError",
+    "Registry",
+    "RequestTimeout",
+    "ResponseFormatError",
+    "RetryPolicy",
+    "ServerError",
+    "TransportError",
+    "Usage",
+    "__version__",
+    "set_testing",
+]
+
+# Tracebacks and reprs name the public path (aihubmix_async.Client), not the private module.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("aihubmix_async._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,445 @@
+"""The session manager: :class:`Client` owns (or borrows) one HTTP session and turns a
+``generate`` call into submit -> (poll) -> download, with retries, under one concurrency limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+import attrs
+
+from ._config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+    PollPolicy,
+    RetryPolicy,
+    origin_of,
+    resolve_config,
+)
+from ._errors import (
+    AIHubMixError,
+    ConfigurationError,
+    ContentPolicyError,
+    GenerationFailedError,
+    RateLimitError,
+    RequestTimeout,
+    ResponseFormatError,
+    error_for_response,
+)
+from ._models import GeneratedImage, ImageResult, ModelInfo, sniff_mime_type
+from ._registry import Registry
+from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, should_retry
+from ._transport import Response, Transport
+from ._types import JSONValue
+from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("aihubmix_async")
+
+_USER_AGENT = "aihubmix-async/0.1"
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@attrs.define
+class _CallStats:
+    """Per-generation bookkeeping (the batch runner reports ``attempts``)."""
+
+    attempts: int = 0
+    retries: int = 0
+
+
+class Client:
+    """An asyncio client for AIHubMix image generation.
+
+    Use it as ``async with Client() as client:``; one client per process (or per event loop)
+    serves any number of concurrent calls. ``api_key`` falls back to ``AIHUBMIX_API_KEY`` and
+    ``base_url`` to ``AIHUBMIX_BASE_URL``. An app-owned ``session`` (an ``aiohttp.ClientSession``)
+    is borrowed and never closed.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        tasks_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        session: object | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self._config = resolve_config(
+            api_key=api_key,
+            base_url=base_url,
+            tasks_url=tasks_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            max_response_bytes=max_response_bytes,
+            retry=retry,
+            poll=poll,
+        )
+        self._registry = registry if registry is not None else Registry.default()
+        self._borrowed = session
+        self._transport: Transport | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = _State.UNOPENED
+        self._paused_until = 0.0
+        self._trusted = self._config.trusted_origins()
+
+    def __repr__(self) -> str:
+        key = "'sk-***'" if self._config.api_key else "None"
+        return (
+            f"Client(base_url={self._config.base_url!r}, api_key={key}, state={self._state.value})"
+        )
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        if self._state is not _State.UNOPENED:
+            raise ConfigurationError(f"Client cannot be entered twice (it is {self._state.value})")
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _open(self) -> Transport:
+        self._loop = asyncio.get_running_loop()
+        if self._borrowed is not None:
+            self._transport = Transport.borrow(self._borrowed)
+        else:
+            self._transport = Transport.create(max_connections=self._config.max_concurrency)
+        self._limiter = anyio.CapacityLimiter(self._config.max_concurrency)
+        self._state = _State.OPEN
+        return self._transport
+
+    async def aclose(self) -> None:
+        """Close the owned HTTP session (a borrowed one is left open). Idempotent."""
+        transport, self._transport = self._transport, None
+        self._state = _State.CLOSED
+        if transport is not None:
+            await transport.aclose()
+
+    def _ready(self) -> tuple[Transport, anyio.CapacityLimiter]:
+        if self._state is _State.CLOSED:
+            raise ConfigurationError("Client is closed; create a new Client")
+        if self._state is _State.UNOPENED:
+            self._open()  # plain `await client.generate()` opens lazily; call aclose() after
+        elif asyncio.get_running_loop() is not self._loop:
+            raise ConfigurationError(
+                "Client was opened on another event loop (e.g. a previous asyncio.run);"
+                " create one Client per event loop"
+            )
+        assert self._transport is not None
+        assert self._limiter is not None
+        return self._transport, self._limiter
+
+    # --- public operations ------------------------------------------------------------------
+
+    def models(self) -> tuple[ModelInfo, ...]:
+        """Every model this client can call, with aliases and parameters."""
+        return self._registry.models()
+
+    async def generate(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        download: bool = True,
+        deadline: float | None = None,
+        **params: Any,
+    ) -> ImageResult:
+        """Generate images for ``prompt`` with ``model``; model parameters go in ``params``.
+
+        Parameters are validated before anything is sent. Task-style models are polled until
+        done. URL outputs are downloaded unless ``download=False``. ``deadline`` (seconds) bounds
+        the whole call: submit, polling and downloads.
+        """
+        return await self._generate(model, prompt, params, download, deadline, _CallStats())
+
+    async def _generate(
+        self,
+        model: str,
+        prompt: str,
+        params: Mapping[str, object],
+        download: bool,
+        deadline: float | None,
+        stats: _CallStats,
+    ) -> ImageResult:
+        adapter, path = self._registry.resolve(model)
+        request = adapter.build_request(path, prompt, params)
+        if not self._config.api_key:
+            raise ConfigurationError("no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY")
+        self._ready()
+        body = json.dumps(request.json, separators=(",", ":")).encode()
+        url = self._config.base_url + request.path
+        if deadline is None:
+            return await self._run(adapter, path, url, body, download, stats)
+        try:
+            with anyio.fail_after(deadline):
+                return await self._run(adapter, path, url, body, download, stats)
+        except TimeoutError as exc:
+            if isinstance(exc, AIHubMixError):
+                raise
+            raise RequestTimeout(
+                f"generation did not finish within its deadline of {deadline:g}s", model=path
+            ) from None
+
+    async def _run(
+        self,
+        adapter: ProviderAdapter,
+        path: str,
+        url: str,
+        body: bytes,
+        download: bool,
+        stats: _CallStats,
+    ) -> ImageResult:
+        response, data = await self._call(
+            "POST", url, body=body, billed=True, model=path, stats=stats
+        )
+        request_id = response.request_id
+        parsed = self._parse(adapter.parse, data, path, request_id)
+        task_id = parsed.task_id
+        if task_id is not None and not parsed.images:
+            parsed = await self._poll(adapter, path, task_id, request_id, stats)
+        images = await self._materialise(parsed.images, download, path, stats)
+        return ImageResult(
+            model=path,
+            images=images,
+            usage=parsed.usage,
+            request_id=request_id,
+            task_id=task_id,
+            raw=data,
+        )
+
+    @staticmethod
+    def _parse(parse: Any, data: JSONValue, model: str, request_id: str | None) -> Any:
+        try:
+            return parse(data)
+        except ResponseFormatError as exc:
+            exc.model, exc.request_id = model, request_id
+            raise
+
+    # --- polling ----------------------------------------------------------------------------
+
+    async def _poll(
+        self,
+        adapter: ProviderAdapter,
+        model: str,
+        task_id: str,
+        request_id: str | None,
+        stats: _CallStats,
+    ) -> Parsed:
+        policy = self._config.poll
+        url = f"{self._config.tasks_url}/v1/tasks/{quote(task_id, safe='')}"
+        give_up = anyio.current_time() + policy.deadline
+        interval = policy.initial_interval
+        while True:
+            response, data = await self._call("GET", url, billed=False, model=model, stats=stats)
+            state = self._parse(adapter.parse_task, data, model, response.request_id)
+            if state.status is TaskStatus.DONE:
+                return state.parsed  # type: ignore[no-any-return]
+            if state.status is not TaskStatus.PENDING:
+                cls = (
+                    ContentPolicyError
+                    if state.status is TaskStatus.MODERATED
+                    else GenerationFailedError
+                )
+                raise cls(
+                    f"task ended {state.status.value}: {state.message or 'no detail'}",
+                    request_id=request_id,
+                    model=model,
+                    task_id=task_id,
+                )
+            if anyio.current_time() + interval > give_up:
+                raise RequestTimeout(
+                    f"task {task_id} still pending after the {policy.deadline:g}s poll deadline",
+                    request_id=request_id,
+                    model=model,
+                )
+            await anyio.sleep(interval)
+            interval = min(interval * policy.multiplier, policy.max_interval)
+
+    # --- downloads --------------------------------------------------------------------------
+
+    async def _materialise(
+        self, raw: tuple[RawImage, ...], download: bool, model: str, stats: _CallStats
+    ) -> tuple[GeneratedImage, ...]:
+        if not raw:
+            raise ResponseFormatError(
+                "response contains no image", expected="at least one image", model=model
+            )
+        results: list[GeneratedImage | None] = [None] * len(raw)
+
+        async def one(i: int, item: RawImage) -> None:
+            results[i] = await self._image(item, download, model, stats)
+
+        if len(raw) == 1:
+            await one(0, raw[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for i, item in enumerate(raw):
+                    tg.start_soon(one, i, item)
+        return tuple(r for r in results if r is not None)
+
+    async def _image(
+        self, item: RawImage, download: bool, model: str, stats: _CallStats
+    ) -> GeneratedImage:
+        if item.data is not None:
+            return GeneratedImage(
+                data=item.data, mime_type=sniff_mime_type(item.data, item.mime_type)
+            )
+        url = item.url or ""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ResponseFormatError(
+                "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
+            )
+        if not download:
+            return GeneratedImage(data=b"", mime_type=sniff_mime_type(b"", item.mime_type), url=url)
+        response, _ = await self._call(
+            "GET", url, billed=False, model=model, stats=stats, expect_json=False
+        )
+        mime = sniff_mime_type(response.body, response.content_type or item.mime_type)
+        if not mime.startswith("image/"):
+            raise ResponseFormatError(
+                f"downloaded file is not an image ({mime})", expected="image bytes", model=model
+            )
+        return GeneratedImage(data=response.body, mime_type=mime, url=url)
+
+    # --- one HTTP exchange with retries -----------------------------------------------------
+
+    def _headers(self, url: str, has_body: bool) -> dict[str, str]:
+        headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        # The key goes only to the API's own hosts, never to the hosts image URLs point at.
+        if self._config.api_key and origin_of(url) in self._trusted:
+            headers["Authorization"] = f"Bearer {self._config.api_key}"
+        return headers
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        billed: bool,
+        model: str,
+        stats: _CallStats,
+        expect_json: bool = True,
+    ) -> tuple[Response, JSONValue]:
+        transport, limiter = self._ready()
+        policy = self._config.retry
+        headers = self._headers(url, body is not None)
+        attempt = 0
+        while True:
+            stats.attempts += 1
+            try:
+                await self._wait_if_paused()
+                async with limiter:
+                    response = await transport.request(
+                        method,
+                        url,
+                        headers=headers,
+                        body=body,
+                        timeout=self._config.timeout,
+                        max_bytes=self._config.max_response_bytes,
+                    )
+                data = self._interpret(response, model, expect_json)
+                logger.debug(
+                    "%s %s -> %s (model=%s, request_id=%s, attempt=%d)",
+                    method, urlsplit(url).path, response.status, model,
+                    response.request_id, attempt + 1,
+                )  # fmt: skip
+                return response, data
+            except AIHubMixError as exc:
+                if exc.model is None:
+                    exc.model = model
+                retry = attempt < policy.max_retries and should_retry(
+                    exc, billed=billed, policy=policy
+                )
+                delay = self._delay(exc, attempt, policy)
+                if not retry or delay is None:
+                    raise
+                logger.info(
+                    "retrying %s %s after %s (model=%s, attempt=%d, wait=%.2fs)",
+                    method, urlsplit(url).path, type(exc).__name__, model, attempt + 1, delay,
+                )  # fmt: skip
+                attempt += 1
+                stats.retries += 1
+                await retry_sleep(delay)
+
+    def _delay(self, exc: AIHubMixError, attempt: int, policy: RetryPolicy) -> float | None:
+        """Seconds to wait before the next attempt; None when the server asks for too long."""
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            if exc.retry_after > policy.max_retry_after:
+                return None
+            # Pause the whole client, not just this request: the limit is per key.
+            self._paused_until = max(self._paused_until, anyio.current_time() + exc.retry_after)
+            return exc.retry_after
+        return backoff_delay(attempt, policy)
+
+    async def _wait_if_paused(self) -> None:
+        # Loop: another request may extend the pause while this one sleeps.
+        while not is_testing() and (remaining := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(remaining)
+
+    def _interpret(self, response: Response, model: str, expect_json: bool) -> JSONValue:
+        status = response.status
+        data: JSONValue = None
+        decoded = False
+        if expect_json or status >= 300:
+            try:
+                data = json.loads(response.body) if response.body else None
+                decoded = True
+            except (ValueError, UnicodeDecodeError):
+                decoded = False
+        error_body = isinstance(data, dict) and bool(data.get("error"))
+        if status >= 300 or error_body:
+            text = response.body[:1000].decode("utf-8", "replace") if not decoded else ""
+            raise error_for_response(
+                status=status,
+                body=data,
+                text=text,
+                reason=response.reason,
+                request_id=response.request_id,
+                retry_after=parse_retry_after(response.headers),
+                model=model,
+            )
+        if expect_json and not decoded:
+            raise ResponseFormatError(
+                "response body is not valid JSON",
+                expected="a JSON object",
+                request_id=response.request_id,
+                model=model,
+            )
+        return data

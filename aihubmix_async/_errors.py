@@ -1,0 +1,319 @@
+"""The exception tree. Every error the SDK raises is an :class:`AIHubMixError`::
+
+    AIHubMixError
+    ├── ConfigurationError          missing key, closed client, wrong event loop
+    ├── InvalidRequestError         (also ValueError) bad model / parameter, raised before sending
+    ├── ProviderLoadError           a third-party adapter entry point failed to load
+    ├── APIStatusError              error answer: status, message, code, request id
+    │   ├── BadRequestError             400
+    │   ├── AuthenticationError         401
+    │   ├── PermissionDeniedError       402 / 403 (also exhausted quota)
+    │   ├── NotFoundError               404
+    │   ├── RateLimitError              429 (retry_after)
+    │   └── ServerError                 5xx
+    ├── TransportError              the exchange itself failed
+    │   ├── ConnectError                no connection was made (nothing was sent)
+    │   └── RequestTimeout              (also TimeoutError)
+    ├── ResponseFormatError         a body the SDK cannot parse (what was expected)
+    └── GenerationFailedError       the provider accepted the job but produced no image
+        └── ContentPolicyError          rejected by moderation
+
+Messages are built from the fields; none of them ever contains the API key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AIHubMixError",
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConnectError",
+    "ContentPolicyError",
+    "GenerationFailedError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderLoadError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ResponseFormatError",
+    "ServerError",
+    "TransportError",
+]
+
+
+class AIHubMixError(Exception):
+    """Root of every error raised by aihubmix_async."""
+
+    message: str
+    request_id: str | None
+    model: str | None
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, model: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.model = model
+
+    def _details(self) -> list[str]:
+        details = []
+        if self.model:
+            details.append(f"model={self.model}")
+        if self.request_id:
+            details.append(f"request_id={self.request_id}")
+        return details
+
+    def __str__(self) -> str:
+        details = self._details()
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep errors picklable (multiprocessing, pytest-xdist) despite keyword-only fields.
+        return (_rebuild, (type(self), self.__dict__.copy(), self.args))
+
+
+def _rebuild(
+    cls: type[AIHubMixError], state: dict[str, object], args: tuple[object, ...]
+) -> object:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(AIHubMixError):
+    """The client is not usable as configured (no API key, closed, used on another loop)."""
+
+
+class InvalidRequestError(AIHubMixError, ValueError):
+    """A request the SDK refuses to send: unknown model, unknown or invalid parameter."""
+
+    field: str | None
+
+    def __init__(self, message: str, *, field: str | None = None, model: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.field = field
+
+
+class ProviderLoadError(AIHubMixError):
+    """A provider adapter registered through an entry point could not be loaded."""
+
+
+class APIStatusError(AIHubMixError):
+    """The API answered with an error status (or HTTP 200 with an ``{"error": ...}`` body)."""
+
+    status_code: int
+    code: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, model=model)
+        self.status_code = status_code
+        self.code = code
+
+    def _details(self) -> list[str]:
+        details = [f"status={self.status_code}"]
+        if self.code:
+            details.append(f"code={self.code}")
+        return details + super()._details()
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400: the upstream provider refused the parameters."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: missing or invalid API key."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 402/403: insufficient quota, suspended account, or key not allowed for the model."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: unknown route, model or task."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
+
+    retry_after: float | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        code: str | None = None,
+        request_id: str | None = None,
+        model: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, code=code, request_id=request_id, model=model
+        )
+        self.retry_after = retry_after
+
+    def _details(self) -> list[str]:
+        details = super()._details()
+        if self.retry_after is not None:
+            details.append(f"retry_after={self.retry_after:g}s")
+        return details
+
+
+class ServerError(APIStatusError):
+    """HTTP 5xx: the gateway or the upstream provider failed."""
+
+
+class TransportError(AIHubMixError):
+    """The HTTP exchange failed before a complete answer arrived.
+
+    ``request_sent`` tells whether the request may have reached the server: a generation whose
+    request was sent may have been billed, so it is not resent unless the caller opted in.
+    """
+
+    request_sent: bool
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_sent: bool = True,
+        request_id: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, model=model)
+        self.request_sent = request_sent
+
+
+class ConnectError(TransportError):
+    """No connection could be made: nothing was sent, so a retry is always safe."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message, request_sent=False, model=model)
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """The request, a poll deadline or a download took longer than allowed."""
+
+
+class ResponseFormatError(AIHubMixError):
+    """The server's answer could not be parsed. ``expected`` says what the SDK looked for."""
+
+    expected: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str,
+        request_id: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, model=model)
+        self.expected = expected
+
+    def _details(self) -> list[str]:
+        return [f"expected {self.expected}", *super()._details()]
+
+
+class GenerationFailedError(AIHubMixError):
+    """The provider accepted the request but the generation failed."""
+
+    status_code: int | None
+    code: str | None
+    task_id: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, model=model)
+        self.status_code = status_code
+        self.code = code
+        self.task_id = task_id
+
+    def _details(self) -> list[str]:
+        details = []
+        if self.status_code is not None:
+            details.append(f"status={self.status_code}")
+        if self.code:
+            details.append(f"code={self.code}")
+        if self.task_id:
+            details.append(f"task_id={self.task_id}")
+        return details + super()._details()
+
+
+class ContentPolicyError(GenerationFailedError):
+    """The prompt or the image was rejected by moderation."""
+
+
+_MODERATION_HINTS = ("moderat", "content_policy", "safety", "nsfw", "sensitive")
+
+
+def _error_fields(body: object, text: str, reason: str) -> tuple[str, str | None]:
+    """(message, code) from an OpenAI-style ``{"error": {...}}`` body, or the best available."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("msg") or reason
+            code = error.get("code") or error.get("type")
+            return str(message), (str(code) if code is not None else None)
+        if isinstance(error, str) and error:
+            return error, None
+        message = body.get("message") or body.get("detail")
+        if isinstance(message, str) and message:
+            code = body.get("code")
+            return message, (str(code) if code is not None else None)
+    snippet = " ".join(text.split())[:200]
+    return (snippet or reason or "error without a body"), None
+
+
+def error_for_response(
+    *,
+    status: int,
+    body: object,
+    text: str,
+    reason: str,
+    request_id: str | None,
+    retry_after: float | None,
+    model: str | None,
+) -> AIHubMixError:
+    """The typed error for an error answer (status >= 400, or 200 with an ``error`` body)."""
+    message, code = _error_fields(body, text, reason)
+    lowered = f"{code or ''} {message}".lower()
+    if status in (200, 400, 422) and any(hint in lowered for hint in _MODERATION_HINTS):
+        return ContentPolicyError(
+            message, status_code=status, code=code, request_id=request_id, model=model
+        )
+    common = {"status_code": status, "code": code, "request_id": request_id, "model": model}
+    if status == 429 or (status == 200 and "rate limit" in lowered):
+        return RateLimitError(message, retry_after=retry_after, **common)  # type: ignore[arg-type]
+    cls = ServerError if status >= 500 else _BY_STATUS.get(status, APIStatusError)
+    return cls(message, **common)  # type: ignore[arg-type]
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+}

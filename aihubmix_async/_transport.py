@@ -1,0 +1,158 @@
+"""The HTTP layer: the only module that imports aiohttp.
+
+It sends one request and returns status, headers and body, and maps every aiohttp / asyncio
+failure to the SDK's errors, so error semantics live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from ._errors import (
+    AIHubMixError,
+    ConnectError,
+    InvalidRequestError,
+    RequestTimeout,
+    ResponseFormatError,
+    TransportError,
+)
+
+__all__ = ["Response", "Transport"]
+
+_CHUNK = 256 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    status: int
+    reason: str
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    url: str
+
+    @property
+    def request_id(self) -> str | None:
+        for name in ("x-request-id", "request-id", "x-tid", "tid"):
+            value = self.headers.get(name)
+            if value:
+                return value
+        return None
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+class Transport:
+    """Owns (or borrows) one aiohttp ``ClientSession``."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, owned: bool) -> None:
+        self._session = session
+        self._owned = owned
+
+    @classmethod
+    def create(cls, *, max_connections: int) -> Transport:
+        connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0)
+        session = aiohttp.ClientSession(
+            connector=connector, trust_env=False, auto_decompress=True, raise_for_status=False
+        )
+        return cls(session, owned=True)
+
+    @classmethod
+    def borrow(cls, session: object) -> Transport:
+        if not isinstance(session, aiohttp.ClientSession):
+            raise InvalidRequestError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
+                field="session",
+            )
+        return cls(session, owned=False)
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    async def aclose(self) -> None:
+        if self._owned and not self._session.closed:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float,  # noqa: ASYNC109 - aiohttp enforces it per request
+        max_bytes: int,
+        allow_redirects: bool = False,
+    ) -> Response:
+        client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
+        try:
+            async with self._session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                timeout=client_timeout,
+                allow_redirects=allow_redirects,
+            ) as resp:
+                data = await _read_capped(resp, max_bytes)
+                return Response(
+                    status=resp.status,
+                    reason=resp.reason or "",
+                    headers=resp.headers,
+                    body=data,
+                    url=str(resp.url),
+                )
+        except AIHubMixError:
+            raise
+        except aiohttp.ConnectionTimeoutError:
+            raise RequestTimeout(
+                f"timed out connecting to {_host(url)}", request_sent=False
+            ) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise RequestTimeout(f"{method} {_host(url)} timed out after {timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectError(f"cannot connect to {_host(url)}: {exc.os_error}") from None
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
+            raise InvalidRequestError(f"invalid URL for {method}: {_host(url)}") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError(f"response body from {_host(url)} was cut off: {exc}") from None
+        except aiohttp.ServerDisconnectedError:
+            raise TransportError(f"{_host(url)} closed the connection before answering") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"{method} {_host(url)} failed: {type(exc).__name__}") from None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """Read the body, refusing one larger than ``max_bytes`` without buffering it whole."""
+    length = resp.content_length
+    if length is not None:
+        if length > max_bytes:
+            raise _too_large(max_bytes)
+        return await resp.read()
+    chunks = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        chunks += chunk
+        if len(chunks) > max_bytes:
+            raise _too_large(max_bytes)
+    return bytes(chunks)
+
+
+def _too_large(max_bytes: int) -> ResponseFormatError:
+    return ResponseFormatError(
+        "response body is larger than max_response_bytes",
+        expected=f"a body of at most {max_bytes} bytes",
+    )
+
+
+def _host(url: str) -> str:
+    # Never echo full URLs (they may carry signed query strings); the host is enough to act on.
+    try:
+        return urlsplit(url).netloc or "?"
+    except ValueError:
+        return "?"

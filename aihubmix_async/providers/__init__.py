@@ -1,0 +1,60 @@
+"""Provider adapters: one module per model family, pure code (no I/O).
+
+Third-party packages add adapters through the ``aihubmix_async.providers`` entry-point group;
+an entry point names an adapter instance, an adapter class, or a callable returning adapters.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    Adapter,
+    ModelSpec,
+    Parsed,
+    PreparedRequest,
+    ProviderAdapter,
+    RawImage,
+    TaskState,
+    TaskStatus,
+    param,
+)
+from .baidu import ErnieIragEditAdapter, IragAdapter
+from .doubao import DoubaoAdapter
+from .flux import FluxAsyncAdapter, FluxSyncAdapter
+from .ideogram import IdeogramAdapter
+from .imagen import ImagenAdapter
+from .openai import DallE3Adapter, GptImageAdapter
+from .qwen import QwenImageAdapter, QwenImageEditAdapter
+from .stability import StabilityAdapter
+
+__all__ = [
+    "BUILTIN_ADAPTERS",
+    "Adapter",
+    "ModelSpec",
+    "Parsed",
+    "PreparedRequest",
+    "ProviderAdapter",
+    "RawImage",
+    "TaskState",
+    "TaskStatus",
+    "param",
+]
+
+
+def builtin_adapters() -> tuple[ProviderAdapter, ...]:
+    return (
+        GptImageAdapter(),
+        DallE3Adapter(),
+        ImagenAdapter(),
+        FluxAsyncAdapter(),
+        FluxSyncAdapter(),
+        IdeogramAdapter(),
+        StabilityAdapter(),
+        QwenImageAdapter(),
+        QwenImageEditAdapter(),
+        DoubaoAdapter(),
+        IragAdapter(),
+        ErnieIragEditAdapter(),
+    )
+
+
+BUILTIN_ADAPTERS: tuple[ProviderAdapter, ...] = builtin_adapters()
