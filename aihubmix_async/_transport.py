@@ -120,8 +120,8 @@ class Transport:
             raise ConnectError(f"cannot connect to {_host(url)}: {exc.os_error}") from None
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
             raise InvalidRequestError(f"invalid URL for {method}: {_host(url)}") from None
-        except aiohttp.ClientPayloadError as exc:
-            raise TransportError(f"response body from {_host(url)} was cut off: {exc}") from None
+        except aiohttp.ClientPayloadError:
+            raise TransportError(f"response body from {_host(url)} was cut off") from None
         except aiohttp.ServerDisconnectedError:
             raise TransportError(f"{_host(url)} closed the connection before answering") from None
         except (aiohttp.ClientError, OSError) as exc:

@@ -60,7 +60,7 @@ class DoubaoAdapter(Adapter):
         values = super().validate(model_path, prompt, params)
         if "4-5" in model_path and values.size == "1K":
             raise InvalidRequestError(
-                f"parameter 'size' must be one of '2K', '4K'; got '1K'",
+                "parameter 'size' must be one of '2K', '4K'; got '1K'",
                 field="size",
                 model=model_path,
             )

@@ -95,7 +95,7 @@ class FluxAsyncAdapter(Adapter):
             )
         if not flux2 and values.raw is not None:
             raise InvalidRequestError(
-                f"parameter 'raw' is only accepted by flux-2 models",
+                "parameter 'raw' is only accepted by flux-2 models",
                 field="raw",
                 model=model_path,
             )

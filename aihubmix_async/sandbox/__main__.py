@@ -1,0 +1,39 @@
+"""``python -m aihubmix_async.sandbox --port N``: serve the emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from . import DEFAULT_API_KEY, serve
+
+
+async def _main(args: argparse.Namespace) -> None:
+    options = {
+        "api_key": args.api_key,
+        "latency": args.latency,
+        "image_bytes": args.image_bytes,
+        "pending_polls": args.pending_polls,
+    }
+    async with serve(host=args.host, port=args.port, **options) as sandbox:
+        print(f"AIHubMix sandbox on {sandbox.base_url} (images on {sandbox.cdn_url})", flush=True)
+        print(f"  AIHUBMIX_BASE_URL={sandbox.base_url} AIHUBMIX_API_KEY={args.api_key}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m aihubmix_async.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the Bearer key to accept")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each submit")
+    parser.add_argument("--image-bytes", type=int, default=0, help="size of generated PNGs")
+    parser.add_argument("--pending-polls", type=int, default=1, help="polls before a task is done")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""The emulator: an aiohttp.web app answering like AIHubMix for every family in the spec."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import itertools
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from ._faults import Fault, FaultScript
+from ._images import jpeg, png, png_of_size
+
+__all__ = ["DEFAULT_API_KEY", "Sandbox", "SandboxStats"]
+
+DEFAULT_API_KEY = "sk-sandbox"
+_JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@attrs.define
+class SandboxStats:
+    """What the emulator saw; tests assert on these."""
+
+    requests: int = 0
+    submits: int = 0
+    polls: int = 0
+    downloads: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    unauthorized: int = 0
+    faults: int = 0
+    #: Download requests that carried an Authorization header (must stay 0).
+    downloads_with_auth: int = 0
+    by_model: Counter[str] = attrs.Factory(Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["by_model"] = dict(self.by_model)
+        return data
+
+
+@attrs.define
+class _Task:
+    polls_left: int
+    fate: str  # "ready" | "moderated" | "task_failed" | "never_finish"
+    ext: str
+
+
+@functools.cache
+def _b64(kind: str, size: int) -> str:
+    data = jpeg() if kind == "jpeg" else (png_of_size(size) if size else png())
+    return base64.b64encode(data).decode()
+
+
+class Sandbox:
+    """A running emulator: its URLs, the fault script and the counters."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = DEFAULT_API_KEY,
+        pending_polls: int = 1,
+        latency: float = 0.0,
+        image_bytes: int = 0,
+        openai_form: str = "object",
+    ) -> None:
+        self.api_key = api_key
+        self.pending_polls = pending_polls
+        self.latency = latency
+        self.image_bytes = image_bytes
+        self.openai_form = openai_form
+        self.base_url = ""
+        self.cdn_url = ""
+        self.stats = SandboxStats()
+        self.faults = FaultScript()
+        self._tasks: dict[str, _Task] = {}
+        self._ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"Sandbox(base_url={self.base_url!r}, cdn_url={self.cdn_url!r})"
+
+    def fail(self, kind: str, **options: Any) -> Fault:
+        """Script a fault for the next matching request(s); see ``Fault`` for the options."""
+        fault = Fault(kind=kind, **options)
+        self.faults.add(fault)
+        return fault
+
+    # --- apps ------------------------------------------------------------------------------
+
+    def api_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._count], client_max_size=64 * 1024**2)
+        app.router.add_post("/v1/models/{model:.+}/predictions", self._predictions)
+        app.router.add_post("/v1/images/generations", self._images_generations)
+        app.router.add_get("/v1/tasks/{task_id}", self._task)
+        app.router.add_get("/_sandbox/stats", self._stats)
+        app.router.add_post("/_sandbox/faults", self._script)
+        app.router.add_get("/img/{name}", self._download)  # when no second host could be bound
+        return app
+
+    def cdn_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._count])
+        app.router.add_get("/img/{name}", self._download)
+        return app
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            response = await handler(request)
+            response.headers.setdefault("X-Request-Id", f"req_{next(self._ids):08d}")
+            return response
+        finally:
+            stats.in_flight -= 1
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return False
+        return self.api_key is None or auth[7:] == self.api_key
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> web.Response:
+        body = {
+            "error": {"message": message, "type": "aihubmix_error", "param": None, "code": code}
+        }
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+        return web.json_response(body, status=status, headers=headers)
+
+    def _url(self, ext: str) -> str:
+        return f"{self.cdn_url}/img/{uuid.uuid4().hex}.{ext}"
+
+    async def _fault(
+        self, request: web.Request, route: str, model: str | None
+    ) -> web.StreamResponse | Fault | None:
+        """Apply a scripted fault: a response to send instead, a fate to carry, or None."""
+        fault = self.faults.take(route, model)
+        if fault is None:
+            return None
+        self.stats.faults += 1
+        kind = fault.kind
+        if kind == "delay":
+            await asyncio.sleep(fault.delay)
+            return None
+        if kind == "status":
+            return self._error(fault.status, fault.message, fault.code, fault.retry_after)
+        if kind == "error_body":
+            return self._error(200, fault.message, fault.code or "upstream_error")
+        if kind == "malformed":
+            return web.Response(status=200, text="<html>502 Bad Gateway</html>", content_type=_JSON)
+        if kind == "truncated":
+            return web.Response(status=200, body=b'{"output": [{"url": "http', content_type=_JSON)
+        if kind == "reset":
+            response = web.StreamResponse(status=200, headers={"Content-Type": _JSON})
+            response.content_length = 4096
+            await response.prepare(request)
+            await response.write(b'{"output": [')
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        return fault  # a fate for the generation itself (moderated, task_failed, never_finish)
+
+    # --- routes ----------------------------------------------------------------------------
+
+    async def _predictions(self, request: web.Request) -> web.StreamResponse:
+        model = request.match_info["model"]
+        self.stats.submits += 1
+        self.stats.by_model[model] += 1
+        if not self._authorized(request):
+            self.stats.unauthorized += 1
+            return self._error(401, "Invalid token", "invalid_api_key")
+        fault = await self._fault(request, "submit", model)
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        try:
+            payload = await request.json()
+        except ValueError:
+            return self._error(400, "request body is not valid JSON", "invalid_json")
+        params = payload.get("input") if isinstance(payload, dict) else None
+        if (
+            not isinstance(params, dict)
+            or not isinstance(params.get("prompt"), str)
+            or not params["prompt"]
+        ):
+            return self._error(400, "input.prompt is required", "prompt_missing")
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fate = fault.kind if isinstance(fault, Fault) else None
+        family = model.split("/", 1)[0]
+        name = model.rsplit("/", 1)[-1].lower()
+        if fate == "moderated" and family != "bfl":
+            return self._error(
+                400, "Your request was rejected by the safety system", "moderation_blocked"
+            )
+        if family in ("openai", "opanai") and name.startswith("gpt-image"):
+            return web.json_response(self._gpt_image(params))
+        if family in ("openai", "opanai") and name == "dall-e-3":
+            return web.json_response({"output": [{"url": self._url("png")}]})
+        if family == "google" and name.startswith("imagen"):
+            count = (
+                params.get("numberOfImages")
+                or params.get("sampleCount")
+                or (1 if "ultra" in name else 4)
+            )
+            return web.json_response(
+                {"output": [{"url": self._url("png")} for _ in range(int(count))]}
+            )
+        if family == "bfl" and name.startswith(("flux-kontext", "flux-2")):
+            return web.json_response(self._submit_task(params, fate))
+        if family == "ideogram":
+            return web.json_response({"output": [self._url("png")]})
+        if family == "stability":
+            n = int(params.get("n") or 1)
+            return web.json_response(
+                {"output": [{"b64_json": _b64("png", self.image_bytes)} for _ in range(n)]}
+            )
+        if family in ("qianfan", "doubao"):
+            if name in ("qwen-image-edit", "ernie-irag-edit") and not params.get("image"):
+                return self._error(400, "input.image is required for edits", "image_missing")
+            n = int(params.get("n") or 1)
+            if params.get("response_format") in ("b64_json", "base64_json"):
+                return web.json_response(
+                    {"output": [{"b64_json": _b64("jpeg", 0)} for _ in range(n)]}
+                )
+            return web.json_response({"output": [{"url": self._url("jpg")} for _ in range(n)]})
+        return self._error(503, f"no available channel for model {model}", "model_not_found")
+
+    def _gpt_image(self, params: dict[str, Any]) -> dict[str, Any]:
+        n = int(params.get("n") or 1)
+        kind = "jpeg" if params.get("output_format") == "jpeg" else "png"
+        data = _b64(kind, 0 if kind == "jpeg" else self.image_bytes)
+        usage = {"input_tokens": 37, "output_tokens": 1056 * n, "total_tokens": 37 + 1056 * n}
+        if self.openai_form == "list":
+            return {"output": [{"b64_json": data} for _ in range(n)], "usage": usage}
+        items = [{"bytesBase64": data, "mimeType": kind} for _ in range(n)]
+        return {"output": {"b64_json": items, "urls": []}, "usage": usage}
+
+    def _submit_task(self, params: dict[str, Any], fate: str | None) -> dict[str, Any]:
+        task_id = f"api.us1.{uuid.uuid4().hex}"
+        ext = "png" if params.get("output_format") == "png" else "jpg"
+        self._tasks[task_id] = _Task(polls_left=self.pending_polls, fate=fate or "ready", ext=ext)
+        polling = f"https://api.us1.bfl.ai/v1/get_result?id={uuid.uuid4()}"
+        return {"output": [{"taskId": task_id, "polling_url": polling}]}
+
+    async def _task(self, request: web.Request) -> web.StreamResponse:
+        self.stats.polls += 1
+        if not self._authorized(request):
+            self.stats.unauthorized += 1
+            return self._error(401, "Invalid token", "invalid_api_key")
+        fault = await self._fault(request, "poll", None)
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        task_id = request.match_info["task_id"]
+        task = self._tasks.get(task_id)
+        if task is None:
+            return self._error(404, f"task {task_id} not found", "task_not_found")
+        if task.fate == "never_finish" or task.polls_left > 0:
+            task.polls_left -= 1
+            return web.json_response({"id": task_id, "status": "Pending"})
+        del self._tasks[task_id]
+        if task.fate == "moderated":
+            return web.json_response({"id": task_id, "status": "Content Moderated"})
+        if task.fate == "task_failed":
+            return web.json_response(
+                {"id": task_id, "status": "Error", "message": "upstream failure"}
+            )
+        return web.json_response(
+            {"id": task_id, "status": "Ready", "result": {"sample": self._url(task.ext)}}
+        )
+
+    async def _images_generations(self, request: web.Request) -> web.StreamResponse:
+        self.stats.submits += 1
+        if not self._authorized(request):
+            self.stats.unauthorized += 1
+            return self._error(401, "Invalid token", "invalid_api_key")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return self._error(400, "request body is not valid JSON", "invalid_json")
+        model = payload.get("model") if isinstance(payload, dict) else None
+        self.stats.by_model[str(model)] += 1
+        fault = await self._fault(request, "submit", str(model))
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        if not isinstance(payload.get("prompt"), str) or not payload["prompt"]:
+            return self._error(400, "prompt is required", "prompt_missing")
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        kind = "jpeg" if payload.get("output_format") == "jpeg" else "png"
+        return web.json_response(
+            {
+                "created": int(time.time()),
+                "data": [{"b64_json": _b64(kind, 0), "revised_prompt": None}],
+            }
+        )
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.stats.downloads += 1
+        if "Authorization" in request.headers:
+            self.stats.downloads_with_auth += 1
+        fault = await self._fault(request, "download", None)
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        name = request.match_info["name"]
+        if name.endswith(".jpg"):
+            return web.Response(body=jpeg(), content_type="image/jpeg")
+        data = png_of_size(self.image_bytes) if self.image_bytes else png()
+        return web.Response(body=data, content_type="image/png")
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.stats.as_dict())
+
+    async def _script(self, request: web.Request) -> web.StreamResponse:
+        """Script faults over HTTP (for a sandbox running in another process)."""
+        payload = await request.json()
+        items = payload if isinstance(payload, list) else [payload]
+        try:
+            for item in items:
+                self.fail(**item)
+        except (TypeError, ValueError) as exc:
+            return self._error(400, str(exc), "bad_fault")
+        return web.json_response({"scripted": len(items)})
