@@ -7,9 +7,8 @@
         await result.image.save("lighthouse.png")
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._client import Client
 from ._config import ClientConfig, PollPolicy, RetryPolicy
@@ -37,8 +36,8 @@ from ._registry import Registry
 from ._retry import set_testing
 
 try:
-    __version__ = version("aihubmix-async")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("aihubmix-async")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

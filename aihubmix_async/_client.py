@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -147,7 +148,10 @@ class Client:
         transport, self._transport = self._transport, None
         self._state = _State.CLOSED
         if transport is not None:
-            await transport.aclose()
+            # From another loop (the opening one is gone) closing is best effort.
+            same_loop = asyncio.get_running_loop() is self._loop
+            with contextlib.suppress(RuntimeError) if not same_loop else contextlib.nullcontext():
+                await transport.aclose()
 
     def _ready(self) -> tuple[Transport, anyio.CapacityLimiter]:
         if self._state is _State.CLOSED:

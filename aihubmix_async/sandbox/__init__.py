@@ -29,7 +29,7 @@ async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRun
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=0.25)
+        site = web.TCPSite(runner, host, port)
         await site.start()
     except BaseException:
         await runner.cleanup()

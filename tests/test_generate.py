@@ -1,0 +1,169 @@
+"""Every model generates a real, decodable image through Client.generate against the sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aihubmix_async import Client, GeneratedImage, ImageResult
+from aihubmix_async.sandbox import Sandbox, serve
+
+from .conftest import decode_image, make_client
+
+#: The names exactly as the seed list writes them.
+SEED_MODELS = [
+    "opanai/gpt-image-1",
+    "opanai/dall-e-3",
+    "imagen-4.0-ultra-generate-001",
+    "imagen-4.0-generate-001",
+    "imagen-4.0-fast-generate-001",
+    "imagen-4.0-fast-generate-preview-06-06",
+    "imagen-3.0-generate-002",
+    "flux-kontext-max",
+    "flux-kontext-pro",
+    "FLUX.1-Kontext-pro",
+    "FLUX-1.1-pro",
+    "ideogram/V3",
+    "stability/Stable-Diffusion-3-5-Large",
+]
+#: The same models by their namespaced path (what the alias resolves to and is sent as).
+NAMESPACED = {
+    "opanai/gpt-image-1": "opanai/gpt-image-1",
+    "opanai/dall-e-3": "opanai/dall-e-3",
+    "imagen-4.0-ultra-generate-001": "google/imagen-4.0-ultra-generate-001",
+    "imagen-4.0-generate-001": "google/imagen-4.0-generate-001",
+    "imagen-4.0-fast-generate-001": "google/imagen-4.0-fast-generate-001",
+    "imagen-4.0-fast-generate-preview-06-06": "google/imagen-4.0-fast-generate-preview-06-06",
+    "imagen-3.0-generate-002": "google/imagen-3.0-generate-002",
+    "flux-kontext-max": "bfl/flux-kontext-max",
+    "flux-kontext-pro": "bfl/flux-kontext-pro",
+    "FLUX.1-Kontext-pro": "FLUX.1-Kontext-pro",
+    "FLUX-1.1-pro": "FLUX-1.1-pro",
+    "ideogram/V3": "ideogram/V3",
+    "stability/Stable-Diffusion-3-5-Large": "stability/Stable-Diffusion-3-5-Large",
+}
+NEWER_MODELS = {
+    "openai/gpt-image-1": {},
+    "gpt-image-1-mini": {},
+    "openai/gpt-image-1.5": {},
+    "Qwen-Image": {},
+    "Qwen-Image-Edit": {"image": "https://example.test/cat.png"},
+    "doubao-seedream-4-0": {},
+    "doubao/doubao-seedream-4-5": {"size": "2K"},
+    "irag-1.0": {},
+    "ernie-irag-edit": {"image": "https://example.test/cat.png"},
+    "flux-2-pro": {},
+    "bfl/flux-2-flex": {},
+}
+
+
+def assert_real_images(result: ImageResult) -> None:
+    assert result.images
+    for image in result.images:
+        fmt, size = decode_image(image.data)
+        assert image.mime_type == f"image/{fmt.lower()}"
+        assert size[0] > 0
+
+
+@pytest.mark.parametrize("model", SEED_MODELS)
+async def test_seed_model_by_its_seed_name(client: Client, sandbox: Sandbox, model: str) -> None:
+    """The seed's own spelling generates a decodable image, sent on the documented path."""
+    result = await client.generate(model, "a lighthouse at dawn")
+    assert_real_images(result)
+    assert result.model == NAMESPACED[model]
+    assert sandbox.stats.by_model[NAMESPACED[model]] == 1
+    assert result.request_id is not None
+
+
+@pytest.mark.parametrize("model", sorted(set(NAMESPACED.values())))
+async def test_seed_model_by_namespaced_path(client: Client, model: str) -> None:
+    """The namespaced path works too, and is sent exactly as written."""
+    result = await client.generate(model, "a lighthouse at dawn")
+    assert_real_images(result)
+    assert result.model == model
+
+
+@pytest.mark.parametrize(("model", "params"), NEWER_MODELS.items())
+async def test_newer_models(client: Client, model: str, params: dict[str, Any]) -> None:
+    """The newer documented models generate too."""
+    assert_real_images(await client.generate(model, "a red fox in snow", **params))
+
+
+async def test_alias_resolves_to_documented_path(client: Client, sandbox: Sandbox) -> None:
+    """A short alias is sent as the currently documented namespaced path."""
+    result = await client.generate("gpt-image-1", "a cat")
+    assert result.model == "openai/gpt-image-1"
+    assert sandbox.stats.by_model == {"openai/gpt-image-1": 1}
+
+
+async def test_gpt_image_object_form_carries_usage_and_raw(client: Client) -> None:
+    """gpt-image's object form yields the inline images, token usage and the raw JSON."""
+    result = await client.generate("gpt-image-1", "a cat", n=2, quality="low")
+    assert len(result.images) == 2
+    assert result.usage is not None
+    assert result.usage.total_tokens == 37 + 2 * 1056
+    assert isinstance(result.raw, dict)
+    assert "output" in result.raw
+    assert all(image.url is None for image in result.images)
+
+
+async def test_gpt_image_list_form_is_parsed() -> None:
+    """The list form output[]{b64_json} (seen in the Dify plugin) is accepted as well."""
+    async with serve(openai_form="list") as sandbox, make_client(sandbox) as client:
+        result = await client.generate("gpt-image-1", "a cat", output_format="jpeg")
+    assert decode_image(result.image.data)[0] == "JPEG"
+    assert result.image.mime_type == "image/jpeg"
+
+
+async def test_imagen_returns_requested_count(client: Client, sandbox: Sandbox) -> None:
+    """numberOfImages images come back, each downloaded from the image host."""
+    result = await client.generate("imagen-4.0-generate-001", "a cat", numberOfImages=3)
+    assert len(result.images) == 3
+    assert all(image.url and image.url.startswith(sandbox.cdn_url) for image in result.images)
+    assert sandbox.stats.downloads == 3
+
+
+async def test_download_false_keeps_only_urls(client: Client, sandbox: Sandbox) -> None:
+    """download=False returns the URLs without fetching them."""
+    result = await client.generate("dall-e-3", "a cat", download=False)
+    assert result.image.url is not None
+    assert result.image.data == b""
+    assert sandbox.stats.downloads == 0
+
+
+async def test_flux_task_is_polled_until_ready(sandbox: Sandbox) -> None:
+    """A Flux async model submits, polls through pending states, then downloads the sample."""
+    sandbox.pending_polls = 3
+    async with make_client(sandbox) as client:
+        result = await client.generate("flux-kontext-max", "a fox", aspect_ratio="16:9")
+    assert result.task_id is not None
+    assert result.task_id.startswith("api.us1.")
+    assert sandbox.stats.polls == 4
+    assert decode_image(result.image.data)[0] == "JPEG"
+
+
+async def test_key_is_never_sent_to_image_hosts(client: Client, sandbox: Sandbox) -> None:
+    """URL outputs are downloaded without the Authorization header."""
+    await client.generate("imagen-4.0-generate-001", "a cat", numberOfImages=2)
+    await client.generate("flux-kontext-pro", "a cat")
+    assert sandbox.stats.downloads == 3
+    assert sandbox.stats.downloads_with_auth == 0
+
+
+async def test_save_writes_atomically(client: Client, tmp_path: Path) -> None:
+    """save() writes the bytes under the final name, leaving no temporary file behind."""
+    result = await client.generate("ideogram/V3", "a cat")
+    written = await result.image.save(tmp_path / "out" / "cat.png")
+    assert written.read_bytes() == result.image.data
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cat.png"]
+    into_dir = await result.image.save(tmp_path / "out")
+    assert into_dir.name == "image.png"
+
+
+async def test_save_refuses_an_undownloaded_image(tmp_path: Path) -> None:
+    """An image fetched with download=False cannot be saved (there are no bytes)."""
+    image = GeneratedImage(data=b"", mime_type="image/png", url="https://cdn.test/x.png")
+    with pytest.raises(ValueError, match="not downloaded"):
+        await image.save(tmp_path / "x.png")
