@@ -1,0 +1,7 @@
+"""``python -m aihubmix_async``."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

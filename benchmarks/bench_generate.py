@@ -1,0 +1,83 @@
+"""Client.generate fanned out with asyncio.gather vs a raw aiohttp loop, same sandbox, one run.
+
+    python benchmarks/bench_generate.py [--n 2000] [--concurrency 64] [--repeats 3]
+
+Both sides POST the same payload to the same sandbox (in its own process), decode the JSON and
+the base64 image; the SDK also validates parameters and parses the response shape. Reported:
+medians of wall time and client CPU per request, and the SDK/raw ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _harness import compare, median, print_table, sandbox_process, use_uvloop_if_asked
+
+from aihubmix_async import Client, RetryPolicy
+from aihubmix_async.sandbox import DEFAULT_API_KEY
+
+MODEL_PATH = "openai/gpt-image-1"
+
+
+async def main(n: int, concurrency: int, repeats: int, base_url: str) -> None:
+    client = Client(
+        api_key=DEFAULT_API_KEY,
+        base_url=base_url,
+        max_concurrency=concurrency,
+        retry=RetryPolicy(max_retries=0),
+    )
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with client, aiohttp.ClientSession(connector=connector) as session:
+
+        async def sdk() -> None:
+            await asyncio.gather(*(client.generate("gpt-image-1", f"p{i}") for i in range(n)))
+
+        semaphore = asyncio.Semaphore(concurrency)
+        url = f"{base_url}/v1/models/{MODEL_PATH}/predictions"
+        headers = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
+
+        async def one(i: int) -> bytes:
+            async with (
+                semaphore,
+                session.post(url, json={"input": {"prompt": f"p{i}"}}, headers=headers) as r,
+            ):
+                body = json.loads(await r.read())
+            return base64.b64decode(body["output"]["b64_json"][0]["bytesBase64"])
+
+        async def raw() -> None:
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+        sdk_runs, raw_runs = await compare(n, sdk, raw, repeats)
+    s_cpu = median([m.cpu_per_request_us for m in sdk_runs])
+    r_cpu = median([m.cpu_per_request_us for m in raw_runs])
+    s_wall = median([m.wall for m in sdk_runs])
+    r_wall = median([m.wall for m in raw_runs])
+    print(f"generate x{n}, concurrency {concurrency}, {repeats} alternating runs, medians")
+    print_table(
+        [
+            ("metric", "sdk", "raw aiohttp", "sdk/raw"),
+            ("client CPU per request (us)", f"{s_cpu:.0f}", f"{r_cpu:.0f}", f"{s_cpu / r_cpu:.2f}"),
+            ("wall time (s)", f"{s_wall:.2f}", f"{r_wall:.2f}", f"{s_wall / r_wall:.2f}"),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    loop = use_uvloop_if_asked()
+    with sandbox_process() as base:
+        print(f"event loop: {loop}; sandbox: {base}")
+        asyncio.run(main(args.n, args.concurrency, args.repeats, base))
