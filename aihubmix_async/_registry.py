@@ -74,9 +74,9 @@ class Registry:
                 field="model",
                 model=model,
             )
-        # A namespaced path the user wrote is sent exactly as written.
-        path = model if entry.path.lower() == model.lower() else entry.path
-        return entry.adapter, path
+        # Every served path (opanai/ and openai/ alike) is its own entry, so a path the user
+        # writes is sent as written; aliases and other casings get the canonical spelling.
+        return entry.adapter, entry.path
 
     def _lookup(self, model: str) -> _Entry | None:
         entry = self._entries.get(model)
