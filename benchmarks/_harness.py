@@ -37,7 +37,7 @@ def sandbox_process(*args: str) -> Iterator[str]:
         yield match.group(1)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)
 
 
 @attrs.frozen
