@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,21 @@ def test_only_the_transport_imports_aiohttp() -> None:
     assert offenders == []
 
 
-async def test_sandbox_runs_as_a_command() -> None:
+async def _exercise(base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{base_url}/v1/models/openai/dall-e-3/predictions",
+            json={"input": {"prompt": "a cat"}},
+            headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"},
+        ) as response:
+            body = await response.json()
+        assert response.status == 200
+        assert body["output"][0]["url"].startswith("http://")
+        async with session.get(f"{base_url}/_sandbox/stats") as response:
+            assert (await response.json())["submits"] == 1
+
+
+def test_sandbox_runs_as_a_command() -> None:
     """`python -m aihubmix_async.sandbox --port 0` serves predictions until stopped."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "aihubmix_async.sandbox", "--port", "0"],
@@ -42,18 +57,7 @@ async def test_sandbox_runs_as_a_command() -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        base_url = line.split(" on ")[1].split()[0]
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"{base_url}/v1/models/openai/dall-e-3/predictions",
-                json={"input": {"prompt": "a cat"}},
-                headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"},
-            ) as response:
-                body = await response.json()
-            assert response.status == 200
-            assert body["output"][0]["url"].startswith("http://")
-            async with session.get(f"{base_url}/_sandbox/stats") as response:
-                assert (await response.json())["submits"] == 1
+        asyncio.run(_exercise(line.split(" on ")[1].split()[0]))
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
