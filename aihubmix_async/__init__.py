@@ -10,6 +10,7 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._batch import Batch, BatchProgress, BatchSummary, ImageRequest, Outcome
 from ._client import Client
 from ._config import ClientConfig, PollPolicy, RetryPolicy
 from ._errors import (
@@ -45,6 +46,9 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchProgress",
+    "BatchSummary",
     "Client",
     "ClientConfig",
     "ConfigurationError",
@@ -52,10 +56,12 @@ __all__ = [
     "ContentPolicyError",
     "GeneratedImage",
     "GenerationFailedError",
+    "ImageRequest",
     "ImageResult",
     "InvalidRequestError",
     "ModelInfo",
     "NotFoundError",
+    "Outcome",
     "ParamInfo",
     "PermissionDeniedError",
     "PollPolicy",

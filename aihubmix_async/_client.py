@@ -9,13 +9,13 @@ import contextlib
 import enum
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio
-import attrs
 
+from ._batch import Batch, ProgressHook
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -31,12 +31,14 @@ from ._errors import (
     ConfigurationError,
     ContentPolicyError,
     GenerationFailedError,
+    InvalidRequestError,
     RateLimitError,
     RequestTimeout,
     ResponseFormatError,
     error_for_response,
 )
-from ._models import GeneratedImage, ImageResult, ModelInfo, sniff_mime_type
+from ._models import CallStats, GeneratedImage, ImageResult, ModelInfo, sniff_mime_type
+from ._ratelimit import RateLimiter
 from ._registry import Registry
 from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, should_retry
 from ._transport import Response, Transport
@@ -54,14 +56,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-@attrs.define
-class _CallStats:
-    """Per-generation bookkeeping (the batch runner reports ``attempts``)."""
-
-    attempts: int = 0
-    retries: int = 0
 
 
 class Client:
@@ -87,6 +81,7 @@ class Client:
         poll: PollPolicy | None = None,
         session: object | None = None,
         registry: Registry | None = None,
+        rpm: float | None = None,
     ) -> None:
         self._config = resolve_config(
             api_key=api_key,
@@ -107,6 +102,16 @@ class Client:
         self._state = _State.UNOPENED
         self._paused_until = 0.0
         self._trusted = self._config.trusted_origins()
+        if rpm is not None and not (isinstance(rpm, int | float) and rpm > 0):
+            raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+        #: Generations per minute for the whole client (the limit is per key, not per call).
+        self._rate = RateLimiter(rpm) if rpm else None
+        api = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+        if self._config.api_key:
+            api["Authorization"] = f"Bearer {self._config.api_key}"
+        self._api_get_headers = api
+        self._api_post_headers = {**api, "Content-Type": "application/json"}
+        self._base_prefixes = (self._config.base_url + "/", self._config.tasks_url + "/")
 
     def __repr__(self) -> str:
         key = "'sk-***'" if self._config.api_key else "None"
@@ -188,7 +193,7 @@ class Client:
         done. URL outputs are downloaded unless ``download=False``. ``deadline`` (seconds) bounds
         the whole call: submit, polling and downloads.
         """
-        return await self._generate(model, prompt, params, download, deadline, _CallStats())
+        return await self._generate(model, prompt, params, download, deadline, CallStats())
 
     async def _generate(
         self,
@@ -197,7 +202,7 @@ class Client:
         params: Mapping[str, object],
         download: bool,
         deadline: float | None,
-        stats: _CallStats,
+        stats: CallStats,
     ) -> ImageResult:
         adapter, path = self._registry.resolve(model)
         request = adapter.build_request(path, prompt, params)
@@ -206,6 +211,8 @@ class Client:
         self._ready()
         body = json.dumps(request.json, separators=(",", ":")).encode()
         url = self._config.base_url + request.path
+        if self._rate is not None:
+            await self._rate.acquire()
         if deadline is None:
             return await self._run(adapter, path, url, body, download, stats)
         try:
@@ -225,7 +232,7 @@ class Client:
         url: str,
         body: bytes,
         download: bool,
-        stats: _CallStats,
+        stats: CallStats,
     ) -> ImageResult:
         response, data = await self._call(
             "POST", url, body=body, billed=True, model=path, stats=stats
@@ -253,6 +260,50 @@ class Client:
             exc.model, exc.request_id = model, request_id
             raise
 
+    def batch(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        model: str | None = None,
+        concurrency: int | None = None,
+        ordered: bool = False,
+        fail_fast: bool = False,
+        rpm: float | None = None,
+        deadline: float | None = None,
+        download: bool = True,
+        on_progress: ProgressHook | None = None,
+        **params: Any,
+    ) -> Batch:
+        """Fan out many generations; an async context manager around a stream of outcomes.
+
+        ``items`` (any iterable or async iterable, pulled lazily) holds prompts, mappings with
+        ``prompt`` and optional ``model`` / ``id`` / parameters, or :class:`ImageRequest`. At most
+        ``concurrency`` items run at once (default: the client's ``max_concurrency``), and all
+        HTTP requests share the client's limit. Every item ends as exactly one
+        :class:`Outcome`; one failure never stops the batch unless ``fail_fast``. ``ordered``
+        yields in input order (bounded reorder buffer). ``rpm`` spaces this batch's
+        generations smoothly; ``deadline`` bounds each item; ``on_progress`` is called (or
+        awaited) after every finished item.
+        """
+        if model is not None:
+            adapter, path = self._registry.resolve(model)
+            adapter.build_request(path, "parameter check", params)  # refuse bad params up front
+        if rpm is not None and not (isinstance(rpm, int | float) and rpm > 0):
+            raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+        return Batch(
+            self,
+            items,
+            model=model,
+            params=params,
+            concurrency=self._config.max_concurrency if concurrency is None else concurrency,
+            ordered=ordered,
+            fail_fast=fail_fast,
+            rpm=rpm,
+            deadline=deadline,
+            download=download,
+            on_progress=on_progress,
+        )
+
     # --- polling ----------------------------------------------------------------------------
 
     async def _poll(
@@ -261,7 +312,7 @@ class Client:
         model: str,
         task_id: str,
         request_id: str | None,
-        stats: _CallStats,
+        stats: CallStats,
     ) -> Parsed:
         policy = self._config.poll
         url = f"{self._config.tasks_url}/v1/tasks/{quote(task_id, safe='')}"
@@ -296,7 +347,7 @@ class Client:
     # --- downloads --------------------------------------------------------------------------
 
     async def _materialise(
-        self, raw: tuple[RawImage, ...], download: bool, model: str, stats: _CallStats
+        self, raw: tuple[RawImage, ...], download: bool, model: str, stats: CallStats
     ) -> tuple[GeneratedImage, ...]:
         if not raw:
             raise ResponseFormatError(
@@ -316,7 +367,7 @@ class Client:
         return tuple(r for r in results if r is not None)
 
     async def _image(
-        self, item: RawImage, download: bool, model: str, stats: _CallStats
+        self, item: RawImage, download: bool, model: str, stats: CallStats
     ) -> GeneratedImage:
         if item.data is not None:
             return GeneratedImage(
@@ -342,13 +393,10 @@ class Client:
     # --- one HTTP exchange with retries -----------------------------------------------------
 
     def _headers(self, url: str, has_body: bool) -> dict[str, str]:
-        headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
-        if has_body:
-            headers["Content-Type"] = "application/json"
         # The key goes only to the API's own hosts, never to the hosts image URLs point at.
-        if self._config.api_key and origin_of(url) in self._trusted:
-            headers["Authorization"] = f"Bearer {self._config.api_key}"
-        return headers
+        if url.startswith(self._base_prefixes) or origin_of(url) in self._trusted:
+            return self._api_post_headers if has_body else self._api_get_headers
+        return {"User-Agent": _USER_AGENT}
 
     async def _call(
         self,
@@ -358,7 +406,7 @@ class Client:
         body: bytes | None = None,
         billed: bool,
         model: str,
-        stats: _CallStats,
+        stats: CallStats,
         expect_json: bool = True,
     ) -> tuple[Response, JSONValue]:
         transport, limiter = self._ready()
@@ -366,7 +414,7 @@ class Client:
         headers = self._headers(url, body is not None)
         attempt = 0
         while True:
-            stats.attempts += 1
+            stats.requests += 1
             try:
                 await self._wait_if_paused()
                 async with limiter:
@@ -404,13 +452,14 @@ class Client:
 
     def _delay(self, exc: AIHubMixError, attempt: int, policy: RetryPolicy) -> float | None:
         """Seconds to wait before the next attempt; None when the server asks for too long."""
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            if exc.retry_after > policy.max_retry_after:
-                return None
-            # Pause the whole client, not just this request: the limit is per key.
-            self._paused_until = max(self._paused_until, anyio.current_time() + exc.retry_after)
-            return exc.retry_after
-        return backoff_delay(attempt, policy)
+        if not isinstance(exc, RateLimitError):
+            return backoff_delay(attempt, policy)
+        delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt, policy)
+        if delay > policy.max_retry_after:
+            return None
+        # Pause the whole client, not just this request: the limit is per key.
+        self._paused_until = max(self._paused_until, anyio.current_time() + delay)
+        return delay
 
     async def _wait_if_paused(self) -> None:
         # Loop: another request may extend the pause while this one sleeps.

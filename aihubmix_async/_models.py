@@ -12,6 +12,7 @@ import attrs
 from ._types import JSONValue
 
 __all__ = [
+    "CallStats",
     "GeneratedImage",
     "ImageResult",
     "ModelInfo",
@@ -87,6 +88,19 @@ class GeneratedImage:
             raise ValueError("image was not downloaded (download=False); nothing to save")
         name = f"image{self.extension}"
         return await anyio.to_thread.run_sync(_write_atomic, Path(path), self.data, name)
+
+
+@attrs.define
+class CallStats:
+    """Per-generation bookkeeping: HTTP requests made and retries among them."""
+
+    requests: int = 0
+    retries: int = 0
+
+    @property
+    def attempts(self) -> int:
+        """Tries of the generation: 0 if nothing was sent, else 1 + retries."""
+        return 1 + self.retries if self.requests else 0
 
 
 @attrs.frozen(kw_only=True)

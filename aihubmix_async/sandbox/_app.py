@@ -8,7 +8,7 @@ import functools
 import itertools
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,10 +40,13 @@ class SandboxStats:
     #: Download requests that carried an Authorization header (must stay 0).
     downloads_with_auth: int = 0
     by_model: Counter[str] = attrs.Factory(Counter)
+    #: Monotonic arrival times of the most recent generation submits.
+    submit_times: deque[float] = attrs.Factory(lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["by_model"] = dict(self.by_model)
+        data["submit_times"] = list(self.submit_times)
         return data
 
 
@@ -182,6 +185,7 @@ class Sandbox:
     async def _predictions(self, request: web.Request) -> web.StreamResponse:
         model = request.match_info["model"]
         self.stats.submits += 1
+        self.stats.submit_times.append(time.monotonic())
         self.stats.by_model[model] += 1
         if not self._authorized(request):
             self.stats.unauthorized += 1
@@ -287,6 +291,7 @@ class Sandbox:
 
     async def _images_generations(self, request: web.Request) -> web.StreamResponse:
         self.stats.submits += 1
+        self.stats.submit_times.append(time.monotonic())
         if not self._authorized(request):
             self.stats.unauthorized += 1
             return self._error(401, "Invalid token", "invalid_api_key")

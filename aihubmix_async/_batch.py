@@ -1,0 +1,375 @@
+"""The batch runner: many generations fanned out under a bound, streamed back as they finish.
+
+``client.batch(...)`` is an async context manager around a stream of :class:`Outcome` records
+(anyio's rule: never yield from an async generator inside a task group). Workers pull the input
+lazily, so nothing is sized to it: memory stays flat for millions of prompts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._errors import InvalidRequestError
+from ._models import ImageResult
+from ._ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+from ._models import CallStats
+
+__all__ = ["Batch", "BatchProgress", "BatchSummary", "ImageRequest", "Outcome"]
+
+
+def _frozen_params(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen(kw_only=True)
+class ImageRequest:
+    """One item of a batch: a prompt, optionally its own model, parameters and id."""
+
+    prompt: str
+    model: str | None = None
+    params: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_params, eq=False, hash=False
+    )
+    id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """How one item ended: its ``result`` or its ``error``, never both, never neither."""
+
+    index: int
+    request: ImageRequest
+    result: ImageResult | None = None
+    error: Exception | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """A progress event, sent after every finished item (for progress bars and streams)."""
+
+    outcome: Outcome
+    done: int
+    succeeded: int
+    failed: int
+    retried: int
+    images: int
+    elapsed: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@attrs.frozen(kw_only=True)
+class BatchSummary:
+    """The accounting of a batch: every item pulled from the input is in exactly one of
+    ``succeeded``, ``failed`` (both as delivered to the consumer) or ``cancelled``."""
+
+    started: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    #: Items never pulled from the input (known for sized inputs; None otherwise).
+    not_started: int | None
+    retries: int
+    elapsed: float
+
+
+ProgressHook = Callable[[BatchProgress], Any]
+
+_STOP = object()
+
+
+class Batch:
+    """A running batch: ``async with client.batch(prompts, model=m) as outcomes:``, then
+    ``async for outcome in outcomes``; ``outcomes.summary`` has the accounting."""
+
+    def __init__(
+        self,
+        client: Client,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        model: str | None,
+        params: Mapping[str, Any],
+        concurrency: int,
+        ordered: bool,
+        fail_fast: bool,
+        rpm: float | None,
+        deadline: float | None,
+        download: bool,
+        on_progress: ProgressHook | None,
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidRequestError(
+                f"concurrency must be an integer >= 1, got {concurrency!r}", field="concurrency"
+            )
+        self._client = client
+        self._model = model
+        self._params = dict(params)
+        self._concurrency = concurrency
+        self._ordered = ordered
+        self._fail_fast = fail_fast
+        self._limiter = RateLimiter(rpm) if rpm else None
+        self._deadline = deadline
+        self._download = download
+        self._on_progress = on_progress
+        self._total = len(items) if isinstance(items, Sized) else None
+        self._sync_iter = iter(items) if isinstance(items, Iterable) else None
+        self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
+        self._pull_lock = anyio.Lock()
+        # Ordered mode: at most `window` items started but not yet handed to the consumer.
+        self._window = anyio.Semaphore(2 * concurrency) if ordered else None
+        self._pending: dict[int, Outcome] = {}
+        self._next_index = 0
+        self._exhausted = False
+        self._stopped = False
+        self._input_error: BaseException | None = None
+        self._started = self._succeeded = self._failed = self._retried = self._retries = 0
+        self._images = 0
+        self._delivered_ok = self._delivered_failed = 0
+        self._clock = 0.0
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._workers: anyio.CancelScope | None = None
+        self._send: MemoryObjectSendStream[Outcome] | None = None
+        self._recv: MemoryObjectReceiveStream[Outcome] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Batch:
+        self._client._ready()
+        self._clock = time.perf_counter()
+        self._send, self._recv = anyio.create_memory_object_stream[Outcome](self._concurrency)
+        self._workers = anyio.CancelScope()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._run)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._task_group is not None
+        assert self._workers is not None
+        self._stopped = True
+        self._workers.cancel()  # leaving early cancels in-flight generations
+        try:
+            # Workers capture every per-item error, so closing the group raises only if the
+            # runner itself broke (or a progress hook raised). An exception from the caller's
+            # loop body then propagates as itself, not wrapped in an ExceptionGroup.
+            await self._task_group.__aexit__(None, None, None)
+        finally:
+            assert self._recv is not None
+            self._recv.close()
+            self._elapsed = time.perf_counter() - self._clock
+
+    async def _run(self) -> None:
+        assert self._send is not None
+        assert self._workers is not None
+        async with self._send:
+            with self._workers:
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self._concurrency):
+                        workers.start_soon(self._worker)
+
+    # --- the consumer side ----------------------------------------------------------------------
+
+    def __aiter__(self) -> Batch:
+        return self
+
+    async def __anext__(self) -> Outcome:
+        assert self._recv is not None
+        if not self._ordered:
+            outcome = await self._receive()
+            return self._emit(outcome)
+        while self._next_index not in self._pending:
+            outcome = await self._receive()
+            self._pending[outcome.index] = outcome
+        return self._emit(self._pending.pop(self._next_index))
+
+    async def _receive(self) -> Outcome:
+        assert self._recv is not None
+        try:
+            return await self._recv.receive()
+        except anyio.EndOfStream:
+            if self._input_error is not None:
+                raise self._input_error from None
+            raise StopAsyncIteration from None
+
+    def _emit(self, outcome: Outcome) -> Outcome:
+        self._next_index = outcome.index + 1
+        if outcome.error is None:
+            self._delivered_ok += 1
+        else:
+            self._delivered_failed += 1
+        if self._window is not None:
+            self._window.release()
+        if outcome.error is not None and self._fail_fast:
+            self._stopped = True
+            assert self._workers is not None
+            self._workers.cancel()
+        return outcome
+
+    @property
+    def summary(self) -> BatchSummary:
+        """Counts of what was handed to the consumer (final once the block has exited).
+
+        ``cancelled`` is every started item the consumer never received: in flight when the
+        block was left, or finished but still buffered.
+        """
+        delivered = self._delivered_ok + self._delivered_failed
+        elapsed = getattr(self, "_elapsed", time.perf_counter() - self._clock)
+        return BatchSummary(
+            started=self._started,
+            succeeded=self._delivered_ok,
+            failed=self._delivered_failed,
+            cancelled=self._started - delivered,
+            not_started=None if self._total is None else self._total - self._started,
+            retries=self._retries,
+            elapsed=elapsed,
+        )
+
+    # --- the worker side ------------------------------------------------------------------------
+
+    def _finished_pulling(self) -> bool:
+        return self._stopped or self._exhausted
+
+    async def _pull(self) -> tuple[int, Any] | None:
+        if self._finished_pulling():
+            return None
+        try:
+            if self._sync_iter is not None:
+                item = next(self._sync_iter, _STOP)
+            else:
+                async with self._pull_lock:
+                    if self._finished_pulling():  # another worker hit the end meanwhile
+                        return None
+                    assert self._async_iter is not None
+                    item = await anext(self._async_iter, _STOP)
+        except Exception as exc:  # the caller's iterator failed: stop, report it at the end
+            self._input_error = exc
+            self._exhausted = True
+            return None
+        if item is _STOP:
+            self._exhausted = True
+            return None
+        index = self._started
+        self._started += 1
+        return index, item
+
+    async def _worker(self) -> None:
+        assert self._send is not None
+        client, window = self._client, self._window
+        while True:
+            if window is not None:
+                await window.acquire()
+            pulled = await self._pull()
+            if pulled is None:
+                if window is not None:
+                    window.release()
+                return
+            index, item = pulled
+            outcome = await self._one(client, index, item)
+            if outcome.error is None:
+                self._succeeded += 1
+                assert outcome.result is not None
+                self._images += len(outcome.result.images)
+            else:
+                self._failed += 1
+            if outcome.attempts > 1:
+                self._retried += 1
+                self._retries += outcome.attempts - 1
+            if self._on_progress is not None:
+                await self._report(outcome)
+            await self._send.send(outcome)
+
+    async def _one(self, client: Client, index: int, item: Any) -> Outcome:
+        stats = CallStats()
+        started = time.perf_counter()
+        try:
+            request = _as_request(item)
+        except InvalidRequestError as exc:
+            return Outcome(index=index, request=_fallback_request(item), error=exc)
+        try:
+            model = request.model or self._model
+            if model is None:
+                raise InvalidRequestError("no model: give batch(model=...) or a per-item model")
+            params = {**self._params, **request.params} if request.params else self._params
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            result = await client._generate(
+                model, request.prompt, params, self._download, self._deadline, stats
+            )
+        except Exception as exc:  # every item ends as an outcome, whatever went wrong
+            return Outcome(
+                index=index,
+                request=request,
+                error=exc,
+                attempts=stats.attempts,
+                elapsed=time.perf_counter() - started,
+            )
+        return Outcome(
+            index=index,
+            request=request,
+            result=result,
+            attempts=stats.attempts,
+            elapsed=time.perf_counter() - started,
+        )
+
+    async def _report(self, outcome: Outcome) -> None:
+        assert self._on_progress is not None
+        event = BatchProgress(
+            outcome=outcome,
+            done=self._succeeded + self._failed,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            retried=self._retried,
+            images=self._images,
+            elapsed=time.perf_counter() - self._clock,
+        )
+        returned = self._on_progress(event)
+        if inspect.isawaitable(returned):
+            await returned
+
+
+def _as_request(item: Any) -> ImageRequest:
+    if isinstance(item, ImageRequest):
+        return item
+    if isinstance(item, str):
+        return ImageRequest(prompt=item)
+    if isinstance(item, Mapping):
+        data = dict(item)
+        prompt = data.pop("prompt", None)
+        if not isinstance(prompt, str):
+            raise InvalidRequestError("batch item has no 'prompt' string", field="prompt")
+        model = data.pop("model", None)
+        item_id = data.pop("id", None)
+        params = data.pop("params", None) or {}
+        return ImageRequest(
+            prompt=prompt,
+            model=model,
+            id=None if item_id is None else str(item_id),
+            params={**data, **params},
+        )
+    raise InvalidRequestError(
+        f"batch items must be prompts, mappings or ImageRequest, got {type(item).__name__}"
+    )
+
+
+def _fallback_request(item: Any) -> ImageRequest:
+    return ImageRequest(prompt=item if isinstance(item, str) else repr(item)[:200])

@@ -1,0 +1,354 @@
+"""The batch runner: bounded, streaming, lossless, cancellable."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import aihubmix_async as ah
+from aihubmix_async import BatchProgress, Client, ImageRequest, Outcome, set_testing
+from aihubmix_async.sandbox import Fault, Sandbox, serve
+
+from .conftest import decode_image, make_client
+
+
+async def collect(batch: ah.Batch) -> list[Outcome]:
+    return [outcome async for outcome in batch]
+
+
+def other_tasks() -> set[asyncio.Task[object]]:
+    """Pending tasks besides this one, leaving out the in-process sandbox server's handlers."""
+    current = asyncio.current_task()
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t is not current
+        and not t.done()
+        and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
+    }
+
+
+async def test_every_prompt_ends_as_one_outcome(client: Client) -> None:
+    """Plain prompts and per-item requests each yield exactly one successful outcome."""
+    items: list[object] = [f"prompt {i}" for i in range(30)]
+    items += [
+        {"prompt": "a fox", "model": "imagen-3.0-generate-002", "numberOfImages": 2, "id": "f"}
+    ]
+    items += [ImageRequest(prompt="a boat", model="flux-kontext-pro", params={"seed": 3})]
+    async with client.batch(items, model="gpt-image-1", concurrency=8) as batch:
+        outcomes = await collect(batch)
+    assert sorted(o.index for o in outcomes) == list(range(32))
+    assert all(o.ok for o in outcomes)
+    by_index = {o.index: o for o in outcomes}
+    fox = by_index[30]
+    assert fox.request.id == "f"
+    assert fox.result is not None
+    assert len(fox.result.images) == 2
+    boat = by_index[31].result
+    assert boat is not None
+    assert decode_image(boat.image.data)[0] == "JPEG"
+    summary = batch.summary
+    assert (summary.started, summary.succeeded, summary.failed) == (32, 32, 0)
+    assert summary.not_started == 0
+    assert summary.cancelled == 0
+
+
+async def test_no_item_lost_or_duplicated_under_mixed_faults(sandbox: Sandbox) -> None:
+    """5,000 items with ~20% injected faults: each index exactly once, as result or typed error."""
+    sandbox.faults.rate = 0.2
+    sandbox.faults.random_kinds = (
+        Fault(kind="status", status=429),
+        Fault(kind="status", status=429, retry_after=0.01),
+        Fault(kind="status", status=500),
+        Fault(kind="status", status=502),
+        Fault(kind="status", status=503),
+        Fault(kind="error_body"),
+        Fault(kind="malformed"),
+        Fault(kind="reset"),
+        Fault(kind="status", status=500, route="download"),
+    )
+    n = 5000
+    prompts = (f"p{i}" for i in range(n))
+    models = ["gpt-image-1", "dall-e-3", "qwen-image"]
+    items = ({"prompt": p, "model": models[i % 3]} for i, p in enumerate(prompts))
+    async with make_client(sandbox, max_retries=3) as client:
+        async with client.batch(items, concurrency=32) as batch:
+            outcomes = await collect(batch)
+    counts = Counter(o.index for o in outcomes)
+    assert len(outcomes) == n
+    assert set(counts) == set(range(n))
+    assert max(counts.values()) == 1
+    failures = [o for o in outcomes if not o.ok]
+    assert all(isinstance(o.error, ah.AIHubMixError) for o in failures)
+    assert all(o.result is None for o in failures)
+    assert all(o.result is not None and o.result.images for o in outcomes if o.ok)
+    # Permanent faults on billed POSTs are reported, transient ones retried to success.
+    kinds = Counter(type(o.error).__name__ for o in failures)
+    assert set(kinds) <= {"ServerError", "APIStatusError", "ResponseFormatError", "TransportError",
+                          "RateLimitError"}  # fmt: skip
+    assert batch.summary.retries > 0
+    assert batch.summary.succeeded + batch.summary.failed == n
+
+
+async def test_concurrency_never_exceeds_the_limit() -> None:
+    """At most `concurrency` requests reach the server at once, and the limit is reached."""
+    async with serve(latency=0.02) as sandbox, make_client(sandbox) as client:
+        async with client.batch(
+            (f"p{i}" for i in range(60)), model="gpt-image-1", concurrency=6
+        ) as b:
+            await collect(b)
+        assert sandbox.stats.max_in_flight == 6
+
+
+async def test_batch_and_single_calls_share_the_client_limit() -> None:
+    """A batch wider than the client's max_concurrency still never exceeds the client's limit."""
+    async with serve(latency=0.02) as sandbox, make_client(sandbox, max_concurrency=4) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(client.generate, "dall-e-3", "single")
+            async with client.batch(["x"] * 40, model="dall-e-3", concurrency=16) as batch:
+                await collect(batch)
+        assert sandbox.stats.max_in_flight == 4
+
+
+async def test_rpm_limit_is_smooth(client: Client, sandbox: Sandbox) -> None:
+    """rpm spaces submits evenly from the start: no burst of a minute's budget."""
+    async with client.batch(["x"] * 6, model="gpt-image-1", concurrency=6, rpm=600) as batch:
+        await collect(batch)
+    times = list(sandbox.stats.submit_times)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) == 6
+    assert min(gaps) >= 0.09  # 600/min = one per 0.1 s, from the very first request
+
+
+async def test_429_pauses_the_whole_client(sandbox: Sandbox) -> None:
+    """A 429 with Retry-After holds every worker of the client, then work resumes."""
+    sandbox.fail("status", status=429, retry_after=0.5)
+    with set_testing(False):
+        async with make_client(sandbox) as client:
+            async with client.batch(["x"] * 12, model="gpt-image-1", concurrency=4) as batch:
+                outcomes = await collect(batch)
+    assert all(o.ok for o in outcomes)
+    times = sorted(sandbox.stats.submit_times)
+    first = times[0]
+    # The first wave (already in flight together with the 429'd request) lands at once;
+    # nothing else arrives until the pause is over.
+    quiet = [t for t in times if first + 0.05 < t < first + 0.45]
+    assert quiet == []
+    assert len(times) == 13
+    assert times[-1] >= first + 0.5
+
+
+async def test_ordered_mode_keeps_input_order(sandbox: Sandbox) -> None:
+    """ordered=True yields in input order even when items finish out of order."""
+    rng = random.Random(7)
+    for _ in range(40):
+        sandbox.fail("delay", delay=rng.choice([0.0, 0.02, 0.05]))
+    async with make_client(sandbox) as client:
+        async with client.batch(["x"] * 40, model="gpt-image-1", concurrency=8, ordered=True) as b:
+            ordered = [o.index for o in await collect(b)]
+    assert ordered == list(range(40))
+
+
+async def test_unordered_mode_streams_as_completed(sandbox: Sandbox) -> None:
+    """By default a slow first item does not hold back the others."""
+    sandbox.fail("delay", delay=0.3)
+    async with make_client(sandbox) as client:
+        async with client.batch(["x"] * 10, model="gpt-image-1", concurrency=4) as b:
+            indexes = [o.index for o in await collect(b)]
+    assert indexes[-1] == 0
+    assert sorted(indexes) == list(range(10))
+
+
+async def test_one_error_never_cancels_the_batch(client: Client, sandbox: Sandbox) -> None:
+    """A failing item is recorded and the rest still run."""
+    sandbox.fail("status", status=400, message="bad prompt")
+    async with client.batch(["x"] * 10, model="gpt-image-1", concurrency=1) as batch:
+        outcomes = await collect(batch)
+    assert [o.ok for o in outcomes].count(False) == 1
+    bad = next(o for o in outcomes if not o.ok)
+    assert isinstance(bad.error, ah.BadRequestError)
+    assert bad.error.request_id is not None
+    assert bad.attempts == 1
+
+
+async def test_fail_fast_stops_early_and_counts_what_did_not_run(sandbox: Sandbox) -> None:
+    """fail_fast ends the batch after the first error; the rest are counted as not started."""
+    sandbox.fail("status", status=400)
+    async with (
+        make_client(sandbox) as client,
+        client.batch(["x"] * 100, model="gpt-image-1", concurrency=2, fail_fast=True) as b,
+    ):
+        outcomes = await collect(b)
+    # Results that finished before the error was seen are still delivered (they were billed).
+    assert [o.ok for o in outcomes].count(False) == 1
+    assert len(outcomes) <= 6
+    summary = b.summary
+    assert summary.not_started is not None
+    assert summary.not_started > 50
+    assert summary.started + summary.not_started == 100
+    assert summary.succeeded + summary.failed + summary.cancelled == summary.started
+
+
+async def test_early_exit_cancels_in_flight_and_leaves_nothing(sandbox: Sandbox) -> None:
+    """Breaking out of the block cancels in-flight work; no tasks remain; the client still works."""
+    sandbox.latency = 0.05
+    baseline = other_tasks()
+    async with make_client(sandbox) as client:
+        async with client.batch(["x"] * 1000, model="gpt-image-1", concurrency=16) as batch:
+            async for outcome in batch:
+                assert outcome.ok
+                break
+        summary = batch.summary
+        assert summary.started < 100
+        assert summary.not_started == 1000 - summary.started
+        assert summary.cancelled > 0
+        assert other_tasks() - baseline == set()
+        sandbox.latency = 0
+        assert (await client.generate("gpt-image-1", "after")).images
+    await anyio.sleep(0.05)
+    assert sandbox.stats.in_flight == 0
+
+
+async def test_cancelling_the_consumer_task_cleans_up(sandbox: Sandbox) -> None:
+    """Cancelling the task that consumes a batch cancels its work and leaves no tasks."""
+    sandbox.latency = 0.05
+    seen: list[int] = []
+    baseline = other_tasks()
+    async with make_client(sandbox) as client:
+
+        async def consume() -> None:
+            async with client.batch(["x"] * 500, model="gpt-image-1", concurrency=8) as batch:
+                async for outcome in batch:
+                    seen.append(outcome.index)
+
+        with anyio.move_on_after(0.2):
+            await consume()
+        assert 0 < len(seen) < 500
+        assert other_tasks() - baseline == set()
+
+
+async def test_slow_consumer_slows_producers() -> None:
+    """Backpressure: while the consumer sleeps, only a bounded number of items get sent."""
+    async with (
+        serve() as sandbox,
+        make_client(sandbox) as client,
+        client.batch(("x" for _ in range(1000)), model="gpt-image-1", concurrency=4) as b,
+    ):
+        await b.__anext__()
+        await anyio.sleep(0.3)
+        assert sandbox.stats.submits <= 4 * 3
+        async for _ in b:
+            break
+
+
+async def test_input_is_pulled_lazily() -> None:
+    """An endless generator works: items are pulled only as workers free up."""
+    pulled = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield "x"
+
+    async with serve() as sandbox, make_client(sandbox) as client:
+        async with client.batch(endless(), model="gpt-image-1", concurrency=4) as batch:
+            got = 0
+            async for _ in batch:
+                got += 1
+                if got == 20:
+                    break
+    assert pulled < 20 + 4 * 4
+    assert batch.summary.not_started is None
+
+
+async def test_async_iterable_input(client: Client) -> None:
+    """An async generator of prompts is accepted."""
+
+    async def prompts() -> AsyncIterator[str]:
+        for i in range(25):
+            await anyio.lowlevel.checkpoint()
+            yield f"p{i}"
+
+    async with client.batch(prompts(), model="dall-e-3", concurrency=5) as batch:
+        outcomes = await collect(batch)
+    assert sorted(o.index for o in outcomes) == list(range(25))
+
+
+async def test_bad_items_become_error_outcomes(client: Client) -> None:
+    """Malformed items end as InvalidRequestError outcomes; the others still run."""
+    items: list[object] = ["ok", 42, {"no_prompt": 1}, {"prompt": "x", "size": "huge"}, "ok"]
+    async with client.batch(items, model="gpt-image-1") as batch:
+        outcomes = {o.index: o for o in await collect(batch)}
+    assert [outcomes[i].ok for i in range(5)] == [True, False, False, False, True]
+    assert all(isinstance(outcomes[i].error, ah.InvalidRequestError) for i in (1, 2, 3))
+
+
+async def test_bad_batch_parameters_fail_before_starting(client: Client, sandbox: Sandbox) -> None:
+    """A bad batch-wide parameter or setting raises at once, before anything is sent."""
+    with pytest.raises(ah.InvalidRequestError, match="quality"):
+        client.batch(["x"], model="gpt-image-1", quality="ultra")
+    with pytest.raises(ah.InvalidRequestError, match="concurrency"):
+        client.batch(["x"], model="gpt-image-1", concurrency=0)
+    with pytest.raises(ah.InvalidRequestError, match="rpm"):
+        client.batch(["x"], model="gpt-image-1", rpm=-1)
+    assert sandbox.stats.requests == 0
+
+
+async def test_failing_input_iterator_is_raised_after_its_items(client: Client) -> None:
+    """If the caller's iterator raises, items before it finish, then the error surfaces."""
+
+    def broken() -> Iterator[str]:
+        yield "a"
+        yield "b"
+        raise OSError("prompt file vanished")
+
+    got: list[Outcome] = []
+    with pytest.raises(OSError, match="vanished"):
+        async with client.batch(broken(), model="gpt-image-1", concurrency=1) as batch:
+            async for outcome in batch:
+                got.append(outcome)
+    assert len(got) == 2
+
+
+async def test_per_item_deadline(sandbox: Sandbox) -> None:
+    """deadline bounds each item's submit + polling + download."""
+    sandbox.fail("never_finish")
+    async with make_client(sandbox) as client:
+        async with client.batch(["x", "y"], model="flux-kontext-pro", deadline=0.3) as batch:
+            outcomes = sorted(await collect(batch), key=lambda o: o.index)
+    errors = [o.error for o in outcomes if not o.ok]
+    assert len(errors) == 1
+    assert isinstance(errors[0], ah.RequestTimeout)
+
+
+async def test_progress_events(client: Client, sandbox: Sandbox) -> None:
+    """The progress hook sees every finished item with running counts (sync or async hook)."""
+    sandbox.fail("status", status=503)  # retried once, then fine
+    sandbox.fail("status", status=400)
+    events: list[BatchProgress] = []
+
+    async def hook(event: BatchProgress) -> None:
+        events.append(event)
+
+    async with client.batch(["x"] * 10, model="dall-e-3", concurrency=1, on_progress=hook) as b:
+        await collect(b)
+    assert [e.done for e in events] == list(range(1, 11))
+    last = events[-1]
+    assert (last.succeeded, last.failed, last.retried, last.images) == (9, 1, 1, 9)
+    assert last.images_per_second > 0
+
+
+def test_elapsed_monotonic_sanity() -> None:
+    """The clock used for summaries moves forward (guards a refactor to a wrong clock)."""
+    start = time.perf_counter()
+    assert time.perf_counter() >= start
