@@ -7,6 +7,7 @@ lazily, so nothing is sized to it: memory stays flat for millions of prompts.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import InvalidRequestError
 from ._models import ImageResult
@@ -29,8 +29,13 @@ from ._models import CallStats
 __all__ = ["Batch", "BatchProgress", "BatchSummary", "ImageRequest", "Outcome"]
 
 
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+
 def _frozen_params(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
+    if not value:
+        return _NO_PARAMS
+    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
 
 
 @attrs.frozen(kw_only=True)
@@ -40,7 +45,7 @@ class ImageRequest:
     prompt: str
     model: str | None = None
     params: Mapping[str, Any] = attrs.field(
-        factory=dict, converter=_frozen_params, eq=False, hash=False
+        default=_NO_PARAMS, converter=_frozen_params, eq=False, hash=False
     )
     id: str | None = None
 
@@ -136,7 +141,7 @@ class Batch:
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
         self._pull_lock = anyio.Lock()
         # Ordered mode: at most `window` items started but not yet handed to the consumer.
-        self._window = anyio.Semaphore(2 * concurrency) if ordered else None
+        self._window = asyncio.Semaphore(2 * concurrency) if ordered else None
         self._pending: dict[int, Outcome] = {}
         self._next_index = 0
         self._exhausted = False
@@ -148,15 +153,16 @@ class Batch:
         self._clock = 0.0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._workers: anyio.CancelScope | None = None
-        self._send: MemoryObjectSendStream[Outcome] | None = None
-        self._recv: MemoryObjectReceiveStream[Outcome] | None = None
+        # A bounded asyncio queue rather than an anyio memory stream: put/get do not yield to
+        # the loop when they need not wait, which keeps the per-item cost near raw aiohttp.
+        self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue(concurrency)
+        self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Batch:
         self._client._ready()
         self._clock = time.perf_counter()
-        self._send, self._recv = anyio.create_memory_object_stream[Outcome](self._concurrency)
         self._workers = anyio.CancelScope()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -167,25 +173,25 @@ class Batch:
         assert self._task_group is not None
         assert self._workers is not None
         self._stopped = True
-        self._workers.cancel()  # leaving early cancels in-flight generations
+        # Leaving the block cancels in-flight generations and the end-of-stream hand-off.
+        self._task_group.cancel_scope.cancel()
         try:
             # Workers capture every per-item error, so closing the group raises only if the
             # runner itself broke (or a progress hook raised). An exception from the caller's
             # loop body then propagates as itself, not wrapped in an ExceptionGroup.
             await self._task_group.__aexit__(None, None, None)
         finally:
-            assert self._recv is not None
-            self._recv.close()
+            self._closed = True
             self._elapsed = time.perf_counter() - self._clock
 
     async def _run(self) -> None:
-        assert self._send is not None
         assert self._workers is not None
-        async with self._send:
-            with self._workers:
-                async with anyio.create_task_group() as workers:
-                    for _ in range(self._concurrency):
-                        workers.start_soon(self._worker)
+        with self._workers:
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._concurrency):
+                    workers.start_soon(self._worker)
+        # End of stream (also after fail_fast: the consumer drains what had finished).
+        await self._queue.put(None)
 
     # --- the consumer side ----------------------------------------------------------------------
 
@@ -193,7 +199,6 @@ class Batch:
         return self
 
     async def __anext__(self) -> Outcome:
-        assert self._recv is not None
         if not self._ordered:
             outcome = await self._receive()
             return self._emit(outcome)
@@ -203,13 +208,15 @@ class Batch:
         return self._emit(self._pending.pop(self._next_index))
 
     async def _receive(self) -> Outcome:
-        assert self._recv is not None
-        try:
-            return await self._recv.receive()
-        except anyio.EndOfStream:
+        if self._closed:
+            raise StopAsyncIteration
+        outcome = await self._queue.get()
+        if outcome is None:
+            self._closed = True
             if self._input_error is not None:
-                raise self._input_error from None
-            raise StopAsyncIteration from None
+                raise self._input_error
+            raise StopAsyncIteration
+        return outcome
 
     def _emit(self, outcome: Outcome) -> Outcome:
         self._next_index = outcome.index + 1
@@ -273,8 +280,7 @@ class Batch:
         return index, item
 
     async def _worker(self) -> None:
-        assert self._send is not None
-        client, window = self._client, self._window
+        client, window, queue = self._client, self._window, self._queue
         while True:
             if window is not None:
                 await window.acquire()
@@ -296,7 +302,7 @@ class Batch:
                 self._retries += outcome.attempts - 1
             if self._on_progress is not None:
                 await self._report(outcome)
-            await self._send.send(outcome)
+            await queue.put(outcome)
 
     async def _one(self, client: Client, index: int, item: Any) -> Outcome:
         stats = CallStats()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 
+from . import _json
 from ._batch import Batch, ProgressHook
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -97,7 +97,9 @@ class Client:
         self._registry = registry if registry is not None else Registry.default()
         self._borrowed = session
         self._transport: Transport | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        # asyncio's semaphore: aiohttp pins us to asyncio anyway, and unlike anyio's limiter it
+        # does not yield to the loop when a slot is free (measured: ~10 us per request).
+        self._limiter: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _State.UNOPENED
         self._paused_until = 0.0
@@ -144,7 +146,7 @@ class Client:
             self._transport = Transport.borrow(self._borrowed)
         else:
             self._transport = Transport.create(max_connections=self._config.max_concurrency)
-        self._limiter = anyio.CapacityLimiter(self._config.max_concurrency)
+        self._limiter = asyncio.Semaphore(self._config.max_concurrency)
         self._state = _State.OPEN
         return self._transport
 
@@ -158,7 +160,7 @@ class Client:
             with contextlib.suppress(RuntimeError) if not same_loop else contextlib.nullcontext():
                 await transport.aclose()
 
-    def _ready(self) -> tuple[Transport, anyio.CapacityLimiter]:
+    def _ready(self) -> tuple[Transport, asyncio.Semaphore]:
         if self._state is _State.CLOSED:
             raise ConfigurationError("Client is closed; create a new Client")
         if self._state is _State.UNOPENED:
@@ -209,7 +211,7 @@ class Client:
         if not self._config.api_key:
             raise ConfigurationError("no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY")
         self._ready()
-        body = json.dumps(request.json, separators=(",", ":")).encode()
+        body = _json.dumps(request.json)
         url = self._config.base_url + request.path
         if self._rate is not None:
             await self._rate.acquire()
@@ -353,17 +355,16 @@ class Client:
             raise ResponseFormatError(
                 "response contains no image", expected="at least one image", model=model
             )
+        if len(raw) == 1:
+            return (await self._image(raw[0], download, model, stats),)
         results: list[GeneratedImage | None] = [None] * len(raw)
 
         async def one(i: int, item: RawImage) -> None:
             results[i] = await self._image(item, download, model, stats)
 
-        if len(raw) == 1:
-            await one(0, raw[0])
-        else:
-            async with anyio.create_task_group() as tg:
-                for i, item in enumerate(raw):
-                    tg.start_soon(one, i, item)
+        async with anyio.create_task_group() as tg:
+            for i, item in enumerate(raw):
+                tg.start_soon(one, i, item)
         return tuple(r for r in results if r is not None)
 
     async def _image(
@@ -374,7 +375,7 @@ class Client:
                 data=item.data, mime_type=sniff_mime_type(item.data, item.mime_type)
             )
         url = item.url or ""
-        if urlsplit(url).scheme not in ("http", "https"):
+        if not url.startswith(("https://", "http://")):
             raise ResponseFormatError(
                 "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
             )
@@ -416,7 +417,8 @@ class Client:
         while True:
             stats.requests += 1
             try:
-                await self._wait_if_paused()
+                if self._paused_until:
+                    await self._wait_if_paused()
                 async with limiter:
                     response = await transport.request(
                         method,
@@ -427,11 +429,12 @@ class Client:
                         max_bytes=self._config.max_response_bytes,
                     )
                 data = self._interpret(response, model, expect_json)
-                logger.debug(
-                    "%s %s -> %s (model=%s, request_id=%s, attempt=%d)",
-                    method, urlsplit(url).path, response.status, model,
-                    response.request_id, attempt + 1,
-                )  # fmt: skip
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s %s -> %s (model=%s, request_id=%s, attempt=%d)",
+                        method, urlsplit(url).path, response.status, model,
+                        response.request_id, attempt + 1,
+                    )  # fmt: skip
                 return response, data
             except AIHubMixError as exc:
                 if exc.model is None:
@@ -463,6 +466,8 @@ class Client:
 
     async def _wait_if_paused(self) -> None:
         # Loop: another request may extend the pause while this one sleeps.
+        if self._paused_until == 0.0:
+            return  # never paused: skip the clock read on the hot path
         while not is_testing() and (remaining := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(remaining)
 
@@ -472,7 +477,7 @@ class Client:
         decoded = False
         if expect_json or status >= 300:
             try:
-                data = json.loads(response.body) if response.body else None
+                data = _json.loads(response.body) if response.body else None
                 decoded = True
             except (ValueError, UnicodeDecodeError):
                 decoded = False

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
-import attrs
 
 from ._errors import (
     AIHubMixError,
@@ -26,13 +25,22 @@ __all__ = ["Response", "Transport"]
 _CHUNK = 256 * 1024
 
 
-@attrs.frozen(kw_only=True)
 class Response:
-    status: int
-    reason: str
-    headers: Mapping[str, str] = attrs.field(repr=False)
-    body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
-    url: str
+    """Status, headers and body of one exchange (a plain slotted class: built per request)."""
+
+    __slots__ = ("body", "headers", "reason", "status", "url")
+
+    def __init__(
+        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes, url: str
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"Response(status={self.status}, body=<{len(self.body)} bytes>)"
 
     @property
     def request_id(self) -> str | None:
@@ -53,6 +61,7 @@ class Transport:
     def __init__(self, session: aiohttp.ClientSession, *, owned: bool) -> None:
         self._session = session
         self._owned = owned
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @classmethod
     def create(cls, *, max_connections: int) -> Transport:
@@ -90,7 +99,10 @@ class Transport:
         max_bytes: int,
         allow_redirects: bool = False,
     ) -> Response:
-        client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
+        client_timeout = self._timeouts.get(timeout)
+        if client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
+            self._timeouts[timeout] = client_timeout
         try:
             async with self._session.request(
                 method,

@@ -8,6 +8,7 @@ import base64
 import binascii
 import difflib
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -223,6 +224,16 @@ def check_prompt(prompt: object, model: str) -> str:
     return prompt
 
 
+@functools.cache
+def _accepts_no_params(cls: type) -> bool:
+    """Whether a parameter class is valid with nothing set (edit models require an image)."""
+    try:
+        cls()
+    except InvalidRequestError:
+        return False
+    return True
+
+
 class Adapter:
     """Base for the built-in adapters: a family of models sharing one parameter class.
 
@@ -245,8 +256,12 @@ class Adapter:
     def build_request(
         self, model_path: str, prompt: str, params: Mapping[str, object]
     ) -> PreparedRequest:
-        values = self.validate(model_path, prompt, params)
-        body: JSONObject = {"prompt": prompt, **converter.unstructure(values)}
+        if params or not _accepts_no_params(self.params_class):
+            values = self.validate(model_path, prompt, params)
+            body: JSONObject = {"prompt": prompt, **converter.unstructure(values)}
+        else:  # the common bulk case: nothing to validate beyond the prompt
+            check_prompt(prompt, model_path)
+            body = {"prompt": prompt}
         return PreparedRequest(
             method="POST", path=f"/v1/models/{model_path}/predictions", json={"input": body}
         )

@@ -1,0 +1,27 @@
+"""JSON encoding for the hot path: orjson when installed (the ``speed`` extra), else stdlib."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BACKEND", "dumps", "loads"]
+
+dumps: Callable[[Any], bytes]
+loads: Callable[[bytes], Any]
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    BACKEND = "json"
+    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def dumps(value: Any) -> bytes:
+        return _encoder.encode(value).encode()
+
+    loads = json.loads
+else:
+    BACKEND = "orjson"
+    dumps = orjson.dumps
+    loads = orjson.loads
