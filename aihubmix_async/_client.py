@@ -44,6 +44,7 @@ from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, s
 from ._transport import Response, Transport
 from ._types import JSONValue
 from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
+from .providers._base import elide_inline_images
 
 __all__ = ["Client"]
 
@@ -240,7 +241,10 @@ class Client:
             "POST", url, body=body, billed=True, model=path, stats=stats
         )
         request_id = response.request_id
+        del response  # the body bytes are parsed; do not hold them through polls and downloads
         parsed = self._parse(adapter.parse, data, path, request_id)
+        if any(image.data is not None for image in parsed.images):
+            elide_inline_images(data)
         task_id = parsed.task_id
         if task_id is not None and not parsed.images:
             parsed = await self._poll(adapter, path, task_id, request_id, stats)

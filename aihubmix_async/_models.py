@@ -114,7 +114,11 @@ class Usage:
 
 @attrs.frozen(kw_only=True)
 class ImageResult:
-    """The result of one generation."""
+    """The result of one generation.
+
+    ``raw`` is the parsed response body, except that inline base64 images are replaced by a
+    short marker once decoded into :attr:`images` (so a result does not hold them twice).
+    """
 
     model: str
     images: tuple[GeneratedImage, ...]

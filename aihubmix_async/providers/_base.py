@@ -30,6 +30,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "decode_base64_image",
+    "elide_inline_images",
     "param",
     "read_images",
     "read_usage",
@@ -370,6 +371,25 @@ def read_images(body: JSONValue, expected: str) -> tuple[RawImage, ...]:
             if isinstance(value, str | list) and value:
                 images.extend(_from_item(value, expected))
     return tuple(images)
+
+
+def elide_inline_images(body: JSONValue) -> JSONValue:
+    """Replace decoded base64 image strings in a parsed body by a short marker, in place.
+
+    The decoded bytes live in ``ImageResult.images``; keeping the ~3 MB text too would double
+    the memory every result holds (measured: 1.96x raw aiohttp's peak RSS on 2 MB images).
+    """
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key in _B64_KEYS and isinstance(value, str) and len(value) > 256:
+                body[key] = f"<{len(value)} base64 characters, decoded into ImageResult.images>"
+            elif isinstance(value, dict | list):
+                elide_inline_images(value)
+    elif isinstance(body, list):
+        for item in body:
+            if isinstance(item, dict | list):
+                elide_inline_images(item)
+    return body
 
 
 def read_usage(body: JSONValue) -> Usage | None:
