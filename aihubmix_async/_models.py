@@ -20,6 +20,7 @@ __all__ = [
     "Usage",
     "extension_for",
     "sniff_mime_type",
+    "write_atomic",
 ]
 
 _EXTENSIONS = {
@@ -51,10 +52,8 @@ def extension_for(mime_type: str) -> str:
     return _EXTENSIONS.get(mime_type, ".bin")
 
 
-def _write_atomic(path: Path, data: bytes, name: str) -> Path:
-    if path.is_dir():
-        path = path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write under a temporary name in the same folder, then rename: never a partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -63,6 +62,13 @@ def _write_atomic(path: Path, data: bytes, name: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _save(path: Path, data: bytes, name: str) -> Path:
+    if path.is_dir():
+        path = path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, data)
     return path
 
 
@@ -87,7 +93,7 @@ class GeneratedImage:
         if not self.data:
             raise ValueError("image was not downloaded (download=False); nothing to save")
         name = f"image{self.extension}"
-        return await anyio.to_thread.run_sync(_write_atomic, Path(path), self.data, name)
+        return await anyio.to_thread.run_sync(_save, Path(path), self.data, name)
 
 
 @attrs.define

@@ -1,0 +1,266 @@
+"""The command line, run as a subprocess against a sandbox in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aihubmix_async.sandbox import DEFAULT_API_KEY
+
+from .conftest import decode_image
+
+
+class SandboxProcess:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aihubmix_async.sandbox", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        match = re.search(r"on (http://\S+)", self.proc.stdout.readline())
+        assert match, "sandbox did not start"
+        self.base_url = match.group(1)
+
+    def stats(self) -> dict[str, Any]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.base_url}/_sandbox/stats") as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def server() -> Iterator[SandboxProcess]:
+    running = SandboxProcess()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def slow_server() -> Iterator[SandboxProcess]:
+    running = SandboxProcess("--latency", "0.01")
+    yield running
+    running.close()
+
+
+def cli_env(server: SandboxProcess) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIHUBMIX_")}
+    env.update(AIHUBMIX_API_KEY=DEFAULT_API_KEY, AIHUBMIX_BASE_URL=server.base_url)
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "aihubmix_async", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def write_jsonl(path: Path, n: int, model: str = "gpt-image-1") -> Path:
+    rows = (
+        json.dumps({"id": f"item-{i}", "prompt": f"prompt {i}", "model": model}) for i in range(n)
+    )
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def metadata(out: Path) -> list[dict[str, Any]]:
+    text = (out / "metadata.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def image_files(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.suffix in (".png", ".jpg", ".webp"))
+
+
+def test_500_line_jsonl_gives_500_images(server: SandboxProcess, tmp_path: Path) -> None:
+    """A 500-line JSONL run writes 500 images and 500 metadata lines, and exits 0."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", 500)
+    out = tmp_path / "out"
+    done = cli("batch", str(prompts), "-o", str(out), "--concurrency", "16", env=cli_env(server))
+    assert done.returncode == 0, done.stderr
+    rows = metadata(out)
+    assert len(rows) == 500
+    assert {r["id"] for r in rows} == {f"item-{i}" for i in range(500)}
+    files = image_files(out)
+    assert len(files) == 500
+    assert {r["file_name"] for r in rows} == {p.name for p in files}
+    assert decode_image(files[0].read_bytes())[0] == "PNG"
+    assert all(r["request_id"] for r in rows)
+    assert "500 written, 0 failed" in done.stdout
+    assert "[aihubmix]" in done.stderr  # plain progress lines when not a terminal
+
+
+def test_kill_9_then_rerun_ends_with_every_item_once(
+    slow_server: SandboxProcess, tmp_path: Path
+) -> None:
+    """SIGKILL halfway, then the same command: every item exactly once, no partial files."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", 500)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-o", str(out),
+               "--concurrency", "4"]  # fmt: skip
+    proc = subprocess.Popen(command, env=cli_env(slow_server), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        meta = out / "metadata.jsonl"
+        if meta.exists() and meta.read_text().count("\n") >= 150:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(metadata(out))
+    assert 150 <= killed_at < 500
+
+    rerun = cli("batch", str(prompts), "-o", str(out), "--concurrency", "4",
+                env=cli_env(slow_server))  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{killed_at} already done" in rerun.stdout
+    rows = metadata(out)
+    counts = Counter(r["id"] for r in rows)
+    assert len(counts) == 500
+    assert max(counts.values()) == 1
+    assert len(image_files(out)) == 500
+    assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == []
+    # Only what was in flight at the kill can have been generated twice.
+    assert slow_server.stats()["submits"] <= 500 + 3 * 4
+
+
+def test_shards_cover_every_item_once(server: SandboxProcess, tmp_path: Path) -> None:
+    """--shard 0/3, 1/3, 2/3 together cover every item exactly once."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", 100)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aihubmix_async",
+                "batch",
+                str(prompts),
+                "-o",
+                str(tmp_path / f"shard{i}"),
+                "--shard",
+                f"{i}/3",
+            ],
+            env=cli_env(server),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(3)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    merged = [row for i in range(3) for row in metadata(tmp_path / f"shard{i}")]
+    counts = Counter(r["id"] for r in merged)
+    assert len(counts) == 100
+    assert max(counts.values()) == 1
+    sizes = [len(metadata(tmp_path / f"shard{i}")) for i in range(3)]
+    assert sizes == [34, 33, 33]
+
+
+def test_dry_run_reports_bad_lines_and_sends_nothing(
+    server: SandboxProcess, tmp_path: Path
+) -> None:
+    """--dry-run names every bad line by number (bad JSON, model, parameter) and sends nothing."""
+    lines = [
+        '{"prompt": "fine", "model": "gpt-image-1"}',
+        '{"prompt": "fine too", "model": "imagen-3.0-generate-002", "numberOfImages": 2}',
+        '{"prompt": "broken json", ',
+        "",
+        '{"prompt": "who", "model": "gpt-imagine-9"}',
+        '{"prompt": "bad size", "model": "gpt-image-1", "size": "3x3"}',
+        '{"model": "gpt-image-1"}',
+        '["not", "an", "object"]',
+    ]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(lines) + "\n")
+    done = cli("batch", str(prompts), "-o", str(tmp_path / "out"), "--dry-run", env=cli_env(server))
+    assert done.returncode == 1
+    reported = sorted(int(n) for n in re.findall(r"^line (\d+):", done.stderr, re.MULTILINE))
+    assert reported == [3, 5, 6, 7, 8]
+    assert "gpt-image-1" in done.stderr  # the nearest model name is suggested
+    assert "2 line(s) valid, 5 invalid" in done.stdout
+    assert server.stats()["requests"] == 1  # only this stats call: nothing was sent
+    assert not (tmp_path / "out").exists()
+
+
+def test_text_from_stdin_and_csv(server: SandboxProcess, tmp_path: Path) -> None:
+    """Plain text on standard input and a CSV with a prompt column both work."""
+    out = tmp_path / "out"
+    done = cli("batch", "-", "-m", "dall-e-3", "-o", str(out), env=cli_env(server),
+               stdin="a cat\n\na dog\n")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["prompt"] for r in metadata(out)) == ["a cat", "a dog"]
+    table = tmp_path / "p.csv"
+    table.write_text('id,prompt,params\nfox,a fox,"{""numberOfImages"": 2}"\nowl,an owl,\n')
+    out2 = tmp_path / "out2"
+    done = cli("batch", str(table), "-m", "imagen-3.0-generate-002", "-o", str(out2),
+               env=cli_env(server))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # fox asked for 2 images; owl gets Imagen's documented default of 4.
+    names = sorted(p.name for p in image_files(out2))
+    assert names == ["fox-1.png", "fox.png", "owl-1.png", "owl-2.png", "owl-3.png", "owl.png"]
+
+
+def test_failures_go_to_errors_jsonl_and_exit_nonzero(tmp_path: Path) -> None:
+    """A failed item is recorded in errors.jsonl with its typed error; the exit status says so."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "x", "model": "qwen-image-edit"}\n{"prompt": "y"}\n')
+    out = tmp_path / "out"
+    done = cli("batch", str(prompts), "-m", "dall-e-3", "-o", str(out), "--sandbox")
+    assert done.returncode == 1
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 1
+    assert errors[0]["error"] == "InvalidRequestError"
+    assert "image" in errors[0]["message"]
+    assert len(metadata(out)) == 1
+
+
+def test_generate_models_and_demo(tmp_path: Path) -> None:
+    """generate writes and prints its files; models lists parameters; demo fills a dataset."""
+    done = cli("generate", "-m", "flux-kontext-max", "a fox", "-o", str(tmp_path), "--sandbox",
+               "--param", "seed=7")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = Path(done.stdout.strip())
+    assert written.exists()
+    assert decode_image(written.read_bytes())[0] == "JPEG"
+    listing = cli("models")
+    assert "opanai/gpt-image-1" in listing.stdout
+    assert "numberOfImages: 1..4" in listing.stdout
+    demo = cli("demo", "-o", str(tmp_path / "demo"), "--repeat", "1")
+    assert demo.returncode == 0, demo.stderr
+    assert len(metadata(tmp_path / "demo")) >= 8
+
+
+def test_output_loads_as_huggingface_imagefolder(
+    server: SandboxProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output folder loads with datasets' imagefolder builder (skipped without datasets)."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # never reach past loopback
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    datasets = pytest.importorskip("datasets")
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", 12)
+    out = tmp_path / "out"
+    assert cli("batch", str(prompts), "-o", str(out), env=cli_env(server)).returncode == 0
+    dataset = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+    assert dataset.num_rows == 12
+    assert set(dataset.column_names) >= {"image", "prompt", "model", "request_id"}
