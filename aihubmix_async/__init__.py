@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._batch import Batch, BatchProgress, BatchSummary, ImageRequest, Outcome
+from ._blocking import BlockingClient
 from ._client import Client
 from ._config import ClientConfig, PollPolicy, RetryPolicy
 from ._errors import (
@@ -32,7 +33,16 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._models import GeneratedImage, ImageResult, ModelInfo, ParamInfo, Usage
+from ._inputs import ImageInput
+from ._models import (
+    GeneratedImage,
+    ImageResult,
+    ModelInfo,
+    ParamInfo,
+    RequestEvent,
+    ResponseEvent,
+    Usage,
+)
 from ._registry import Registry
 from ._retry import set_testing
 
@@ -49,6 +59,7 @@ __all__ = [
     "Batch",
     "BatchProgress",
     "BatchSummary",
+    "BlockingClient",
     "Client",
     "ClientConfig",
     "ConfigurationError",
@@ -56,6 +67,7 @@ __all__ = [
     "ContentPolicyError",
     "GeneratedImage",
     "GenerationFailedError",
+    "ImageInput",
     "ImageRequest",
     "ImageResult",
     "InvalidRequestError",
@@ -68,7 +80,9 @@ __all__ = [
     "ProviderLoadError",
     "RateLimitError",
     "Registry",
+    "RequestEvent",
     "RequestTimeout",
+    "ResponseEvent",
     "ResponseFormatError",
     "RetryPolicy",
     "ServerError",

@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterable, Iterable, Mapping
+import time
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio
+import anyio.to_thread
 
 from . import _json
 from ._batch import Batch, ProgressHook
@@ -37,7 +39,16 @@ from ._errors import (
     ResponseFormatError,
     error_for_response,
 )
-from ._models import CallStats, GeneratedImage, ImageResult, ModelInfo, sniff_mime_type
+from ._inputs import DEFAULT_MAX_INPUT_BYTES, encode_image_param
+from ._models import (
+    CallStats,
+    GeneratedImage,
+    ImageResult,
+    ModelInfo,
+    RequestEvent,
+    ResponseEvent,
+    sniff_mime_type,
+)
 from ._ratelimit import RateLimiter
 from ._registry import Registry
 from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, should_retry
@@ -47,6 +58,13 @@ from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
 from .providers._base import elide_inline_images
 
 __all__ = ["Client"]
+
+
+def _redact(url: str) -> str:
+    """scheme://host/path: query strings of signed image URLs stay out of hooks and logs."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
 
 logger = logging.getLogger("aihubmix_async")
 
@@ -83,6 +101,9 @@ class Client:
         session: object | None = None,
         registry: Registry | None = None,
         rpm: float | None = None,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        on_request: Callable[[RequestEvent], object] | None = None,
+        on_response: Callable[[ResponseEvent], object] | None = None,
     ) -> None:
         self._config = resolve_config(
             api_key=api_key,
@@ -105,6 +126,9 @@ class Client:
         self._state = _State.UNOPENED
         self._paused_until = 0.0
         self._trusted = self._config.trusted_origins()
+        self._max_input_bytes = max_input_bytes
+        self._on_request = on_request
+        self._on_response = on_response
         if rpm is not None and not (isinstance(rpm, int | float) and rpm > 0):
             raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
         #: Generations per minute for the whole client (the limit is per key, not per call).
@@ -208,6 +232,9 @@ class Client:
         stats: CallStats,
     ) -> ImageResult:
         adapter, path = self._registry.resolve(model)
+        image_params = getattr(adapter, "image_params", None)
+        if image_params and any(name in params for name in image_params):
+            params = await self._encode_images(params, image_params)
         request = adapter.build_request(path, prompt, params)
         if not self._config.api_key:
             raise ConfigurationError("no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY")
@@ -227,6 +254,19 @@ class Client:
             raise RequestTimeout(
                 f"generation did not finish within its deadline of {deadline:g}s", model=path
             ) from None
+
+    async def _encode_images(
+        self, params: Mapping[str, object], image_params: Mapping[str, str]
+    ) -> dict[str, object]:
+        """Image parameters in any accepted form -> the family's wire form (files read in a
+        worker thread, never on the event loop)."""
+        encoded = dict(params)
+        for name, encoding in image_params.items():
+            if name in encoded and encoded[name] is not None:
+                encoded[name] = await anyio.to_thread.run_sync(
+                    encode_image_param, encoded[name], encoding, self._max_input_bytes
+                )
+        return encoded
 
     async def _run(
         self,
@@ -418,8 +458,12 @@ class Client:
         policy = self._config.retry
         headers = self._headers(url, body is not None)
         attempt = 0
+        hooked = self._on_request is not None or self._on_response is not None
         while True:
             stats.requests += 1
+            if hooked:
+                started = time.perf_counter()
+                self._emit_request(method, url, model, attempt + 1)
             try:
                 if self._paused_until:
                     await self._wait_if_paused()
@@ -433,6 +477,8 @@ class Client:
                         max_bytes=self._config.max_response_bytes,
                     )
                 data = self._interpret(response, model, expect_json)
+                if hooked:
+                    self._emit_response(method, url, model, attempt + 1, started, response, None)
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
                         "%s %s -> %s (model=%s, request_id=%s, attempt=%d)",
@@ -443,6 +489,8 @@ class Client:
             except AIHubMixError as exc:
                 if exc.model is None:
                     exc.model = model
+                if hooked:
+                    self._emit_response(method, url, model, attempt + 1, started, None, exc)
                 retry = attempt < policy.max_retries and should_retry(
                     exc, billed=billed, policy=policy
                 )
@@ -450,12 +498,48 @@ class Client:
                 if not retry or delay is None:
                     raise
                 logger.info(
-                    "retrying %s %s after %s (model=%s, attempt=%d, wait=%.2fs)",
-                    method, urlsplit(url).path, type(exc).__name__, model, attempt + 1, delay,
+                    "retrying %s %s after %s (model=%s, request_id=%s, attempt=%d, wait=%.2fs)",
+                    method, urlsplit(url).path, type(exc).__name__, model, exc.request_id,
+                    attempt + 1, delay,
                 )  # fmt: skip
                 attempt += 1
                 stats.retries += 1
                 await retry_sleep(delay)
+
+    def _emit_request(self, method: str, url: str, model: str, attempt: int) -> None:
+        if self._on_request is not None:
+            self._on_request(
+                RequestEvent(method=method, url=_redact(url), model=model, attempt=attempt)
+            )
+
+    def _emit_response(
+        self,
+        method: str,
+        url: str,
+        model: str,
+        attempt: int,
+        started: float,
+        response: Response | None,
+        error: AIHubMixError | None,
+    ) -> None:
+        if self._on_response is None:
+            return
+        status = response.status if response is not None else getattr(error, "status_code", None)
+        request_id = (
+            response.request_id if response is not None else getattr(error, "request_id", None)
+        )
+        self._on_response(
+            ResponseEvent(
+                method=method,
+                url=_redact(url),
+                model=model,
+                attempt=attempt,
+                status=status,
+                request_id=request_id,
+                elapsed=time.perf_counter() - started,
+                error=error,
+            )
+        )
 
     def _delay(self, exc: AIHubMixError, attempt: int, policy: RetryPolicy) -> float | None:
         """Seconds to wait before the next attempt; None when the server asks for too long."""

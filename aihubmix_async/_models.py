@@ -17,6 +17,8 @@ __all__ = [
     "ImageResult",
     "ModelInfo",
     "ParamInfo",
+    "RequestEvent",
+    "ResponseEvent",
     "Usage",
     "extension_for",
     "sniff_mime_type",
@@ -137,6 +139,33 @@ class ImageResult:
     def image(self) -> GeneratedImage:
         """The first image (every successful result has at least one)."""
         return self.images[0]
+
+
+@attrs.frozen(kw_only=True)
+class RequestEvent:
+    """Passed to ``Client(on_request=...)`` before every HTTP attempt (for metrics, tracing).
+
+    ``url`` is scheme, host and path only: signed query strings are left out.
+    """
+
+    method: str
+    url: str
+    model: str
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class ResponseEvent:
+    """Passed to ``Client(on_response=...)`` after every HTTP attempt, failed ones included."""
+
+    method: str
+    url: str
+    model: str
+    attempt: int
+    status: int | None
+    request_id: str | None
+    elapsed: float
+    error: Exception | None = None
 
 
 @attrs.frozen(kw_only=True)

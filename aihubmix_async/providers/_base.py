@@ -249,6 +249,9 @@ class Adapter:
     route: ClassVar[str] = PREDICTIONS
     #: The response shapes :meth:`parse` accepts, for error messages and docs.
     expected: ClassVar[str] = "output[] of {url} / {b64_json}"
+    #: Parameters that carry images, and how the family wants local bytes: "data_uri" or
+    #: "base64" (URLs always pass through). The client converts them before build_request.
+    image_params: ClassVar[Mapping[str, str]] = {}
 
     def validate(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
         check_prompt(prompt, model_path)

@@ -37,9 +37,11 @@ class IragAdapter(Adapter):
     name = "baidu-irag"
     models = (ModelSpec(path="qianfan/irag-1.0", aliases=("irag-1.0",)),)
     params_class = IragParams
+    image_params = {"refer_image": "data_uri"}
 
 
 class ErnieIragEditAdapter(Adapter):
     name = "baidu-ernie-irag-edit"
     models = (ModelSpec(path="qianfan/ernie-irag-edit", aliases=("ernie-irag-edit",)),)
     params_class = ErnieIragEditParams
+    image_params = {"image": "data_uri"}

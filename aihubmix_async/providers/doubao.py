@@ -55,6 +55,7 @@ class DoubaoAdapter(Adapter):
         ),
     )
     params_class = DoubaoParams
+    image_params = {"image": "data_uri"}
 
     def validate(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
         values = super().validate(model_path, prompt, params)

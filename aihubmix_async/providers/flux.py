@@ -80,6 +80,7 @@ class FluxAsyncAdapter(Adapter):
         ModelSpec(path="bfl/flux-2-flex", aliases=("flux-2-flex",)),
     )
     params_class = FluxAsyncParams
+    image_params = {"input_image": "base64"}
     asynchronous = True
     expected = "output[0].taskId on submit; a task status with result.sample / output[] when done"
 

@@ -52,6 +52,7 @@ class GptImageAdapter(Adapter):
         ModelSpec(path="openai/gpt-image-1.5", aliases=("gpt-image-1.5",)),
     )
     params_class = GptImageParams
+    image_params = {"image": "data_uri"}
     expected = "output.b64_json[].bytesBase64 (object form) or output[] of {b64_json}/{url}"
 
 

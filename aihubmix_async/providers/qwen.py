@@ -52,6 +52,7 @@ class QwenImageAdapter(Adapter):
     name = "qwen-image"
     models = (ModelSpec(path="qianfan/qwen-image", aliases=("Qwen-Image", "qwen-image")),)
     params_class: ClassVar[type] = QwenImageParams
+    image_params: ClassVar[Mapping[str, str]] = {"refer_image": "data_uri"}
 
     def validate(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
         return super().validate(model_path, prompt, _normalise_size(params))
@@ -63,3 +64,4 @@ class QwenImageEditAdapter(QwenImageAdapter):
         ModelSpec(path="qianfan/qwen-image-edit", aliases=("Qwen-Image-Edit", "qwen-image-edit")),
     )
     params_class = QwenImageEditParams
+    image_params = {"image": "data_uri"}

@@ -40,12 +40,15 @@ class SandboxStats:
     #: Download requests that carried an Authorization header (must stay 0).
     downloads_with_auth: int = 0
     by_model: Counter[str] = attrs.Factory(Counter)
+    #: Image inputs seen, keyed "parameter:form" (form: url, data_uri or base64).
+    image_inputs: Counter[str] = attrs.Factory(Counter)
     #: Monotonic arrival times of the most recent generation submits.
     submit_times: deque[float] = attrs.Factory(lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["by_model"] = dict(self.by_model)
+        data["image_inputs"] = dict(self.image_inputs)
         data["submit_times"] = list(self.submit_times)
         return data
 
@@ -204,6 +207,9 @@ class Sandbox:
             or not params["prompt"]
         ):
             return self._error(400, "input.prompt is required", "prompt_missing")
+        bad_image = self._check_images(params)
+        if bad_image:
+            return self._error(400, bad_image, "invalid_image")
         if self.latency:
             await asyncio.sleep(self.latency)
         fate = fault.kind if isinstance(fault, Fault) else None
@@ -245,6 +251,30 @@ class Sandbox:
                 )
             return web.json_response({"output": [{"url": self._url("jpg")} for _ in range(n)]})
         return self._error(503, f"no available channel for model {model}", "model_not_found")
+
+    def _check_images(self, params: dict[str, Any]) -> str | None:
+        """Image inputs must be an http(s) URL, a base64 data: URI or bare base64 of an image."""
+        for key in ("image", "input_image", "refer_image"):
+            values = params.get(key)
+            for value in values if isinstance(values, list) else [values]:
+                if value is None or value == "":
+                    continue
+                if not isinstance(value, str):
+                    return f"input.{key} must be a string"
+                if value.startswith(("http://", "https://")):
+                    form = "url"
+                else:
+                    form, text = "base64", value
+                    if value.startswith("data:"):
+                        form, text = "data_uri", value.partition(",")[2]
+                    try:
+                        data = base64.b64decode(text, validate=True)
+                    except ValueError:
+                        return f"input.{key} is not a URL or valid base64"
+                    if not data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")):
+                        return f"input.{key} is not an image"
+                self.stats.image_inputs[f"{key}:{form}"] += 1
+        return None
 
     def _gpt_image(self, params: dict[str, Any]) -> dict[str, Any]:
         n = int(params.get("n") or 1)

@@ -1,0 +1,111 @@
+"""Image inputs for image-to-image and edits: one type for every form a caller has at hand."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidRequestError
+from ._models import sniff_mime_type
+
+__all__ = ["DEFAULT_MAX_INPUT_BYTES", "ImageInput", "encode_image_param"]
+
+#: Upstream providers accept reference images of up to ~20 MB.
+DEFAULT_MAX_INPUT_BYTES = 20 * 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class ImageInput:
+    """An input image: a URL passed through as is, or bytes sent inline (base64 / data URI).
+
+    Build one with :meth:`of` from a file path, bytes, a binary file object, an ``http(s)`` URL,
+    a ``data:`` URI or a Pillow image; or pass any of those directly as an image parameter.
+    """
+
+    url: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=lambda d: f"<{len(d or b'')} bytes>")
+    mime_type: str | None = None
+
+    @classmethod
+    def of(cls, value: Any, *, max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> ImageInput:
+        """Read ``value`` (may touch the file system: call from a thread in async code)."""
+        if isinstance(value, ImageInput):
+            return value
+        if isinstance(value, str):
+            if value.startswith(("https://", "http://")):
+                return cls(url=value)
+            if value.startswith("data:"):
+                return cls._checked(_decode_data_uri(value), max_bytes)
+            return cls._checked(_read_path(value), max_bytes)
+        if isinstance(value, os.PathLike):
+            return cls._checked(_read_path(os.fspath(value)), max_bytes)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return cls._checked(bytes(value), max_bytes)
+        if hasattr(value, "read"):
+            data = value.read(max_bytes + 1)
+            if not isinstance(data, bytes):
+                raise InvalidRequestError("image file objects must be opened in binary mode")
+            return cls._checked(data, max_bytes)
+        if type(value).__module__.startswith("PIL.") and hasattr(value, "save"):
+            buffer = io.BytesIO()
+            value.save(buffer, format="PNG")
+            return cls._checked(buffer.getvalue(), max_bytes)
+        raise InvalidRequestError(
+            f"unsupported image input {type(value).__name__}: give a path, bytes, a binary file,"
+            " an http(s) URL, a data: URI or a Pillow image"
+        )
+
+    @classmethod
+    def _checked(cls, data: bytes, max_bytes: int) -> ImageInput:
+        if len(data) > max_bytes:
+            raise InvalidRequestError(
+                f"input image is larger than {max_bytes} bytes", field="image"
+            )
+        mime = sniff_mime_type(data)
+        if not mime.startswith("image/"):
+            raise InvalidRequestError("input is not a PNG, JPEG, WebP or GIF image", field="image")
+        return cls(data=data, mime_type=mime)
+
+    def to_wire(self, encoding: str) -> str:
+        """The string a family expects: the URL, else a ``data:`` URI or bare base64."""
+        if self.url is not None:
+            return self.url
+        assert self.data is not None
+        text = base64.b64encode(self.data).decode()
+        return text if encoding == "base64" else f"data:{self.mime_type};base64,{text}"
+
+
+def _read_path(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read input image {path!r}: {exc.strerror}") from None
+
+
+def _decode_data_uri(uri: str) -> bytes:
+    header, _, payload = uri.partition(",")
+    if ";base64" not in header:
+        raise InvalidRequestError("data: URIs for images must be base64-encoded", field="image")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError("data: URI is not valid base64", field="image") from None
+
+
+def _is_wire_ready(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("https://", "http://", "data:"))
+
+
+def encode_image_param(value: Any, encoding: str, max_bytes: int) -> Any:
+    """Turn an image parameter (one image or a list) into the family's wire form."""
+    if isinstance(value, list | tuple):
+        return [encode_image_param(item, encoding, max_bytes) for item in value]
+    if encoding == "data_uri" and _is_wire_ready(value):
+        return value
+    return ImageInput.of(value, max_bytes=max_bytes).to_wire(encoding)

@@ -1,0 +1,66 @@
+"""The blocking facade, in a plain script and with an event loop already running."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+import aihubmix_async as ah
+from aihubmix_async import BlockingClient
+from aihubmix_async.sandbox import DEFAULT_API_KEY
+
+from .conftest import decode_image
+from .test_cli import SandboxProcess
+
+
+@pytest.fixture
+def server() -> Iterator[SandboxProcess]:
+    running = SandboxProcess()
+    yield running
+    running.close()
+
+
+def test_plain_script(server: SandboxProcess) -> None:
+    """A script with no asyncio in sight generates and batches."""
+    script = textwrap.dedent(f"""
+        from aihubmix_async import BlockingClient
+        with BlockingClient(api_key="{DEFAULT_API_KEY}", base_url="{server.base_url}") as client:
+            result = client.generate("gpt-image-1", "a cat")
+            print(result.image.mime_type, len(result.image.data) > 0)
+            print(sorted(o.index for o in client.batch(["a", "b", "c"], model="dall-e-3")))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["image/png True", "[0, 1, 2]"]
+
+
+def test_inside_a_running_loop(server: SandboxProcess) -> None:
+    """Called from a coroutine (as in Jupyter), it still works: its loop runs in its own thread."""
+
+    async def notebook_cell() -> bytes:
+        with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
+            result = client.generate("flux-kontext-pro", "a fox")
+            first = next(iter(client.batch(["x"] * 50, model="dall-e-3", concurrency=4)))
+            assert first.ok
+            return result.image.data
+
+    data = asyncio.run(notebook_cell())
+    assert decode_image(data)[0] == "JPEG"
+
+
+def test_errors_and_close(server: SandboxProcess) -> None:
+    """Typed errors come through unchanged; a closed facade says so."""
+    client = BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url)
+    with pytest.raises(ah.InvalidRequestError):
+        client.generate("gpt-image-1", "a cat", size="9x9")
+    client.close()
+    client.close()
+    with pytest.raises(ah.ConfigurationError, match="closed"):
+        client.generate("gpt-image-1", "a cat")
