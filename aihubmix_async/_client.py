@@ -475,6 +475,9 @@ class Client:
                         body=body,
                         timeout=self._config.timeout,
                         max_bytes=self._config.max_response_bytes,
+                        # Image hosts may redirect (aiohttp drops Authorization when the
+                        # origin changes); API calls never follow redirects.
+                        allow_redirects=not expect_json,
                     )
                 data = self._interpret(response, model, expect_json)
                 if hooked:

@@ -37,6 +37,8 @@ class SandboxStats:
     max_in_flight: int = 0
     unauthorized: int = 0
     faults: int = 0
+    #: Injected faults by "route:kind[:status]", for reconciling outcomes against them.
+    fault_kinds: Counter[str] = attrs.Factory(Counter)
     #: Download requests that carried an Authorization header (must stay 0).
     downloads_with_auth: int = 0
     by_model: Counter[str] = attrs.Factory(Counter)
@@ -49,6 +51,7 @@ class SandboxStats:
         data = attrs.asdict(self)
         data["by_model"] = dict(self.by_model)
         data["image_inputs"] = dict(self.image_inputs)
+        data["fault_kinds"] = dict(self.fault_kinds)
         data["submit_times"] = list(self.submit_times)
         return data
 
@@ -77,12 +80,15 @@ class Sandbox:
         latency: float = 0.0,
         image_bytes: int = 0,
         openai_form: str = "object",
+        redirect_downloads: bool = False,
     ) -> None:
         self.api_key = api_key
         self.pending_polls = pending_polls
         self.latency = latency
         self.image_bytes = image_bytes
         self.openai_form = openai_form
+        #: Image URLs point at the API host, which redirects to the image host (a CDN hop).
+        self.redirect_downloads = redirect_downloads
         self.base_url = ""
         self.cdn_url = ""
         self.stats = SandboxStats()
@@ -109,6 +115,7 @@ class Sandbox:
         app.router.add_get("/_sandbox/stats", self._stats)
         app.router.add_post("/_sandbox/faults", self._script)
         app.router.add_get("/img/{name}", self._download)  # when no second host could be bound
+        app.router.add_get("/redirect/{name}", self._redirect)
         return app
 
     def cdn_app(self) -> web.Application:
@@ -151,7 +158,8 @@ class Sandbox:
         return web.json_response(body, status=status, headers=headers)
 
     def _url(self, ext: str) -> str:
-        return f"{self.cdn_url}/img/{uuid.uuid4().hex}.{ext}"
+        host = self.base_url + "/redirect" if self.redirect_downloads else self.cdn_url + "/img"
+        return f"{host}/{uuid.uuid4().hex}.{ext}"
 
     async def _fault(
         self, request: web.Request, route: str, model: str | None
@@ -162,6 +170,8 @@ class Sandbox:
             return None
         self.stats.faults += 1
         kind = fault.kind
+        label = f"{route}:{kind}" + (f":{fault.status}" if kind == "status" else "")
+        self.stats.fault_kinds[label] += 1
         if kind == "delay":
             await asyncio.sleep(fault.delay)
             return None
@@ -358,6 +368,9 @@ class Sandbox:
             return web.Response(body=jpeg(), content_type="image/jpeg")
         data = png_of_size(self.image_bytes) if self.image_bytes else png()
         return web.Response(body=data, content_type="image/png")
+
+    async def _redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"{self.cdn_url}/img/{request.match_info['name']}")
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.stats.as_dict())
