@@ -165,7 +165,7 @@ async def test_api_calls_do_not_follow_redirects(
     hostile: tuple[Hostile, Callable[[Handler], Awaitable[str]]],
 ) -> None:
     """A redirect answered to a generation is an error, not a hop carrying the key elsewhere."""
-    state, start = hostile
+    _, start = hostile
     seen_auth: list[str | None] = []
 
     async def elsewhere(request: web.Request) -> web.StreamResponse:
