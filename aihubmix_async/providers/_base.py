@@ -9,6 +9,7 @@ import binascii
 import difflib
 import enum
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -141,6 +142,10 @@ class _ParamCheck:
         if not ok_type:
             raise InvalidRequestError(
                 f"parameter {name!r} must be a {type_name(self.kind)}, got {value!r}", field=name
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequestError(
+                f"parameter {name!r} must be a finite number, got {value!r}", field=name
             )
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
