@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,7 +105,7 @@ PARAM_VALUES = (
 def param_dicts(draw: st.DrawFn) -> tuple[Any, str, dict[str, Any]]:
     adapter = draw(ADAPTERS)
     spec = draw(st.sampled_from(adapter.models))
-    fields = [f.name for f in adapter.params_class.__attrs_attrs__]
+    fields = [f.name for f in attrs.fields(adapter.params_class)]
     names = (
         st.sampled_from(fields)
         | st.sampled_from(fields)
@@ -140,7 +141,7 @@ def test_non_finite_numbers_are_refused_for_every_numeric_parameter() -> None:
     checked = 0
     for adapter in BUILTINS:
         path = adapter.models[0].path
-        for field in adapter.params_class.__attrs_attrs__:
+        for field in attrs.fields(adapter.params_class):
             info = field.metadata.get("aihubmix_param")
             if info is None or info["kind"] not in (int, float):
                 continue
