@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -242,6 +243,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--base-url", default=os.environ.get("AIHUBMIX_BASE_URL"))
         p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
                        help="model parameter (value read as JSON when it parses)")  # fmt: skip
+        p.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log retries (-v) and every request (-vv) to stderr")  # fmt: skip
 
     gen = commands.add_parser("generate", help="one generation; files written, paths printed")
     gen.add_argument("prompt")
@@ -275,6 +278,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", 0)
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+            stream=sys.stderr,
+        )
     try:
         if args.command == "models":
             return _models(args)
@@ -285,6 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AIHubMixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # full disk, read-only folder, unreadable prompt file ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 3
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -89,7 +89,9 @@ def safe_name(item_id: str) -> str:
     """A file stem from an id that cannot leave the folder: no separators, ``..``, NUL or
     reserved device names. A changed id gets a short hash so distinct ids stay distinct."""
     stem = _UNSAFE.sub("_", item_id).strip("._")[:100]
-    if not stem or stem.lower().split(".")[0] in _RESERVED or stem != item_id:
+    if stem.lower().split(".")[0] in _RESERVED:  # Windows devices, whatever the extension
+        stem = f"_{stem}"
+    if not stem or stem != item_id:
         digest = hashlib.sha1(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         stem = f"{stem or 'item'}-{digest}"
     return stem
@@ -278,6 +280,8 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
     payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, payload)
+        view = memoryview(payload)
+        while view:  # a full disk can take part of a write: finish it, or raise
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
