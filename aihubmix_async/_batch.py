@@ -311,6 +311,8 @@ class Batch:
             request = _as_request(item)
         except InvalidRequestError as exc:
             return Outcome(index=index, request=_fallback_request(item), error=exc)
+        result: ImageResult | None = None
+        error: Exception | None = None
         try:
             model = request.model or self._model
             if model is None:
@@ -322,17 +324,12 @@ class Batch:
                 model, request.prompt, params, self._download, self._deadline, stats
             )
         except Exception as exc:  # every item ends as an outcome, whatever went wrong
-            return Outcome(
-                index=index,
-                request=request,
-                error=exc,
-                attempts=stats.attempts,
-                elapsed=time.perf_counter() - started,
-            )
+            error = exc
         return Outcome(
             index=index,
             request=request,
             result=result,
+            error=error,
             attempts=stats.attempts,
             elapsed=time.perf_counter() - started,
         )

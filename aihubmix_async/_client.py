@@ -60,6 +60,11 @@ from .providers._base import elide_inline_images
 __all__ = ["Client"]
 
 
+def _check_rpm(rpm: float | None) -> None:
+    if rpm is not None and not (isinstance(rpm, int | float) and 0 < rpm < float("inf")):
+        raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+
+
 def _redact(url: str) -> str:
     """scheme://host/path: query strings of signed image URLs stay out of hooks and logs."""
     parts = urlsplit(url)
@@ -129,8 +134,7 @@ class Client:
         self._max_input_bytes = max_input_bytes
         self._on_request = on_request
         self._on_response = on_response
-        if rpm is not None and not (isinstance(rpm, int | float) and rpm > 0):
-            raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+        _check_rpm(rpm)
         #: Generations per minute for the whole client (the limit is per key, not per call).
         self._rate = RateLimiter(rpm) if rpm else None
         api = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
@@ -334,8 +338,7 @@ class Client:
         if model is not None:
             adapter, path = self._registry.resolve(model)
             adapter.build_request(path, "parameter check", params)  # refuse bad params up front
-        if rpm is not None and not (isinstance(rpm, int | float) and rpm > 0):
-            raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+        _check_rpm(rpm)
         return Batch(
             self,
             items,
