@@ -243,15 +243,15 @@ class Client:
         if not self._config.api_key:
             raise ConfigurationError("no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY")
         self._ready()
-        body = _json.dumps(request.json)
+        body, content_type = request.encode()
         url = self._config.base_url + request.path
         if self._rate is not None:
             await self._rate.acquire()
         if deadline is None:
-            return await self._run(adapter, path, url, body, download, stats)
+            return await self._run(adapter, path, url, body, content_type, download, stats)
         try:
             with anyio.fail_after(deadline):
-                return await self._run(adapter, path, url, body, download, stats)
+                return await self._run(adapter, path, url, body, content_type, download, stats)
         except TimeoutError as exc:
             if isinstance(exc, AIHubMixError):
                 raise
@@ -278,11 +278,12 @@ class Client:
         path: str,
         url: str,
         body: bytes,
+        content_type: str,
         download: bool,
         stats: CallStats,
     ) -> ImageResult:
         response, data = await self._call(
-            "POST", url, body=body, billed=True, model=path, stats=stats
+            "POST", url, body=body, billed=True, model=path, stats=stats, content_type=content_type
         )
         request_id = response.request_id
         del response  # the body bytes are parsed; do not hold them through polls and downloads
@@ -456,10 +457,13 @@ class Client:
         model: str,
         stats: CallStats,
         expect_json: bool = True,
+        content_type: str = "application/json",
     ) -> tuple[Response, JSONValue]:
         transport, limiter = self._ready()
         policy = self._config.retry
         headers = self._headers(url, body is not None)
+        if content_type != "application/json":
+            headers = {**headers, "Content-Type": content_type}
         attempt = 0
         hooked = self._on_request is not None or self._on_response is not None
         while True:

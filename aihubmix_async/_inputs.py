@@ -103,9 +103,13 @@ def _is_wire_ready(value: Any) -> bool:
 
 
 def encode_image_param(value: Any, encoding: str, max_bytes: int) -> Any:
-    """Turn an image parameter (one image or a list) into the family's wire form."""
+    """Turn an image parameter (one image or a list) into the family's wire form: a URL, a
+    data URI or bare base64 string, or (encoding "file") an ImageInput to upload."""
     if isinstance(value, list | tuple):
         return [encode_image_param(item, encoding, max_bytes) for item in value]
     if encoding == "data_uri" and _is_wire_ready(value):
         return value
-    return ImageInput.of(value, max_bytes=max_bytes).to_wire(encoding)
+    image = ImageInput.of(value, max_bytes=max_bytes)
+    if encoding == "file":  # the adapter uploads local bytes itself (multipart)
+        return image.url if image.url is not None else image
+    return image.to_wire(encoding)

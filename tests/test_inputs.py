@@ -22,7 +22,7 @@ DATA_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
 
 # family model, its image parameter, and the form local bytes must take on the wire
 FAMILIES = [
-    ("gpt-image-1", "image", "data_uri"),
+    ("gpt-image-1", "image", "multipart"),  # local files go to /v1/images/edits
     ("flux-kontext-max", "input_image", "base64"),
     ("qwen-image-edit", "image", "data_uri"),
     ("ernie-irag-edit", "image", "data_uri"),
@@ -56,6 +56,24 @@ async def test_local_forms_reach_the_family_shape(
         result = await client.generate(model, "edit this", **{param: value})
         assert result.images
     assert sandbox.stats.image_inputs == {f"{param}:{wire}": 7}
+
+
+async def test_gpt_image_edit_upload(client: Client, sandbox: Sandbox) -> None:
+    """A local image for gpt-image is uploaded to /v1/images/edits with its options; the
+    edited images and usage come back; a URL stays on the predictions route."""
+    result = await client.generate(
+        "opanai/gpt-image-1",
+        "make it blue",
+        image=PNG,
+        n=2,
+        input_fidelity="high",
+        size="1024x1024",
+    )
+    assert len(result.images) == 2
+    assert result.usage is not None
+    assert sandbox.stats.by_model["edits:gpt-image-1"] == 1
+    await client.generate("gpt-image-1", "x", image="https://cdn.example/a.png")
+    assert sandbox.stats.image_inputs == {"image:multipart": 1, "image:url": 1}
 
 
 async def test_urls_pass_through_and_lists_work(client: Client, sandbox: Sandbox) -> None:

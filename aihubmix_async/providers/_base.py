@@ -10,11 +10,13 @@ import difflib
 import enum
 import functools
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from .. import _json
 from .._converter import converter
 from .._errors import InvalidRequestError, ResponseFormatError
 from .._models import ModelInfo, ParamInfo, Usage
@@ -23,6 +25,7 @@ from .._types import JSONObject, JSONValue
 __all__ = [
     "PREDICTIONS",
     "Adapter",
+    "FormPart",
     "ModelSpec",
     "Parsed",
     "PreparedRequest",
@@ -42,12 +45,41 @@ _PARAM = "aihubmix_param"
 
 
 @attrs.frozen(kw_only=True)
+class FormPart:
+    """One part of a multipart/form-data body (a field, or a file when ``filename`` is set)."""
+
+    name: str
+    value: str | bytes = attrs.field(repr=lambda v: f"<{len(v)}>")
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class PreparedRequest:
-    """What to send: method, path below the base URL, JSON body."""
+    """What to send: method, path below the base URL, and a JSON body or multipart parts."""
 
     method: str
     path: str
-    json: JSONObject
+    json: JSONObject = attrs.field(factory=dict)
+    form: tuple[FormPart, ...] = ()
+
+    def encode(self) -> tuple[bytes, str]:
+        """The body bytes and their Content-Type."""
+        if not self.form:
+            return _json.dumps(self.json), "application/json"
+        boundary = f"aihubmix-{uuid.uuid4().hex}"
+        chunks: list[bytes] = []
+        for part in self.form:
+            disposition = f'form-data; name="{part.name}"'
+            if part.filename is not None:
+                disposition += f'; filename="{part.filename}"'
+            head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+            if part.content_type:
+                head += f"Content-Type: {part.content_type}\r\n"
+            value = part.value.encode() if isinstance(part.value, str) else part.value
+            chunks += [head.encode(), b"\r\n", value, b"\r\n"]
+        chunks.append(f"--{boundary}--\r\n".encode())
+        return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
 
 
 @attrs.frozen(kw_only=True)

@@ -8,10 +8,14 @@ the list form ``output[]`` of ``{b64_json}`` / ``{url}`` (Dify) — both accepte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from .._errors import InvalidRequestError
-from ._base import Adapter, ModelSpec, param
+from .._inputs import ImageInput
+from .._models import extension_for
+from ._base import Adapter, FormPart, ModelSpec, PreparedRequest, param
 
 __all__ = ["DallE3Adapter", "DallE3Params", "GptImageAdapter", "GptImageParams"]
 
@@ -42,7 +46,14 @@ class GptImageParams:
             )
 
 
+_EDIT_FIELDS = ("size", "n", "quality", "background", "output_format", "input_fidelity")
+
+
 class GptImageAdapter(Adapter):
+    """A URL ``image`` is sent on the predictions route (as documented); a local image (bytes,
+    file, path, data URI) is uploaded to the OpenAI-compatible ``/v1/images/edits`` route as
+    multipart form data, the documented way to send files. Its answer is ``data[].b64_json``."""
+
     name = "openai-gpt-image"
     models = (
         ModelSpec(path="openai/gpt-image-1", aliases=("gpt-image-1",)),
@@ -52,8 +63,33 @@ class GptImageAdapter(Adapter):
         ModelSpec(path="openai/gpt-image-1.5", aliases=("gpt-image-1.5",)),
     )
     params_class = GptImageParams
-    image_params = {"image": "data_uri"}
-    expected = "output.b64_json[].bytesBase64 (object form) or output[] of {b64_json}/{url}"
+    image_params = {"image": "file"}
+    expected = (
+        "output.b64_json[].bytesBase64 (object form), output[] of {b64_json}/{url},"
+        " or data[].b64_json (edits)"
+    )
+
+    def build_request(
+        self, model_path: str, prompt: str, params: Mapping[str, object]
+    ) -> PreparedRequest:
+        image = params.get("image")
+        if not isinstance(image, ImageInput) or image.data is None:
+            return super().build_request(model_path, prompt, params)
+        # Validate as usual (the upload stands in for the URL), then build the form.
+        values = self.validate(model_path, prompt, {**params, "image": "upload"})
+        parts = [FormPart(name="model", value=model_path.split("/", 1)[-1]),
+                 FormPart(name="prompt", value=prompt)]  # fmt: skip
+        for field in _EDIT_FIELDS:
+            value = getattr(values, field)
+            if value is not None:
+                parts.append(FormPart(name=field, value=str(value)))
+        ext = extension_for(image.mime_type or "image/png")
+        parts.append(
+            FormPart(
+                name="image", value=image.data, filename=f"image{ext}", content_type=image.mime_type
+            )
+        )
+        return PreparedRequest(method="POST", path="/v1/images/edits", form=tuple(parts))
 
 
 @attrs.frozen(kw_only=True)

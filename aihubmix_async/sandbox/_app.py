@@ -111,6 +111,7 @@ class Sandbox:
         app = web.Application(middlewares=[self._count], client_max_size=64 * 1024**2)
         app.router.add_post("/v1/models/{model:.+}/predictions", self._predictions)
         app.router.add_post("/v1/images/generations", self._images_generations)
+        app.router.add_post("/v1/images/edits", self._images_edits)
         app.router.add_get("/v1/tasks/{task_id}", self._task)
         app.router.add_get("/_sandbox/stats", self._stats)
         app.router.add_post("/_sandbox/faults", self._script)
@@ -353,6 +354,44 @@ class Sandbox:
             {
                 "created": int(time.time()),
                 "data": [{"b64_json": _b64(kind, 0), "revised_prompt": None}],
+            }
+        )
+
+    async def _images_edits(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI-compatible edits: multipart with model, prompt, options and an image file."""
+        self.stats.submits += 1
+        self.stats.submit_times.append(time.monotonic())
+        if not self._authorized(request):
+            self.stats.unauthorized += 1
+            return self._error(401, "Invalid token", "invalid_api_key")
+        if not request.content_type.startswith("multipart/form-data"):
+            return self._error(400, "edits take multipart/form-data", "invalid_content_type")
+        form = await request.post()
+        model = str(form.get("model", ""))
+        self.stats.by_model[f"edits:{model}"] += 1
+        fault = await self._fault(request, "submit", model)
+        if isinstance(fault, web.StreamResponse):
+            return fault
+        image = form.get("image")
+        if not isinstance(form.get("prompt"), str) or not form["prompt"]:
+            return self._error(400, "prompt is required", "prompt_missing")
+        if not isinstance(image, web.FileField):
+            return self._error(400, "image file is required", "image_missing")
+        data = image.file.read()
+        if not data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")):
+            return self._error(400, "image is not an image", "invalid_image")
+        self.stats.image_inputs["image:multipart"] += 1
+        n = int(str(form.get("n") or 1))
+        kind = "jpeg" if form.get("output_format") == "jpeg" else "png"
+        return web.json_response(
+            {
+                "created": int(time.time()),
+                "data": [{"b64_json": _b64(kind, 0)} for _ in range(n)],
+                "usage": {
+                    "input_tokens": 300,
+                    "output_tokens": 1056 * n,
+                    "total_tokens": 300 + 1056 * n,
+                },
             }
         )
 
