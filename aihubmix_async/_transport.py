@@ -112,7 +112,11 @@ class Transport:
                 timeout=client_timeout,
                 allow_redirects=allow_redirects,
             ) as resp:
-                data = await _read_capped(resp, max_bytes)
+                length = resp.content_length
+                if length is not None and length <= max_bytes:
+                    data = await resp.read()  # the common case, without another coroutine layer
+                else:
+                    data = await _read_capped(resp, max_bytes)
                 return Response(
                     status=resp.status,
                     reason=resp.reason or "",

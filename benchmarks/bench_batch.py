@@ -121,6 +121,18 @@ async def run_scenarios(args: argparse.Namespace) -> None:
     n_small = 500 if quick else 2000
     repeats = 3 if quick else args.repeats
 
+    only = args.only
+    if only in (None, 1):
+        await scenario_small(n_small, repeats)
+    if only in (None, 2):
+        await scenario_latency(n_small, repeats)
+    if only in (None, 3):
+        await scenario_large(quick, repeats)
+    if only in (None, 4):
+        scenario_memory(quick, n_small)
+
+
+async def scenario_small(n_small: int, repeats: int) -> None:
     print(f"\n[1] URL-only responses, no server latency, {n_small} requests, concurrency 64")
     with sandbox_process() as base:
         s_cpu, r_cpu, s_wall, r_wall = await scenario(
@@ -144,10 +156,12 @@ async def run_scenarios(args: argparse.Namespace) -> None:
         ]
     )
 
+
+async def scenario_latency(n_small: int, repeats: int) -> None:
     latency = 0.05
     print(f"\n[2] 50 ms server latency, {n_small} requests, concurrency 256")
     with sandbox_process("--latency", str(latency)) as base:
-        s_cpu, r_cpu, s_wall, r_wall = await scenario(
+        _, _, s_wall, r_wall = await scenario(
             base, n_small, 256, repeats, "dall-e-3", "openai/dall-e-3", inline=False
         )
     ideal = n_small * latency / 256
@@ -170,6 +184,8 @@ async def run_scenarios(args: argparse.Namespace) -> None:
     )
     print(f"    ideal = {ideal:.3f} s")
 
+
+async def scenario_large(quick: bool, repeats: int) -> None:
     n_big = 100 if quick else 300
     image_bytes = 1_500_000  # ~2 MB once base64-encoded in the JSON body
     print(f"\n[3] ~2 MB base64 image per response, {n_big} requests, concurrency 16")
@@ -196,6 +212,8 @@ async def run_scenarios(args: argparse.Namespace) -> None:
     print(f"    peak RSS, fresh process each: sdk {rss[0]:.0f} MB, raw {rss[1]:.0f} MB "
           f"(ratio {ratio(rss[0], rss[1])})")  # fmt: skip
 
+
+def scenario_memory(quick: bool, n_small: int) -> None:
     n_huge = 20_000 if quick else 100_000
     print(f"\n[4] batch runner peak RSS: {n_huge} vs {n_small} small requests, concurrency 256")
     small = child_rss("sdk", "", n_small, 256, 0)
@@ -235,8 +253,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", type=int, choices=[1, 2, 3, 4], help="run one scenario")
     parser.add_argument("--child", choices=["sdk", "raw"])
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--n", type=int, default=2000, help="items (children; scenario 1-2 size)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--image-bytes", type=int, default=0)
     args = parser.parse_args()
