@@ -39,9 +39,14 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 
 def make_client(sandbox: Sandbox, **options: object) -> Client:
-    settings: dict[str, object] = {"poll": FAST_POLL, "retry": RetryPolicy(max_retries=2)}
+    settings: dict[str, object] = {
+        "api_key": sandbox.api_key,
+        "base_url": sandbox.base_url,
+        "poll": FAST_POLL,
+        "retry": RetryPolicy(max_retries=2),
+    }
     settings.update(options)
-    return Client(api_key=sandbox.api_key, base_url=sandbox.base_url, **settings)  # type: ignore[arg-type]
+    return Client(**settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture

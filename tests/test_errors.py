@@ -192,3 +192,14 @@ def test_errors_pickle(make_error: Any) -> None:
     assert type(clone) is type(error)
     assert str(clone) == str(error)
     assert clone.__dict__ == error.__dict__
+
+
+async def test_wrong_key_is_authentication_error(sandbox: Sandbox) -> None:
+    """A key the server does not accept gives AuthenticationError (401) with the request id."""
+    async with make_client(sandbox, api_key="sk-not-the-right-one") as client:
+        with pytest.raises(ah.AuthenticationError) as caught:
+            await client.generate("flux-kontext-max", "a cat")
+    assert caught.value.status_code == 401
+    assert caught.value.request_id is not None
+    assert "sk-not-the-right-one" not in str(caught.value)
+    assert sandbox.stats.unauthorized == 1

@@ -139,11 +139,14 @@ class Sandbox:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _deny(self, request: web.Request) -> web.Response | None:
+        """A 401 unless the request carries the accepted Bearer key (any key if none is set)."""
         auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return False
-        return self.api_key is None or auth[7:] == self.api_key
+        key = auth[7:] if auth.startswith("Bearer ") else ""
+        if key.strip() and (self.api_key is None or key == self.api_key):
+            return None
+        self.stats.unauthorized += 1
+        return self._error(401, "Invalid token", "invalid_api_key")
 
     def _error(
         self,
@@ -201,9 +204,8 @@ class Sandbox:
         self.stats.submits += 1
         self.stats.submit_times.append(time.monotonic())
         self.stats.by_model[model] += 1
-        if not self._authorized(request):
-            self.stats.unauthorized += 1
-            return self._error(401, "Invalid token", "invalid_api_key")
+        if denied := self._deny(request):
+            return denied
         fault = await self._fault(request, "submit", model)
         if isinstance(fault, web.StreamResponse):
             return fault
@@ -306,9 +308,8 @@ class Sandbox:
 
     async def _task(self, request: web.Request) -> web.StreamResponse:
         self.stats.polls += 1
-        if not self._authorized(request):
-            self.stats.unauthorized += 1
-            return self._error(401, "Invalid token", "invalid_api_key")
+        if denied := self._deny(request):
+            return denied
         fault = await self._fault(request, "poll", None)
         if isinstance(fault, web.StreamResponse):
             return fault
@@ -333,9 +334,8 @@ class Sandbox:
     async def _images_generations(self, request: web.Request) -> web.StreamResponse:
         self.stats.submits += 1
         self.stats.submit_times.append(time.monotonic())
-        if not self._authorized(request):
-            self.stats.unauthorized += 1
-            return self._error(401, "Invalid token", "invalid_api_key")
+        if denied := self._deny(request):
+            return denied
         try:
             payload = await request.json()
         except ValueError:
@@ -361,9 +361,8 @@ class Sandbox:
         """OpenAI-compatible edits: multipart with model, prompt, options and an image file."""
         self.stats.submits += 1
         self.stats.submit_times.append(time.monotonic())
-        if not self._authorized(request):
-            self.stats.unauthorized += 1
-            return self._error(401, "Invalid token", "invalid_api_key")
+        if denied := self._deny(request):
+            return denied
         if not request.content_type.startswith("multipart/form-data"):
             return self._error(400, "edits take multipart/form-data", "invalid_content_type")
         form = await request.post()
