@@ -260,11 +260,11 @@ class Client:
                 request_id = response.request_id
                 del response  # parsed: do not hold the body through polls and downloads
                 parsed = self._parse(adapter.parse, data, path, request_id)
-                raw = parsed.images
-                if raw and raw[0].data is not None:
+                found = parsed.images
+                if found and found[0].data is not None:
                     elide_inline_images(data)
                 task_id = parsed.task_id
-                if task_id is not None and not raw:
+                if task_id is not None and not found:
                     parsed = await self._poll(adapter, path, task_id, request_id, stats)
                 images: tuple[GeneratedImage, ...]
                 if len(parsed.images) == 1:
@@ -399,8 +399,6 @@ class Client:
             raise ResponseFormatError(
                 "response contains no image", expected="at least one image", model=model
             )
-        if len(raw) == 1:
-            return (await self._image(raw[0], download, model, stats),)
         results: list[GeneratedImage | None] = [None] * len(raw)
 
         async def one(i: int, item: RawImage) -> None:
