@@ -351,25 +351,35 @@ class Batch:
             await returned
 
 
+def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None) -> ImageRequest:
+    """An ImageRequest from ``{"prompt", "model"?, "id"?, "params"?, **params}`` (batch items
+    and prompt-file lines alike). Problems raise InvalidRequestError (also a ValueError)."""
+    data = dict(data)
+    prompt = data.pop("prompt", None)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError("missing or empty 'prompt'", field="prompt")
+    model = data.pop("model", None)
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequestError("'model' must be a string", field="model")
+    item_id = data.pop("id", None)
+    params = data.pop("params", None) or {}
+    if not isinstance(params, dict):
+        raise InvalidRequestError("'params' must be an object", field="params")
+    return ImageRequest(
+        prompt=prompt,
+        model=model or None,
+        id=default_id if item_id in (None, "") else str(item_id),
+        params={**data, **params},
+    )
+
+
 def _as_request(item: Any) -> ImageRequest:
     if isinstance(item, ImageRequest):
         return item
     if isinstance(item, str):
         return ImageRequest(prompt=item)
     if isinstance(item, Mapping):
-        data = dict(item)
-        prompt = data.pop("prompt", None)
-        if not isinstance(prompt, str):
-            raise InvalidRequestError("batch item has no 'prompt' string", field="prompt")
-        model = data.pop("model", None)
-        item_id = data.pop("id", None)
-        params = data.pop("params", None) or {}
-        return ImageRequest(
-            prompt=prompt,
-            model=model,
-            id=None if item_id is None else str(item_id),
-            params={**data, **params},
-        )
+        return request_from_mapping(item)
     raise InvalidRequestError(
         f"batch items must be prompts, mappings or ImageRequest, got {type(item).__name__}"
     )

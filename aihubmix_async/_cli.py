@@ -27,7 +27,9 @@ from ._config import PollPolicy
 from ._dataset import BadLine, DatasetWriter, InputItem, parse_param, read_items, safe_name
 from ._errors import AIHubMixError, InvalidRequestError
 from ._progress import make_reporter
+from ._registry import Registry
 from .sandbox import DEFAULT_API_KEY, serve
+from .sandbox import __main__ as sandbox_command
 
 __all__ = ["main", "run"]
 
@@ -107,7 +109,7 @@ def _count(source: str) -> int | None:
 
 
 def _dry_run(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    client = Client(api_key="dry-run", base_url=args.base_url or "https://aihubmix.com")
+    registry = Registry.default()
     bad = good = 0
     for entry in read_items(args.prompts, args.format):
         if isinstance(entry, InputItem):
@@ -116,7 +118,7 @@ def _dry_run(args: argparse.Namespace, params: dict[str, Any]) -> int:
             try:
                 if model is None:
                     raise InvalidRequestError("no model: give -m or a 'model' on the line")
-                adapter, path = client.registry.resolve(model)
+                adapter, path = registry.resolve(model)
                 adapter.build_request(path, request.prompt, {**params, **request.params})
             except InvalidRequestError as exc:
                 entry = BadLine(line=entry.line, index=entry.index, message=str(exc))
@@ -185,7 +187,7 @@ async def _batch(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    for info in Client(api_key="listing").models():
+    for info in Registry.default().models():
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
         print(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]")
         for p in info.params:
@@ -201,10 +203,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    async with serve(host=args.host, port=args.port) as sandbox:
-        print(f"AIHubMix sandbox on {sandbox.base_url} (images on {sandbox.cdn_url})", flush=True)
-        print(f"  AIHUBMIX_BASE_URL={sandbox.base_url} AIHUBMIX_API_KEY={DEFAULT_API_KEY}")
-        await asyncio.Event().wait()
+    await sandbox_command.serve_forever(args)
     return 0
 
 
@@ -267,8 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list models and their parameters")
 
     srv = commands.add_parser("sandbox", help="serve the built-in emulator")
-    srv.add_argument("--host", default="127.0.0.1")
-    srv.add_argument("--port", type=int, default=8000)
+    sandbox_command.add_arguments(srv)
 
     demo = commands.add_parser("demo", help="sample prompts through the sandbox into a dataset")
     demo.add_argument("-o", "--out", default="demo-images")

@@ -244,7 +244,6 @@ class Client:
         request = adapter.build_request(path, prompt, params)
         if not self._config.api_key:
             raise ConfigurationError("no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY")
-        self._ready()
         body, content_type = request.encode()
         url = self._config.base_url + request.path
         if self._rate is not None:

@@ -23,13 +23,13 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 
-from ._batch import ImageRequest, Outcome
+from ._batch import ImageRequest, Outcome, request_from_mapping
 from ._models import extension_for, write_atomic
 
 __all__ = [
@@ -108,26 +108,6 @@ def _format_of(path: str, explicit: str | None) -> str | None:
     return {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}.get(suffix)
 
 
-def _request_from_mapping(data: Mapping[str, Any], default_id: str) -> ImageRequest:
-    data = dict(data)
-    prompt = data.pop("prompt", None)
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("missing or empty 'prompt'")
-    model = data.pop("model", None)
-    if model is not None and not isinstance(model, str):
-        raise ValueError("'model' must be a string")
-    item_id = data.pop("id", None)
-    params = data.pop("params", None) or {}
-    if not isinstance(params, dict):
-        raise ValueError("'params' must be an object")
-    return ImageRequest(
-        prompt=prompt,
-        model=model or None,
-        id=default_id if item_id in (None, "") else str(item_id),
-        params={**data, **params},
-    )
-
-
 def read_items(source: str, fmt: str | None = None) -> Iterator[InputItem | BadLine]:
     """Yield every input line lazily as an item or a bad line. ``-`` reads standard input.
 
@@ -161,7 +141,7 @@ def _read_stream(stream: IO[str], fmt: str | None) -> Iterator[InputItem | BadLi
                 data = json.loads(line)
                 if not isinstance(data, dict):
                     raise ValueError("each JSONL line must be an object")
-                request = _request_from_mapping(data, default_id)
+                request = request_from_mapping(data, default_id)
             else:
                 request = ImageRequest(prompt=line.strip(), id=default_id)
         except ValueError as exc:
@@ -182,7 +162,7 @@ def _read_csv(stream: IO[str]) -> Iterator[InputItem | BadLine]:
             params = json.loads(row["params"]) if row.get("params") else {}
             data = {"prompt": row["prompt"], "model": row.get("model") or None,
                     "id": row.get("id") or None, "params": params}  # fmt: skip
-            request = _request_from_mapping(data, f"{index:06d}")
+            request = request_from_mapping(data, f"{index:06d}")
         except ValueError as exc:
             yield BadLine(line=number, index=index, message=str(exc))
         else:

@@ -264,3 +264,23 @@ def test_output_loads_as_huggingface_imagefolder(
     dataset = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
     assert dataset.num_rows == 12
     assert set(dataset.column_names) >= {"image", "prompt", "model", "request_id"}
+
+
+def test_sandbox_command_takes_the_sandbox_options() -> None:
+    """`aihubmix-async sandbox` serves the emulator with the same options as the module."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aihubmix_async", "sandbox", "--port", "0", "--latency", "0.01"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"on (http://\S+)", proc.stdout.readline())
+        assert match
+        import urllib.request
+
+        with urllib.request.urlopen(f"{match.group(1)}/_sandbox/stats") as response:
+            assert json.loads(response.read())["requests"] == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

@@ -9,7 +9,7 @@ import contextlib
 from . import DEFAULT_API_KEY, serve
 
 
-async def _main(args: argparse.Namespace) -> None:
+async def serve_forever(args: argparse.Namespace) -> None:
     options = {
         "api_key": args.api_key,
         "latency": args.latency,
@@ -22,17 +22,22 @@ async def _main(args: argparse.Namespace) -> None:
         await asyncio.Event().wait()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m aihubmix_async.sandbox", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sandbox's options (shared with ``aihubmix-async sandbox``)."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the Bearer key to accept")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each submit")
     parser.add_argument("--image-bytes", type=int, default=0, help="size of generated PNGs")
     parser.add_argument("--pending-polls", type=int, default=1, help="polls before a task is done")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m aihubmix_async.sandbox", description=__doc__)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args))
+        asyncio.run(serve_forever(args))
 
 
 if __name__ == "__main__":
