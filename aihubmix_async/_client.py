@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -238,7 +238,7 @@ class Client:
         stats: CallStats,
     ) -> ImageResult:
         adapter, path = self._registry.resolve(model)
-        image_params = getattr(adapter, "image_params", None)
+        image_params = adapter.image_params
         if image_params and any(name in params for name in image_params):
             params = await self._encode_images(params, image_params)
         request = adapter.build_request(path, prompt, params)
@@ -360,7 +360,7 @@ class Client:
         stats: CallStats,
     ) -> Parsed:
         policy = self._config.poll
-        url = f"{self._config.tasks_url}/v1/tasks/{quote(task_id, safe='')}"
+        url = self._config.tasks_url + adapter.task_path(task_id)
         give_up = anyio.current_time() + policy.deadline
         interval = policy.initial_interval
         while True:

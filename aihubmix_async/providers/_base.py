@@ -13,6 +13,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import quote
 
 import attrs
 
@@ -62,6 +63,8 @@ class PreparedRequest:
     path: str
     json: JSONObject = attrs.field(factory=dict)
     form: tuple[FormPart, ...] = ()
+    #: How the key is sent: "bearer" (``Authorization: Bearer <key>``) or "x-goog-api-key".
+    auth: str = "bearer"
 
     def encode(self) -> tuple[bytes, str]:
         """The body bytes and their Content-Type."""
@@ -139,6 +142,9 @@ class ProviderAdapter(Protocol):
     @property
     def route(self) -> str: ...
 
+    @property
+    def image_params(self) -> Mapping[str, str]: ...
+
     def build_request(
         self, model_path: str, prompt: str, params: Mapping[str, object]
     ) -> PreparedRequest: ...
@@ -146,6 +152,8 @@ class ProviderAdapter(Protocol):
     def parse(self, body: JSONValue) -> Parsed: ...
 
     def parse_task(self, body: JSONValue) -> TaskState: ...
+
+    def task_path(self, task_id: str) -> str: ...
 
     def describe(self, model_path: str) -> ModelInfo: ...
 
@@ -315,6 +323,10 @@ class Adapter:
 
     def parse_task(self, body: JSONValue) -> TaskState:
         raise NotImplementedError(f"{self.name} models are not task based")
+
+    def task_path(self, task_id: str) -> str:
+        """The poll path (below the tasks URL) of a task this family's submit answered."""
+        return f"/v1/tasks/{quote(task_id, safe='')}"
 
     def describe(self, model_path: str) -> ModelInfo:
         spec = next(m for m in self.models if m.path == model_path)
