@@ -98,7 +98,9 @@ class Transport:
         timeout: float,  # noqa: ASYNC109 - aiohttp enforces it per request
         max_bytes: int,
         allow_redirects: bool = False,
+        model: str | None = None,
     ) -> Response:
+        """Send one request; every failure becomes an SDK error naming ``model``."""
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
@@ -116,7 +118,7 @@ class Transport:
                 if length is not None and length <= max_bytes:
                     data = await resp.read()  # the common case, without another coroutine layer
                 else:
-                    data = await _read_capped(resp, max_bytes)
+                    data = await _read_capped(resp, max_bytes, model)
                 return Response(
                     status=resp.status,
                     reason=resp.reason or "",
@@ -128,41 +130,52 @@ class Transport:
             raise
         except aiohttp.ConnectionTimeoutError:
             raise RequestTimeout(
-                f"timed out connecting to {_host(url)}", request_sent=False
+                f"timed out connecting to {_host(url)}", request_sent=False, model=model
             ) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise RequestTimeout(f"{method} {_host(url)} timed out after {timeout:g}s") from None
+            raise RequestTimeout(
+                f"{method} {_host(url)} timed out after {timeout:g}s", model=model
+            ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(f"cannot connect to {_host(url)}: {exc.os_error}") from None
+            raise ConnectError(
+                f"cannot connect to {_host(url)}: {exc.os_error}", model=model
+            ) from None
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
             raise InvalidRequestError(f"invalid URL for {method}: {_host(url)}") from None
         except aiohttp.ClientPayloadError:
-            raise TransportError(f"response body from {_host(url)} was cut off") from None
+            raise TransportError(
+                f"response body from {_host(url)} was cut off", model=model
+            ) from None
         except aiohttp.ServerDisconnectedError:
-            raise TransportError(f"{_host(url)} closed the connection before answering") from None
+            raise TransportError(
+                f"{_host(url)} closed the connection before answering", model=model
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(f"{method} {_host(url)} failed: {type(exc).__name__}") from None
+            raise TransportError(
+                f"{method} {_host(url)} failed: {type(exc).__name__}", model=model
+            ) from None
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, model: str | None) -> bytes:
     """Read the body, refusing one larger than ``max_bytes`` without buffering it whole."""
     length = resp.content_length
     if length is not None:
         if length > max_bytes:
-            raise _too_large(max_bytes)
+            raise _too_large(max_bytes, model)
         return await resp.read()
     chunks = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK):
         chunks += chunk
         if len(chunks) > max_bytes:
-            raise _too_large(max_bytes)
+            raise _too_large(max_bytes, model)
     return bytes(chunks)
 
 
-def _too_large(max_bytes: int) -> ResponseFormatError:
+def _too_large(max_bytes: int, model: str | None) -> ResponseFormatError:
     return ResponseFormatError(
         "response body is larger than max_response_bytes",
         expected=f"a body of at most {max_bytes} bytes",
+        model=model,
     )
 
 

@@ -55,8 +55,9 @@ async def client(sandbox: Sandbox) -> AsyncIterator[Client]:
         yield opened
 
 
-def decode_image(data: bytes) -> tuple[str, tuple[int, int]]:
+def decode_image(data: bytes | None) -> tuple[str, tuple[int, int]]:
     """Decode image bytes with Pillow; returns (format, size). Fails on anything not an image."""
+    assert data is not None, "the image was not downloaded"
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:

@@ -44,7 +44,7 @@ def test_plain_script(server: SandboxProcess) -> None:
 def test_inside_a_running_loop(server: SandboxProcess) -> None:
     """Called from a coroutine (as in Jupyter), it still works: its loop runs in its own thread."""
 
-    async def notebook_cell() -> bytes:
+    async def notebook_cell() -> bytes | None:
         with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
             result = client.generate("flux-kontext-pro", "a fox")
             first = next(iter(client.batch(["x"] * 50, model="dall-e-3", concurrency=4)))

@@ -132,10 +132,10 @@ async def test_imagen_returns_requested_count(client: Client, sandbox: Sandbox) 
 
 
 async def test_download_false_keeps_only_urls(client: Client, sandbox: Sandbox) -> None:
-    """download=False returns the URLs without fetching them."""
+    """download=False returns the URLs without fetching them: no data (None), not empty bytes."""
     result = await client.generate("dall-e-3", "a cat", download=False)
     assert result.image.url is not None
-    assert result.image.data == b""
+    assert result.image.data is None
     assert sandbox.stats.downloads == 0
 
 
@@ -170,7 +170,7 @@ async def test_save_writes_atomically(client: Client, tmp_path: Path) -> None:
 
 async def test_save_refuses_an_undownloaded_image(tmp_path: Path) -> None:
     """An image fetched with download=False cannot be saved (there are no bytes)."""
-    image = GeneratedImage(data=b"", mime_type="image/png", url="https://cdn.test/x.png")
+    image = GeneratedImage(data=None, mime_type="image/png", url="https://cdn.test/x.png")
     with pytest.raises(ValueError, match="not downloaded"):
         await image.save(tmp_path / "x.png")
 
