@@ -16,7 +16,7 @@ import aihubmix_async as ah
 from aihubmix_async import BatchProgress, Client, ImageRequest, Outcome, set_testing
 from aihubmix_async.sandbox import Fault, Sandbox, serve
 
-from .conftest import decode_image, make_client
+from .support import decode_image, make_client
 
 
 async def collect(batch: ah.Batch) -> list[Outcome]:

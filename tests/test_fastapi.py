@@ -12,7 +12,7 @@ import pytest
 
 from aihubmix_async.sandbox import Sandbox, serve
 
-from .conftest import decode_image
+from .support import decode_image
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")

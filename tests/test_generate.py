@@ -16,7 +16,7 @@ from aihubmix_async import (
 )
 from aihubmix_async.sandbox import Sandbox, serve
 
-from .conftest import decode_image, make_client
+from .support import decode_image, make_client
 
 #: The names exactly as the seed list writes them.
 SEED_MODELS = [

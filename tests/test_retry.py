@@ -11,7 +11,7 @@ import aihubmix_async as ah
 from aihubmix_async import Client, RetryPolicy, set_testing
 from aihubmix_async.sandbox import Sandbox
 
-from .conftest import make_client
+from .support import make_client
 
 
 async def test_429_honours_retry_after_then_succeeds(sandbox: Sandbox) -> None:

@@ -11,7 +11,7 @@ import aihubmix_async as ah
 from aihubmix_async import PollPolicy, RetryPolicy
 from aihubmix_async.sandbox import Fault, serve
 
-from ..conftest import make_client
+from ..support import make_client
 
 # Faults a billed POST can be retried through (the server surely did not process it).
 TRANSIENT_SUBMIT = {"submit:status:429", "submit:status:503"}

@@ -13,7 +13,7 @@ import aihubmix_async as ah
 from aihubmix_async import Client
 from aihubmix_async.sandbox import Sandbox, serve
 
-from ..conftest import make_client
+from ..support import make_client
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

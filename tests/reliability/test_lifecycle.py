@@ -11,8 +11,7 @@ import pytest
 
 from aihubmix_async.sandbox import serve
 
-from ..conftest import make_client
-from ..test_batch import other_tasks
+from ..support import make_client, other_tasks
 
 
 def open_fds() -> int:
