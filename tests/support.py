@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import anyio
 from anyio.from_thread import start_blocking_portal
 
 from aihubmix_async import Batch, Client, Outcome, PollPolicy, RetryPolicy
@@ -62,3 +63,11 @@ def sandbox_in_thread(**options: object) -> Iterator[Sandbox]:
         portal.wrap_async_context_manager(serve(**options)) as running,  # type: ignore[arg-type]
     ):
         yield running
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition`` (e.g. the server finishing handlers a client walked away from);
+    a generous bound, since only a broken condition ever reaches it."""
+    with anyio.fail_after(10):
+        while not condition():  # noqa: ASYNC110 - polling state owned by another component
+            await anyio.sleep(0.01)
