@@ -50,7 +50,6 @@ def interpret(
     """
     status = response.status
     body = response.body
-    request_id = response.request_id
     data: JSONValue = None
     decoded = False
     if parse is not IMAGE or status >= 300:
@@ -65,7 +64,7 @@ def interpret(
             body=data,
             text="" if decoded else body[:1000].decode("utf-8", "replace"),
             reason=response.reason,
-            request_id=request_id,
+            request_id=response.request_id,
             retry_after=parse_retry_after(response.headers),
             model=model,
         )
@@ -75,7 +74,7 @@ def interpret(
             raise ResponseFormatError(
                 f"downloaded file is not an image ({mime})",
                 expected="image bytes",
-                request_id=request_id,
+                request_id=response.request_id,
                 model=model,
             )
         return None, mime
@@ -83,7 +82,7 @@ def interpret(
         raise ResponseFormatError(
             "response body is not valid JSON",
             expected="a JSON object",
-            request_id=request_id,
+            request_id=response.request_id,
             model=model,
         )
     if parse is None:
@@ -92,7 +91,7 @@ def interpret(
         return data, parse(data)
     except ResponseFormatError as exc:  # the adapter knows what it expected, not the context
         raise ResponseFormatError(
-            exc.message, expected=exc.expected, request_id=request_id, model=model
+            exc.message, expected=exc.expected, request_id=response.request_id, model=model
         ) from None
 
 

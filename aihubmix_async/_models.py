@@ -227,9 +227,9 @@ _NO_PARAMS: Mapping[str, Any] = _FrozenParams({})
 
 
 def _frozen_params(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not value:
-        return _NO_PARAMS
-    return value if isinstance(value, _FrozenParams) else _FrozenParams(value)
+    if value is _NO_PARAMS or isinstance(value, _FrozenParams):
+        return value
+    return _FrozenParams(value) if value else _NO_PARAMS
 
 
 @attrs.frozen(kw_only=True)

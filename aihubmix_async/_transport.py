@@ -28,16 +28,15 @@ _CHUNK = 256 * 1024
 class Response:
     """Status, headers and body of one exchange (a plain slotted class: built per request)."""
 
-    __slots__ = ("body", "headers", "reason", "status", "url")
+    __slots__ = ("body", "headers", "reason", "status")
 
     def __init__(
-        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes, url: str
+        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes
     ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
-        self.url = url
 
     def __repr__(self) -> str:
         return f"Response(status={self.status}, body=<{len(self.body)} bytes>)"
@@ -124,7 +123,6 @@ class Transport:
                     reason=resp.reason or "",
                     headers=resp.headers,
                     body=data,
-                    url=str(resp.url),
                 )
         except AIHubMixError:
             raise
