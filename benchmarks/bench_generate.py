@@ -37,7 +37,6 @@ async def main(n: int, concurrency: int, repeats: int, base_url: str, b64: bool)
     )
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with client, aiohttp.ClientSession(connector=connector) as session:
-
         model = "gpt-image-1" if b64 else "dall-e-3"
 
         async def sdk() -> None:
