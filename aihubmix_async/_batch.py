@@ -283,29 +283,42 @@ class Batch:
                     )
                 except Exception as exc:  # every item ends as an outcome, whatever went wrong
                     error = exc
-            outcome = Outcome(
-                index=index,
-                request=request,
-                result=result,
-                error=error,
-                attempts=stats.attempts,
-                elapsed=time.perf_counter() - started,
-                task_id=stats.task_id,
-            )
-            if result is not None:
-                self._succeeded += 1
-                self._images += len(result.images)
-            else:
-                self._failed += 1
-            if outcome.attempts > 1:
-                self._retried += 1
-                self._retries += outcome.attempts - 1
+            outcome = self._account(index, request, result, error, stats, started)
             if self._on_progress is not None:
                 await self._report(outcome)
             await queue.put(outcome)
             # Drop this item's references before the next request runs: holding a finished
             # result (megabytes of image) per worker costs peak memory.
             del outcome, result, error
+
+    def _account(
+        self,
+        index: int,
+        request: ImageRequest,
+        result: ImageResult | None,
+        error: Exception | None,
+        stats: CallStats,
+        started: float,
+    ) -> Outcome:
+        """The item's outcome, counted into the running totals."""
+        outcome = Outcome(
+            index=index,
+            request=request,
+            result=result,
+            error=error,
+            attempts=stats.attempts,
+            elapsed=time.perf_counter() - started,
+            task_id=stats.task_id,
+        )
+        if result is not None:
+            self._succeeded += 1
+            self._images += len(result.images)
+        else:
+            self._failed += 1
+        if outcome.attempts > 1:
+            self._retried += 1
+            self._retries += outcome.attempts - 1
+        return outcome
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
         on_task = self._on_task

@@ -109,12 +109,8 @@ class Generator:
             url, body, headers = self._prepare(adapter, path, prompt, params)
             if self._rate is not None:
                 await self._rate.acquire()
-        elif not isinstance(task_id, str) or not task_id:
-            raise InvalidRequestError(
-                f"task_id must be a non-empty string, got {task_id!r}", field="task_id"
-            )
-        elif not self._config.api_key:
-            raise ConfigurationError(_NO_KEY)
+        else:
+            self._check_resume(task_id)
         request_id: str | None = None
         data: Any = None
         try:
@@ -160,6 +156,14 @@ class Generator:
             task_id=task_id,
             raw=data,
         )
+
+    def _check_resume(self, task_id: object) -> None:
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidRequestError(
+                f"task_id must be a non-empty string, got {task_id!r}", field="task_id"
+            )
+        if not self._config.api_key:
+            raise ConfigurationError(_NO_KEY)
 
     def _prepare(
         self, adapter: ProviderAdapter, path: str, prompt: str, params: Mapping[str, object]

@@ -126,32 +126,28 @@ class Transport:
                 )
         except AIHubMixError:
             raise
-        except aiohttp.ConnectionTimeoutError:
-            raise RequestTimeout(
-                f"timed out connecting to {_host(url)}", request_sent=False, model=model
-            ) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise RequestTimeout(
-                f"{method} {_host(url)} timed out after {timeout:g}s", model=model
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(
-                f"cannot connect to {_host(url)}: {exc.os_error}", model=model
-            ) from None
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
-            raise InvalidRequestError(f"invalid URL for {method}: {_host(url)}") from None
-        except aiohttp.ClientPayloadError:
-            raise TransportError(
-                f"response body from {_host(url)} was cut off", model=model
-            ) from None
-        except aiohttp.ServerDisconnectedError:
-            raise TransportError(
-                f"{_host(url)} closed the connection before answering", model=model
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(
-                f"{method} {_host(url)} failed: {type(exc).__name__}", model=model
-            ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _error_for(exc, method, url, timeout, model) from None
+
+
+def _error_for(
+    exc: BaseException, method: str, url: str, timeout: float, model: str | None
+) -> AIHubMixError:
+    """The SDK error for an aiohttp / asyncio failure (order matters: subclasses first)."""
+    host = _host(url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeout(f"timed out connecting to {host}", request_sent=False, model=model)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return RequestTimeout(f"{method} {host} timed out after {timeout:g}s", model=model)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"cannot connect to {host}: {exc.os_error}", model=model)
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return InvalidRequestError(f"invalid URL for {method}: {host}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"response body from {host} was cut off", model=model)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportError(f"{host} closed the connection before answering", model=model)
+    return TransportError(f"{method} {host} failed: {type(exc).__name__}", model=model)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, model: str | None) -> bytes:
