@@ -490,3 +490,15 @@ async def test_progress_hook_error_is_logged_and_the_batch_goes_on(
     errors = [r for r in caplog.records if r.name == "aihubmix_async" and r.exc_info]
     assert len(errors) == 5
     assert "progress bar broke" in str(errors[0].exc_info[1])  # type: ignore[index]
+
+
+def test_requests_compare_by_their_parameters() -> None:
+    """Two requests differing only in params are different (and hash as such)."""
+    one = ImageRequest(prompt="a", params={"n": 1})
+    assert one != ImageRequest(prompt="a", params={"n": 2})
+    assert one == ImageRequest(prompt="a", params={"n": 1})
+    assert len({one, ImageRequest(prompt="a", params={"n": 1})}) == 1
+    listed = ImageRequest(prompt="a", params={"image": ["u1", "u2"]})  # unhashable values
+    assert hash(listed) == hash(ImageRequest(prompt="a", params={"image": ["u1", "u2"]}))
+    assert listed != ImageRequest(prompt="a", params={"image": ["u1"]})
+    assert dict(one.params) == {"n": 1}
