@@ -7,12 +7,10 @@
         await result.image.save("lighthouse.png")
 """
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
-
-from ._batch import Batch, BatchProgress, BatchSummary, ImageRequest, Outcome
+from ._batch import Batch
 from ._blocking import BlockingClient
 from ._client import Client
+from ._config import VERSION as __version__
 from ._config import ClientConfig, PollPolicy, RetryPolicy
 from ._errors import (
     AIHubMixError,
@@ -35,9 +33,13 @@ from ._errors import (
 )
 from ._inputs import ImageInput
 from ._models import (
+    BatchProgress,
+    BatchSummary,
     GeneratedImage,
+    ImageRequest,
     ImageResult,
     ModelInfo,
+    Outcome,
     ParamInfo,
     RequestEvent,
     ResponseEvent,
@@ -45,11 +47,6 @@ from ._models import (
 )
 from ._registry import Registry
 from ._retry import set_testing
-
-try:
-    __version__ = _version("aihubmix-async")
-except _PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "AIHubMixError",

@@ -12,21 +12,26 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-import attrs
 
 from ._errors import InvalidRequestError
-from ._models import ImageResult
+from ._generation import Generator
+from ._models import (
+    BatchProgress,
+    BatchSummary,
+    CallStats,
+    ImageRequest,
+    ImageResult,
+    Outcome,
+    ProgressHook,
+    request_from_mapping,
+)
 from ._ratelimit import RateLimiter
 
-if TYPE_CHECKING:
-    from ._client import Client
-
-from ._models import CallStats
-
+# The value types live in _models; they are re-exported here for code that imports them from
+# the runner (the command line, the dataset writer).
 __all__ = [
     "Batch",
     "BatchProgress",
@@ -34,89 +39,11 @@ __all__ = [
     "BatchTaskHook",
     "ImageRequest",
     "Outcome",
+    "ProgressHook",
+    "request_from_mapping",
 ]
 
 
-_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
-
-
-def _frozen_params(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not value:
-        return _NO_PARAMS
-    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
-
-
-@attrs.frozen(kw_only=True)
-class ImageRequest:
-    """One item of a batch: a prompt, optionally its own model, parameters and id.
-
-    ``task_id`` resumes a task an earlier submit answered (from a run journal): the item is
-    not submitted again (nothing billed); the task is polled and its images downloaded.
-    """
-
-    prompt: str
-    model: str | None = None
-    params: Mapping[str, Any] = attrs.field(
-        default=_NO_PARAMS, converter=_frozen_params, eq=False, hash=False
-    )
-    id: str | None = None
-    task_id: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Outcome:
-    """How one item ended: its ``result`` or its ``error``, never both, never neither.
-
-    ``task_id`` is the server's task id whenever one was known (success or failure), so a
-    failed or interrupted task can be resumed with ``ImageRequest(task_id=...)``.
-    """
-
-    index: int
-    request: ImageRequest
-    result: ImageResult | None = None
-    error: Exception | None = None
-    attempts: int = 0
-    elapsed: float = 0.0
-    task_id: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@attrs.frozen(kw_only=True)
-class BatchProgress:
-    """A progress event, sent after every finished item (for progress bars and streams)."""
-
-    outcome: Outcome
-    done: int
-    succeeded: int
-    failed: int
-    retried: int
-    images: int
-    elapsed: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.images / self.elapsed if self.elapsed > 0 else 0.0
-
-
-@attrs.frozen(kw_only=True)
-class BatchSummary:
-    """The accounting of a batch: every item pulled from the input is in exactly one of
-    ``succeeded``, ``failed`` (both as delivered to the consumer) or ``cancelled``."""
-
-    started: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    #: Items never pulled from the input (known for sized inputs; None otherwise).
-    not_started: int | None
-    retries: int
-    elapsed: float
-
-
-ProgressHook = Callable[[BatchProgress], Any]
 #: ``on_task(request, task_id, request_id)``: a submit answered a task id; polling is next.
 BatchTaskHook = Callable[[ImageRequest, str, "str | None"], object]
 
@@ -131,7 +58,7 @@ class Batch:
 
     def __init__(
         self,
-        client: Client,
+        generator: Generator,
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         model: str | None,
@@ -149,7 +76,7 @@ class Batch:
             raise InvalidRequestError(
                 f"concurrency must be an integer >= 1, got {concurrency!r}", field="concurrency"
             )
-        self._client = client
+        self._generator = generator
         self._model = model
         self._params = dict(params)
         self._concurrency = concurrency
@@ -185,7 +112,7 @@ class Batch:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Batch:
-        self._client._ready()
+        self._generator.ready()
         self._clock = time.perf_counter()
         self._workers = anyio.CancelScope()
         self._task_group = anyio.create_task_group()
@@ -316,7 +243,7 @@ class Batch:
     async def _worker(self) -> None:
         # The item's generation runs inline here rather than in a helper coroutine: one frame
         # fewer to re-enter on every resume of the HTTP exchange.
-        client, window, queue = self._client, self._window, self._queue
+        generate, window, queue = self._generator.generate, self._window, self._queue
         while True:
             if window is not None:
                 await window.acquire()
@@ -344,7 +271,7 @@ class Batch:
                     params = {**self._params, **request.params} if request.params else self._params
                     if self._limiter is not None and request.task_id is None:
                         await self._limiter.acquire()
-                    result = await client._generate(
+                    result = await generate(
                         model,
                         request.prompt,
                         params,
@@ -356,26 +283,42 @@ class Batch:
                     )
                 except Exception as exc:  # every item ends as an outcome, whatever went wrong
                     error = exc
-            outcome = Outcome(
-                index=index,
-                request=request,
-                result=result,
-                error=error,
-                attempts=stats.attempts,
-                elapsed=time.perf_counter() - started,
-                task_id=stats.task_id,
-            )
-            if result is not None:
-                self._succeeded += 1
-                self._images += len(result.images)
-            else:
-                self._failed += 1
-            if outcome.attempts > 1:
-                self._retried += 1
-                self._retries += outcome.attempts - 1
+            outcome = self._account(index, request, result, error, stats, started)
             if self._on_progress is not None:
                 await self._report(outcome)
             await queue.put(outcome)
+            # Drop this item's references before the next request runs: holding a finished
+            # result (megabytes of image) per worker costs peak memory.
+            del outcome, result, error
+
+    def _account(
+        self,
+        index: int,
+        request: ImageRequest,
+        result: ImageResult | None,
+        error: Exception | None,
+        stats: CallStats,
+        started: float,
+    ) -> Outcome:
+        """The item's outcome, counted into the running totals."""
+        outcome = Outcome(
+            index=index,
+            request=request,
+            result=result,
+            error=error,
+            attempts=stats.attempts,
+            elapsed=time.perf_counter() - started,
+            task_id=stats.task_id,
+        )
+        if result is not None:
+            self._succeeded += 1
+            self._images += len(result.images)
+        else:
+            self._failed += 1
+        if outcome.attempts > 1:
+            self._retried += 1
+            self._retries += outcome.attempts - 1
+        return outcome
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
         on_task = self._on_task
@@ -399,33 +342,6 @@ class Batch:
                 await returned
         except Exception:  # a progress display must never end the batch or lose an outcome
             logger.exception("on_progress hook raised; ignored (item %d)", outcome.index)
-
-
-def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None) -> ImageRequest:
-    """An ImageRequest from ``{"prompt", "model"?, "id"?, "task_id"?, "params"?, **params}``
-    (batch items and prompt-file lines alike). Problems raise InvalidRequestError (also a
-    ValueError)."""
-    data = dict(data)
-    prompt = data.pop("prompt", None)
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidRequestError("missing or empty 'prompt'", field="prompt")
-    model = data.pop("model", None)
-    if model is not None and not isinstance(model, str):
-        raise InvalidRequestError("'model' must be a string", field="model")
-    item_id = data.pop("id", None)
-    task_id = data.pop("task_id", None)
-    if task_id is not None and (not isinstance(task_id, str) or not task_id):
-        raise InvalidRequestError("'task_id' must be a non-empty string", field="task_id")
-    params = data.pop("params", None) or {}
-    if not isinstance(params, dict):
-        raise InvalidRequestError("'params' must be an object", field="params")
-    return ImageRequest(
-        prompt=prompt,
-        model=model or None,
-        id=default_id if item_id in (None, "") else str(item_id),
-        params={**data, **params},
-        task_id=task_id,
-    )
 
 
 def _as_request(item: Any) -> ImageRequest:

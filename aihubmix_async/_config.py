@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
 import attrs
@@ -15,6 +16,8 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "VERSION",
     "ClientConfig",
     "PollPolicy",
     "RetryPolicy",
@@ -22,8 +25,20 @@ __all__ = [
     "resolve_config",
 ]
 
+
+def _package_version() -> str:
+    try:
+        return version("aihubmix-async")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
+        return "0+unknown"
+
+
+#: The installed distribution's version ("0+unknown" from an uninstalled source tree).
+VERSION = _package_version()
+USER_AGENT = f"aihubmix-async/{VERSION}"
+
 DEFAULT_BASE_URL = "https://aihubmix.com"
-#: gpt-image at high quality takes 90 s and more; Qwen edits are slow too (spec §12).
+#: gpt-image at high quality takes 90 s and more; Qwen edits are slow too.
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MAX_CONCURRENCY = 64
 #: The largest real answers are a few base64 images of ~3 MB each.

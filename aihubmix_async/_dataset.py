@@ -209,6 +209,7 @@ class DatasetWriter:
         for k, image in enumerate(result.images):
             name = f"{stem}{'' if k == 0 else f'-{k}'}{extension_for(image.mime_type)}"
             path = self.out / name
+            assert image.data is not None  # the command line always downloads
             write_atomic(path, image.data)
             paths.append(path)
             usage = result.usage

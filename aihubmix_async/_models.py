@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import os
-import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import attrs
 
+from ._errors import InvalidRequestError
+from ._files import save_into, write_atomic
 from ._types import JSONValue
 
 __all__ = [
+    "BatchProgress",
+    "BatchSummary",
     "CallStats",
     "GeneratedImage",
+    "ImageRequest",
     "ImageResult",
     "ModelInfo",
+    "Outcome",
     "ParamInfo",
+    "ProgressHook",
     "RequestEvent",
     "ResponseEvent",
     "Usage",
     "extension_for",
+    "request_from_mapping",
     "sniff_mime_type",
     "write_atomic",
 ]
@@ -54,31 +63,16 @@ def extension_for(mime_type: str) -> str:
     return _EXTENSIONS.get(mime_type, ".bin")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename: never a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _save(path: Path, data: bytes, name: str) -> Path:
-    if path.is_dir():
-        path = path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, data)
-    return path
+def _repr_data(data: bytes | None) -> str:
+    return "None" if data is None else f"<{len(data)} bytes>"
 
 
 @attrs.frozen(kw_only=True)
 class GeneratedImage:
-    """One image. ``data`` is empty when it was not downloaded (``download=False``)."""
+    """One image. ``data`` is ``None`` when it was not downloaded (``download=False``): then
+    only ``url`` is set, and ``mime_type`` is the server's claim (or a guess from the URL)."""
 
-    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    data: bytes | None = attrs.field(repr=_repr_data)
     mime_type: str
     url: str | None = None
 
@@ -92,10 +86,10 @@ class GeneratedImage:
 
         A directory path gets a file name chosen by content type. Returns the written path.
         """
-        if not self.data:
+        if self.data is None:
             raise ValueError("image was not downloaded (download=False); nothing to save")
         name = f"image{self.extension}"
-        return await anyio.to_thread.run_sync(_save, Path(path), self.data, name)
+        return await anyio.to_thread.run_sync(save_into, Path(path), self.data, name)
 
 
 @attrs.define
@@ -193,3 +187,145 @@ class ModelInfo:
     params: tuple[ParamInfo, ...] = ()
     asynchronous: bool = False
     route: str = "predictions"
+
+
+# --- batch values: shared by the batch runner, the command line and the dataset writer ------
+
+
+class _FrozenParams(Mapping[str, Any]):
+    """A read-only copy of a parameter mapping that compares by content, and hashes when its
+    values do (by keys otherwise: equality still decides)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, value: Mapping[str, Any]) -> None:
+        self._data = dict(value)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._data == dict(other)
+
+    def __hash__(self) -> int:
+        try:
+            return hash(frozenset(self._data.items()))
+        except TypeError:  # unhashable values (lists, images)
+            return hash(frozenset(self._data))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
+_NO_PARAMS: Mapping[str, Any] = _FrozenParams({})
+
+
+def _frozen_params(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if value is _NO_PARAMS or isinstance(value, _FrozenParams):
+        return value
+    return _FrozenParams(value) if value else _NO_PARAMS
+
+
+@attrs.frozen(kw_only=True)
+class ImageRequest:
+    """One item of a batch: a prompt, optionally its own model, parameters and id.
+
+    ``params`` take part in equality and hashing. ``task_id`` resumes a task an earlier submit
+    answered (from a run journal): the item is not submitted again (nothing billed); the task
+    is polled and its images downloaded.
+    """
+
+    prompt: str
+    model: str | None = None
+    params: Mapping[str, Any] = attrs.field(default=_NO_PARAMS, converter=_frozen_params)
+    id: str | None = None
+    task_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """How one item ended: its ``result`` or its ``error``, never both, never neither.
+
+    ``task_id`` is the server's task id whenever one was known (success or failure), so a
+    failed or interrupted task can be resumed with ``ImageRequest(task_id=...)``.
+    """
+
+    index: int
+    request: ImageRequest
+    result: ImageResult | None = None
+    error: Exception | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+    task_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """A progress event, sent after every finished item (for progress bars and streams)."""
+
+    outcome: Outcome
+    done: int
+    succeeded: int
+    failed: int
+    retried: int
+    images: int
+    elapsed: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@attrs.frozen(kw_only=True)
+class BatchSummary:
+    """The accounting of a batch: every item pulled from the input is in exactly one of
+    ``succeeded``, ``failed`` (both as delivered to the consumer) or ``cancelled``."""
+
+    started: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    #: Items never pulled from the input (known for sized inputs; None otherwise).
+    not_started: int | None
+    retries: int
+    elapsed: float
+
+
+ProgressHook = Callable[[BatchProgress], Any]
+
+
+def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None) -> ImageRequest:
+    """An ImageRequest from ``{"prompt", "model"?, "id"?, "task_id"?, "params"?, **params}``
+    (batch items and prompt-file lines alike). Problems raise InvalidRequestError (also a
+    ValueError)."""
+    data = dict(data)
+    prompt = data.pop("prompt", None)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError("missing or empty 'prompt'", field="prompt")
+    model = data.pop("model", None)
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequestError("'model' must be a string", field="model")
+    item_id = data.pop("id", None)
+    task_id = data.pop("task_id", None)
+    if task_id is not None and (not isinstance(task_id, str) or not task_id):
+        raise InvalidRequestError("'task_id' must be a non-empty string", field="task_id")
+    params = data.pop("params", None) or {}
+    if not isinstance(params, dict):
+        raise InvalidRequestError("'params' must be an object", field="params")
+    return ImageRequest(
+        prompt=prompt,
+        model=model or None,
+        id=default_id if item_id in (None, "") else str(item_id),
+        params={**data, **params},
+        task_id=task_id,
+    )

@@ -28,16 +28,15 @@ _CHUNK = 256 * 1024
 class Response:
     """Status, headers and body of one exchange (a plain slotted class: built per request)."""
 
-    __slots__ = ("body", "headers", "reason", "status", "url")
+    __slots__ = ("body", "headers", "reason", "status")
 
     def __init__(
-        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes, url: str
+        self, *, status: int, reason: str, headers: Mapping[str, str], body: bytes
     ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
-        self.url = url
 
     def __repr__(self) -> str:
         return f"Response(status={self.status}, body=<{len(self.body)} bytes>)"
@@ -98,7 +97,9 @@ class Transport:
         timeout: float,  # noqa: ASYNC109 - aiohttp enforces it per request
         max_bytes: int,
         allow_redirects: bool = False,
+        model: str | None = None,
     ) -> Response:
+        """Send one request; every failure becomes an SDK error naming ``model``."""
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
@@ -116,53 +117,59 @@ class Transport:
                 if length is not None and length <= max_bytes:
                     data = await resp.read()  # the common case, without another coroutine layer
                 else:
-                    data = await _read_capped(resp, max_bytes)
+                    data = await _read_capped(resp, max_bytes, model)
                 return Response(
                     status=resp.status,
                     reason=resp.reason or "",
                     headers=resp.headers,
                     body=data,
-                    url=str(resp.url),
                 )
         except AIHubMixError:
             raise
-        except aiohttp.ConnectionTimeoutError:
-            raise RequestTimeout(
-                f"timed out connecting to {_host(url)}", request_sent=False
-            ) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise RequestTimeout(f"{method} {_host(url)} timed out after {timeout:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(f"cannot connect to {_host(url)}: {exc.os_error}") from None
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
-            raise InvalidRequestError(f"invalid URL for {method}: {_host(url)}") from None
-        except aiohttp.ClientPayloadError:
-            raise TransportError(f"response body from {_host(url)} was cut off") from None
-        except aiohttp.ServerDisconnectedError:
-            raise TransportError(f"{_host(url)} closed the connection before answering") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(f"{method} {_host(url)} failed: {type(exc).__name__}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _error_for(exc, method, url, timeout, model) from None
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+def _error_for(
+    exc: BaseException, method: str, url: str, timeout: float, model: str | None
+) -> AIHubMixError:
+    """The SDK error for an aiohttp / asyncio failure (order matters: subclasses first)."""
+    host = _host(url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeout(f"timed out connecting to {host}", request_sent=False, model=model)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return RequestTimeout(f"{method} {host} timed out after {timeout:g}s", model=model)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"cannot connect to {host}: {exc.os_error}", model=model)
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return InvalidRequestError(f"invalid URL for {method}: {host}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"response body from {host} was cut off", model=model)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportError(f"{host} closed the connection before answering", model=model)
+    return TransportError(f"{method} {host} failed: {type(exc).__name__}", model=model)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, model: str | None) -> bytes:
     """Read the body, refusing one larger than ``max_bytes`` without buffering it whole."""
     length = resp.content_length
     if length is not None:
         if length > max_bytes:
-            raise _too_large(max_bytes)
+            raise _too_large(max_bytes, model)
         return await resp.read()
     chunks = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK):
         chunks += chunk
         if len(chunks) > max_bytes:
-            raise _too_large(max_bytes)
+            raise _too_large(max_bytes, model)
     return bytes(chunks)
 
 
-def _too_large(max_bytes: int) -> ResponseFormatError:
+def _too_large(max_bytes: int, model: str | None) -> ResponseFormatError:
     return ResponseFormatError(
         "response body is larger than max_response_bytes",
         expected=f"a body of at most {max_bytes} bytes",
+        model=model,
     )
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_batch.py            # all four scenarios (about two minutes)
     python benchmarks/bench_batch.py --quick    # smaller counts, for a smoke run
+    python benchmarks/bench_batch.py --only 1 --n 10000   # CPU per request at 64 and 256
 
 Raw baseline: one ClientSession, a semaphore, the same endpoint and payload, decoding the JSON
 (and the base64 image where there is one) exactly as a hand-written client would. SDK and raw
@@ -118,12 +119,13 @@ def ratio(a: float, b: float) -> str:
 
 async def run_scenarios(args: argparse.Namespace) -> None:
     quick = args.quick
-    n_small = 500 if quick else 2000
+    n_small = 500 if quick else args.n
     repeats = 3 if quick else args.repeats
 
     only = args.only
     if only in (None, 1):
-        await scenario_small(n_small, repeats)
+        await scenario_small(n_small, repeats, 64)
+        await scenario_small(n_small, repeats, 256)
     if only in (None, 2):
         await scenario_latency(n_small, repeats)
     if only in (None, 3):
@@ -132,11 +134,14 @@ async def run_scenarios(args: argparse.Namespace) -> None:
         scenario_memory(quick, n_small)
 
 
-async def scenario_small(n_small: int, repeats: int) -> None:
-    print(f"\n[1] URL-only responses, no server latency, {n_small} requests, concurrency 64")
+async def scenario_small(n_small: int, repeats: int, concurrency: int) -> None:
+    print(
+        f"\n[1] URL-only responses, no server latency, {n_small} requests,"
+        f" concurrency {concurrency}"
+    )
     with sandbox_process() as base:
         s_cpu, r_cpu, s_wall, r_wall = await scenario(
-            base, n_small, 64, repeats, "dall-e-3", "openai/dall-e-3", inline=False
+            base, n_small, concurrency, repeats, "dall-e-3", "openai/dall-e-3", inline=False
         )
     print_table(
         [

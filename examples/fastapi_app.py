@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from aihubmix_async import Client, Outcome
+from aihubmix_async import Client, GeneratedImage, Outcome
 from aihubmix_async.fastapi import get_client, install_error_handlers, lifespan
 
 app = FastAPI(title="images", lifespan=lifespan())
@@ -54,12 +54,16 @@ async def generate(
             "model": result.model,
             "request_id": result.request_id,
             "images": [
-                {"mime_type": image.mime_type, "b64": base64.b64encode(image.data).decode()}
-                for image in result.images
+                {"mime_type": image.mime_type, "b64": _b64(image)} for image in result.images
             ],
         }
     image = result.image
     return Response(image.data, media_type=image.mime_type)
+
+
+def _b64(image: GeneratedImage) -> str:
+    assert image.data is not None  # downloaded: these handlers never pass download=False
+    return base64.b64encode(image.data).decode()
 
 
 def _line(outcome: Outcome) -> str:
@@ -67,8 +71,7 @@ def _line(outcome: Outcome) -> str:
     if outcome.result is not None:
         record["request_id"] = outcome.result.request_id
         record["images"] = [
-            {"mime_type": image.mime_type, "b64": base64.b64encode(image.data).decode()}
-            for image in outcome.result.images
+            {"mime_type": image.mime_type, "b64": _b64(image)} for image in outcome.result.images
         ]
     else:
         record["error"] = {"type": type(outcome.error).__name__, "message": str(outcome.error)}

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from aihubmix_async import Client, PollPolicy, RetryPolicy, set_testing
+from aihubmix_async import Client, set_testing
 from aihubmix_async.sandbox import Sandbox, serve
 
-#: Fast polling so task-style models finish in milliseconds against the sandbox.
-FAST_POLL = PollPolicy(initial_interval=0.01, max_interval=0.05, deadline=5.0)
+# decode_image and make_client are re-exported for modules that still import them from here.
+from .support import FAST_POLL, decode_image, make_client
+
+__all__ = ["FAST_POLL", "decode_image", "make_client"]
 
 
 @pytest.fixture
@@ -38,27 +39,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield running
 
 
-def make_client(sandbox: Sandbox, **options: object) -> Client:
-    settings: dict[str, object] = {
-        "api_key": sandbox.api_key,
-        "base_url": sandbox.base_url,
-        "poll": FAST_POLL,
-        "retry": RetryPolicy(max_retries=2),
-    }
-    settings.update(options)
-    return Client(**settings)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[Client]:
     async with make_client(sandbox) as opened:
         yield opened
-
-
-def decode_image(data: bytes) -> tuple[str, tuple[int, int]]:
-    """Decode image bytes with Pillow; returns (format, size). Fails on anything not an image."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        return str(image.format), image.size

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,23 +15,7 @@ import aihubmix_async as ah
 from aihubmix_async import BatchProgress, Client, ImageRequest, Outcome, set_testing
 from aihubmix_async.sandbox import Fault, Sandbox, serve
 
-from .conftest import decode_image, make_client
-
-
-async def collect(batch: ah.Batch) -> list[Outcome]:
-    return [outcome async for outcome in batch]
-
-
-def other_tasks() -> set[asyncio.Task[object]]:
-    """Pending tasks besides this one, leaving out the in-process sandbox server's handlers."""
-    current = asyncio.current_task()
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if t is not current
-        and not t.done()
-        and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
-    }
+from .support import collect, decode_image, make_client, other_tasks, wait_until
 
 
 async def test_every_prompt_ends_as_one_outcome(client: Client) -> None:
@@ -120,30 +103,50 @@ async def test_batch_and_single_calls_share_the_client_limit() -> None:
 
 async def test_rpm_limit_is_smooth(client: Client, sandbox: Sandbox) -> None:
     """rpm spaces submits evenly from the start: no burst of a minute's budget."""
+    before = time.monotonic()  # the sandbox records arrivals on the same monotonic clock
     async with client.batch(["x"] * 6, model="gpt-image-1", concurrency=6, rpm=600) as batch:
         await collect(batch)
-    times = list(sandbox.stats.submit_times)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(times) == 6
-    assert min(gaps) >= 0.09  # 600/min = one per 0.1 s, from the very first request
+    arrivals = sorted(sandbox.stats.submit_times)
+    assert len(arrivals) == 6
+    # 600/min = one slot per 0.1 s from the first request: the i-th submit cannot arrive
+    # before its slot (a lower bound, so a busy machine cannot break it).
+    assert [t - before >= 0.1 * i - 0.001 for i, t in enumerate(arrivals)] == [True] * 6
+
+
+async def test_client_and_batch_rpm_both_apply(sandbox: Sandbox) -> None:
+    """A batch's rpm cannot exceed the client's: the stricter limit sets the pace."""
+    before = time.monotonic()
+    async with (
+        make_client(sandbox, rpm=600) as client,
+        client.batch(["x"] * 5, model="gpt-image-1", concurrency=5, rpm=60_000) as batch,
+    ):
+        await collect(batch)
+    arrivals = sorted(sandbox.stats.submit_times)
+    assert [t - before >= 0.1 * i - 0.001 for i, t in enumerate(arrivals)] == [True] * 5
 
 
 async def test_429_pauses_the_whole_client(sandbox: Sandbox) -> None:
     """A 429 with Retry-After holds every worker of the client, then work resumes."""
     sandbox.fail("status", status=429, retry_after=0.5)
+    seen_429: list[float] = []
+
+    def on_response(event: ah.ResponseEvent) -> None:
+        if event.status == 429:
+            seen_429.append(time.monotonic())
+
     with set_testing(False):
-        async with make_client(sandbox) as client:
+        async with make_client(sandbox, on_response=on_response) as client:
             async with client.batch(["x"] * 12, model="gpt-image-1", concurrency=4) as batch:
                 outcomes = await collect(batch)
     assert all(o.ok for o in outcomes)
-    times = sorted(sandbox.stats.submit_times)
-    first = times[0]
-    # The first wave (already in flight together with the 429'd request) lands at once;
-    # nothing else arrives until the pause is over.
-    quiet = [t for t in times if first + 0.05 < t < first + 0.45]
-    assert quiet == []
-    assert len(times) == 13
-    assert times[-1] >= first + 0.5
+    arrivals = sorted(sandbox.stats.submit_times)
+    assert len(arrivals) == 13
+    [paused_at] = seen_429
+    # Once the 429 is seen, only requests already past the pause check (at most one per other
+    # worker) may still arrive during the pause; everything else waits for its end.
+    during = [t for t in arrivals if paused_at < t < paused_at + 0.5]
+    assert len(during) <= 3
+    assert arrivals[-1] >= paused_at + 0.5
 
 
 async def test_ordered_mode_keeps_input_order(sandbox: Sandbox) -> None:
@@ -213,8 +216,7 @@ async def test_early_exit_cancels_in_flight_and_leaves_nothing(sandbox: Sandbox)
         assert other_tasks() - baseline == set()
         sandbox.latency = 0
         assert (await client.generate("gpt-image-1", "after")).images
-    await anyio.sleep(0.05)
-    assert sandbox.stats.in_flight == 0
+    await wait_until(lambda: sandbox.stats.in_flight == 0)
 
 
 async def test_cancelling_the_consumer_task_cleans_up(sandbox: Sandbox) -> None:
@@ -224,14 +226,17 @@ async def test_cancelling_the_consumer_task_cleans_up(sandbox: Sandbox) -> None:
     baseline = other_tasks()
     async with make_client(sandbox) as client:
 
-        async def consume() -> None:
+        async def consume(scope: anyio.CancelScope) -> None:
             async with client.batch(["x"] * 500, model="gpt-image-1", concurrency=8) as batch:
                 async for outcome in batch:
                     seen.append(outcome.index)
+                    if len(seen) == 5:
+                        scope.cancel()  # as a caller's timeout or shutdown would, mid-stream
 
-        with anyio.move_on_after(0.2):
-            await consume()
-        assert 0 < len(seen) < 500
+        with anyio.CancelScope() as scope:
+            await consume(scope)
+        assert scope.cancelled_caught
+        assert 5 <= len(seen) < 500  # buffered outcomes may still be handed over before
         assert other_tasks() - baseline == set()
 
 
@@ -485,3 +490,15 @@ async def test_progress_hook_error_is_logged_and_the_batch_goes_on(
     errors = [r for r in caplog.records if r.name == "aihubmix_async" and r.exc_info]
     assert len(errors) == 5
     assert "progress bar broke" in str(errors[0].exc_info[1])  # type: ignore[index]
+
+
+def test_requests_compare_by_their_parameters() -> None:
+    """Two requests differing only in params are different (and hash as such)."""
+    one = ImageRequest(prompt="a", params={"n": 1})
+    assert one != ImageRequest(prompt="a", params={"n": 2})
+    assert one == ImageRequest(prompt="a", params={"n": 1})
+    assert len({one, ImageRequest(prompt="a", params={"n": 1})}) == 1
+    listed = ImageRequest(prompt="a", params={"image": ["u1", "u2"]})  # unhashable values
+    assert hash(listed) == hash(ImageRequest(prompt="a", params={"image": ["u1", "u2"]}))
+    assert listed != ImageRequest(prompt="a", params={"image": ["u1"]})
+    assert dict(one.params) == {"n": 1}

@@ -12,20 +12,18 @@ import pytest
 
 import aihubmix_async as ah
 from aihubmix_async import BlockingClient
-from aihubmix_async.sandbox import DEFAULT_API_KEY
+from aihubmix_async.sandbox import DEFAULT_API_KEY, Sandbox
 
-from .conftest import decode_image
-from .test_cli import SandboxProcess
+from .support import decode_image, sandbox_in_thread
 
 
 @pytest.fixture
-def server() -> Iterator[SandboxProcess]:
-    running = SandboxProcess()
-    yield running
-    running.close()
+def server() -> Iterator[Sandbox]:
+    with sandbox_in_thread() as running:
+        yield running
 
 
-def test_plain_script(server: SandboxProcess) -> None:
+def test_plain_script(server: Sandbox) -> None:
     """A script with no asyncio in sight generates and batches."""
     script = textwrap.dedent(f"""
         from aihubmix_async import BlockingClient
@@ -41,10 +39,10 @@ def test_plain_script(server: SandboxProcess) -> None:
     assert done.stdout.splitlines() == ["image/png True", "[0, 1, 2]"]
 
 
-def test_inside_a_running_loop(server: SandboxProcess) -> None:
+def test_inside_a_running_loop(server: Sandbox) -> None:
     """Called from a coroutine (as in Jupyter), it still works: its loop runs in its own thread."""
 
-    async def notebook_cell() -> bytes:
+    async def notebook_cell() -> bytes | None:
         with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
             result = client.generate("flux-kontext-pro", "a fox")
             first = next(iter(client.batch(["x"] * 50, model="dall-e-3", concurrency=4)))
@@ -55,7 +53,7 @@ def test_inside_a_running_loop(server: SandboxProcess) -> None:
     assert decode_image(data)[0] == "JPEG"
 
 
-def test_errors_and_close(server: SandboxProcess) -> None:
+def test_errors_and_close(server: Sandbox) -> None:
     """Typed errors come through unchanged; a closed facade says so."""
     client = BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url)
     with pytest.raises(ah.InvalidRequestError):

@@ -12,7 +12,7 @@ import aihubmix_async as ah
 from aihubmix_async import Client
 from aihubmix_async.sandbox import Sandbox, serve
 
-from .conftest import make_client
+from .support import make_client
 
 SECRET = "sk-sandbox"  # the sandbox's key: must never show up in text the SDK produces
 

@@ -10,7 +10,7 @@ import aihubmix_async as ah
 from aihubmix_async import Client, PollPolicy
 from aihubmix_async.sandbox import Sandbox
 
-from .conftest import make_client
+from .support import make_client
 
 STATUS_CASES = [
     (401, ah.AuthenticationError),

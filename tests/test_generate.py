@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from aihubmix_async import (
     Client,
     GeneratedImage,
     ImageResult,
     InvalidRequestError,
+    ModelInfo,
     NotFoundError,
+    Registry,
+    __version__,
 )
+from aihubmix_async.providers import ModelSpec, Parsed, PreparedRequest, RawImage, TaskState
 from aihubmix_async.sandbox import Sandbox, serve
 
-from .conftest import decode_image, make_client
+from .support import decode_image, make_client
 
 #: The names exactly as the seed list writes them.
 SEED_MODELS = [
@@ -132,10 +139,10 @@ async def test_imagen_returns_requested_count(client: Client, sandbox: Sandbox) 
 
 
 async def test_download_false_keeps_only_urls(client: Client, sandbox: Sandbox) -> None:
-    """download=False returns the URLs without fetching them."""
+    """download=False returns the URLs without fetching them: no data (None), not empty bytes."""
     result = await client.generate("dall-e-3", "a cat", download=False)
     assert result.image.url is not None
-    assert result.image.data == b""
+    assert result.image.data is None
     assert sandbox.stats.downloads == 0
 
 
@@ -170,7 +177,7 @@ async def test_save_writes_atomically(client: Client, tmp_path: Path) -> None:
 
 async def test_save_refuses_an_undownloaded_image(tmp_path: Path) -> None:
     """An image fetched with download=False cannot be saved (there are no bytes)."""
-    image = GeneratedImage(data=b"", mime_type="image/png", url="https://cdn.test/x.png")
+    image = GeneratedImage(data=None, mime_type="image/png", url="https://cdn.test/x.png")
     with pytest.raises(ValueError, match="not downloaded"):
         await image.save(tmp_path / "x.png")
 
@@ -205,3 +212,66 @@ async def test_generate_with_an_unknown_task_id_is_a_typed_error(client: Client)
     assert caught.value.status_code == 404
     with pytest.raises(InvalidRequestError):
         await client.generate("flux-kontext-max", "a fox", task_id="")
+
+
+class HeaderAdapter:
+    """A minimal adapter written against the protocol alone: two models, one per auth scheme."""
+
+    name = "header-test"
+    models = (ModelSpec(path="test/goog"), ModelSpec(path="test/bearer"))
+    asynchronous = False
+    route = "test"
+    image_params: dict[str, str] = {}
+
+    def build_request(
+        self, model_path: str, prompt: str, params: Mapping[str, object]
+    ) -> PreparedRequest:
+        auth = "x-goog-api-key" if model_path == "test/goog" else "bearer"
+        return PreparedRequest(method="POST", path=f"/{model_path}", json={"p": prompt}, auth=auth)
+
+    def parse(self, body: Any) -> Parsed:
+        return Parsed(images=(RawImage(data=base64.b64decode(body["png"])),))
+
+    def parse_task(self, body: Any) -> TaskState:
+        raise NotImplementedError
+
+    def task_path(self, task_id: str) -> str:
+        raise NotImplementedError
+
+    def describe(self, model_path: str) -> ModelInfo:
+        return ModelInfo(name=model_path, path=model_path, family=self.name)
+
+
+async def test_the_adapter_chooses_how_the_key_is_sent() -> None:
+    """PreparedRequest.auth decides the header: Bearer, or x-goog-api-key and no Authorization."""
+    seen: dict[str, dict[str, str]] = {}
+    png = b"\x89PNG\r\n\x1a\n" + bytes(32)
+
+    async def handler(request: web.Request) -> web.Response:
+        seen[request.path] = {k.lower(): v for k, v in request.headers.items()}
+        return web.json_response({"png": base64.b64encode(png).decode()})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    registry = Registry(load_entry_points=False)
+    registry.register(HeaderAdapter())
+    try:
+        async with Client(
+            api_key="k-123", base_url=f"http://{host}:{port}", registry=registry
+        ) as c:
+            goog = await c.generate("test/goog", "a cat")
+            bearer = await c.generate("test/bearer", "a cat")
+    finally:
+        await runner.cleanup()
+    assert goog.image.data == png
+    assert bearer.image.mime_type == "image/png"
+    assert seen["/test/goog"]["x-goog-api-key"] == "k-123"
+    assert "authorization" not in seen["/test/goog"]
+    assert seen["/test/bearer"]["authorization"] == "Bearer k-123"
+    assert "x-goog-api-key" not in seen["/test/bearer"]
+    assert seen["/test/bearer"]["user-agent"] == f"aihubmix-async/{__version__}"

@@ -45,3 +45,22 @@ def test_error_tree() -> None:
         obj = getattr(a, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, a.AIHubMixError), name
+
+
+def test_batch_values_are_one_type_wherever_imported() -> None:
+    """The value types moved next to the other models; the old import path still works and
+    yields the very same classes (the command line and dataset writer import it)."""
+    from aihubmix_async import _batch, _models
+
+    for name in ("ImageRequest", "Outcome", "BatchProgress", "BatchSummary"):
+        assert getattr(_batch, name) is getattr(_models, name) is getattr(aihubmix_async, name)
+    assert _batch.request_from_mapping is _models.request_from_mapping
+
+
+def test_version_and_user_agent_come_from_the_installed_package() -> None:
+    from importlib.metadata import version
+
+    from aihubmix_async._config import USER_AGENT
+
+    assert aihubmix_async.__version__ == version("aihubmix-async")
+    assert f"aihubmix-async/{aihubmix_async.__version__}" == USER_AGENT

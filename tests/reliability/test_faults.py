@@ -11,7 +11,7 @@ import aihubmix_async as ah
 from aihubmix_async import PollPolicy, RetryPolicy
 from aihubmix_async.sandbox import Fault, serve
 
-from ..conftest import make_client
+from ..support import make_client
 
 # Faults a billed POST can be retried through (the server surely did not process it).
 TRANSIENT_SUBMIT = {"submit:status:429", "submit:status:503"}
@@ -25,7 +25,7 @@ FAULTS = (
     Fault(kind="reset"),
     Fault(kind="truncated"),
     Fault(kind="error_body"),
-    Fault(kind="delay", delay=0.6),  # slower than the client's timeout
+    Fault(kind="delay", delay=3.0),  # slower than the client's timeout
     Fault(kind="moderated"),  # flux: task ends moderated; others: 400 moderation
     Fault(kind="never_finish"),  # flux: pending past the poll deadline
     Fault(kind="status", status=500, route="poll"),
@@ -51,12 +51,14 @@ async def test_5000_items_with_20_percent_faults_lose_nothing() -> None:
     models = ["gpt-image-1", "dall-e-3", "flux-kontext-pro", "qwen-image"]
     items = ({"prompt": f"p{i}", "model": models[i % len(models)]} for i in range(n))
     policy = RetryPolicy(max_retries=8)
-    poll = PollPolicy(initial_interval=0.005, max_interval=0.01, deadline=0.3)
+    # Timeouts well above what a loaded 2-core machine needs for a loopback answer, so that only
+    # the injected faults (a 3 s delay, a task that never finishes) hit them.
+    poll = PollPolicy(initial_interval=0.005, max_interval=0.01, deadline=2.0)
     async with serve(pending_polls=1) as sandbox:
         sandbox.faults.seed(1234)
         sandbox.faults.rate = 0.2
         sandbox.faults.random_kinds = FAULTS
-        async with make_client(sandbox, retry=policy, poll=poll, timeout=0.3) as client:
+        async with make_client(sandbox, retry=policy, poll=poll, timeout=1.5) as client:
             async with client.batch(items, concurrency=64) as batch:
                 outcomes = [outcome async for outcome in batch]
         injected = Counter(sandbox.stats.fault_kinds)

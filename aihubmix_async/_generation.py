@@ -1,0 +1,275 @@
+"""One generation, flat: submit -> (journal the task id) -> poll -> download.
+
+:class:`Generator` turns a model, a prompt and parameters into an :class:`ImageResult` through
+the registry's adapter and the :class:`~._exchange.Exchange`. Both ``Client.generate`` and the
+batch runner call :meth:`Generator.generate`; neither reaches into the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ._config import USER_AGENT, ClientConfig, origin_of
+from ._errors import (
+    AIHubMixError,
+    ConfigurationError,
+    ContentPolicyError,
+    GenerationFailedError,
+    InvalidRequestError,
+    RequestTimeout,
+    ResponseFormatError,
+)
+from ._exchange import IMAGE, Exchange
+from ._inputs import encode_image_param
+from ._models import CallStats, GeneratedImage, ImageResult, sniff_mime_type
+from ._ratelimit import RateLimiter
+from ._registry import Registry
+from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
+from .providers._base import elide_inline_images
+
+__all__ = ["Generator", "TaskHook"]
+
+#: Called (or awaited) with (task_id, request_id) once a submit answered a task id.
+TaskHook = Callable[[str, "str | None"], object]
+
+_NO_DEADLINE = contextlib.nullcontext()
+_NO_KEY = "no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY"
+
+
+class Generator:
+    """Runs generations for one client: its config, registry, exchange and rpm limit.
+
+    Headers are computed once per way of sending the key (``PreparedRequest.auth``), so the hot
+    path never merges dicts.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: ClientConfig,
+        registry: Registry,
+        exchange: Exchange,
+        rate: RateLimiter | None,
+        max_input_bytes: int,
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._exchange = exchange
+        self._rate = rate
+        self._max_input_bytes = max_input_bytes
+        self._base_url = config.base_url
+        self._tasks_url = config.tasks_url
+        self._poll_policy = config.poll
+        key = config.api_key
+        common = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        auth: dict[str, dict[str, str]] = {
+            "bearer": {"Authorization": f"Bearer {key}"},
+            "x-goog-api-key": {"x-goog-api-key": key or ""},
+        }
+        self._get_headers = {**common, **auth["bearer"]} if key else common
+        self._post_headers = {
+            name: {**common, **header, "Content-Type": "application/json"}
+            for name, header in auth.items()
+        }
+        #: Image hosts never get the key; the API's own hosts (sandbox URLs) may.
+        self._image_headers = {"User-Agent": USER_AGENT}
+        self._api_prefixes = (config.base_url + "/", config.tasks_url + "/")
+        self._trusted = config.trusted_origins()
+
+    def ready(self) -> None:
+        """Open the client's session now (a batch does this on entry)."""
+        self._exchange.ready()
+
+    async def generate(
+        self,
+        model: str,
+        prompt: str,
+        params: Mapping[str, object],
+        download: bool,
+        deadline: float | None,
+        stats: CallStats,
+        *,
+        task_id: str | None = None,
+        on_task: TaskHook | None = None,
+    ) -> ImageResult:
+        """Submit (or resume ``task_id``), poll, download. Kept as one flat coroutine, over
+        50 lines on purpose: every coroutine layer is re-entered on each resume of the HTTP
+        exchange, which costs measurable CPU per request (see benchmarks/)."""
+        adapter, path = self._registry.resolve(model)
+        exchange = self._exchange
+        if task_id is None:
+            if adapter.image_params and any(name in params for name in adapter.image_params):
+                params = await self._encode_images(params, adapter.image_params)
+            url, body, headers = self._prepare(adapter, path, prompt, params)
+            if self._rate is not None:
+                await self._rate.acquire()
+        else:
+            self._check_resume(task_id)
+        request_id: str | None = None
+        data: Any = None
+        try:
+            with anyio.fail_after(deadline) if deadline is not None else _NO_DEADLINE:
+                if task_id is None:
+                    response, data, parsed = await exchange.call(
+                        "POST", url, headers=headers, body=body, billed=True, model=path,
+                        stats=stats, parse=adapter.parse,
+                    )  # fmt: skip
+                    request_id = response.request_id
+                    del response  # parsed: do not hold the body through polls and downloads
+                    if parsed.images and parsed.images[0].data is not None:
+                        elide_inline_images(data)  # decoded into images: do not hold it twice
+                    task_id = parsed.task_id
+                    if task_id is not None:
+                        stats.task_id = task_id
+                        if on_task is not None:  # journal it before polling: a crash resumes
+                            returned = on_task(task_id, request_id)
+                            if inspect.isawaitable(returned):
+                                await returned
+                        if not parsed.images:
+                            parsed = await self._poll(adapter, path, task_id, request_id, stats)
+                else:
+                    stats.task_id = task_id
+                    parsed = await self._poll(adapter, path, task_id, None, stats)
+                found = parsed.images
+                images: tuple[GeneratedImage, ...]
+                if len(found) == 1:
+                    images = (await self._image(found[0], download, path, stats),)
+                else:
+                    images = await self._materialise(found, download, path, stats)
+        except TimeoutError as exc:
+            if isinstance(exc, AIHubMixError) or deadline is None:
+                raise
+            raise RequestTimeout(
+                f"generation did not finish within its deadline of {deadline:g}s", model=path
+            ) from None
+        return ImageResult(
+            model=path,
+            images=images,
+            usage=parsed.usage,
+            request_id=request_id,
+            task_id=task_id,
+            raw=data,
+        )
+
+    def _check_resume(self, task_id: object) -> None:
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidRequestError(
+                f"task_id must be a non-empty string, got {task_id!r}", field="task_id"
+            )
+        if not self._config.api_key:
+            raise ConfigurationError(_NO_KEY)
+
+    def _prepare(
+        self, adapter: ProviderAdapter, path: str, prompt: str, params: Mapping[str, object]
+    ) -> tuple[str, bytes, Mapping[str, str]]:
+        """URL, body and headers of a submit (validating the parameters first)."""
+        request = adapter.build_request(path, prompt, params)
+        if not self._config.api_key:
+            raise ConfigurationError(_NO_KEY)
+        body, content_type = request.encode()
+        headers = self._post_headers.get(request.auth)
+        if headers is None:
+            raise ConfigurationError(
+                f"adapter {adapter.name!r} asks for an unknown auth scheme {request.auth!r}"
+            )
+        if content_type != "application/json":  # multipart uploads: rare, merge here
+            headers = {**headers, "Content-Type": content_type}
+        return self._base_url + request.path, body, headers
+
+    async def _encode_images(
+        self, params: Mapping[str, object], image_params: Mapping[str, str]
+    ) -> dict[str, object]:
+        """Image parameters in any accepted form -> the family's wire form (files read in a
+        worker thread, never on the event loop)."""
+        encoded = dict(params)
+        for name, encoding in image_params.items():
+            if name in encoded and encoded[name] is not None:
+                encoded[name] = await anyio.to_thread.run_sync(
+                    encode_image_param, encoded[name], encoding, self._max_input_bytes
+                )
+        return encoded
+
+    async def _poll(
+        self,
+        adapter: ProviderAdapter,
+        model: str,
+        task_id: str,
+        request_id: str | None,
+        stats: CallStats,
+    ) -> Parsed:
+        policy = self._poll_policy
+        url = self._tasks_url + adapter.task_path(task_id)
+        give_up = anyio.current_time() + policy.deadline
+        interval = policy.initial_interval
+        while True:
+            _, _, state = await self._exchange.call(
+                "GET", url, headers=self._get_headers, billed=False, model=model, stats=stats,
+                parse=adapter.parse_task,
+            )  # fmt: skip
+            if state.status is TaskStatus.DONE:
+                return state.parsed  # type: ignore[no-any-return]
+            if state.status is not TaskStatus.PENDING:
+                moderated = state.status is TaskStatus.MODERATED
+                raise (ContentPolicyError if moderated else GenerationFailedError)(
+                    f"task ended {state.status.value}: {state.message or 'no detail'}",
+                    request_id=request_id,
+                    model=model,
+                    task_id=task_id,
+                )
+            if anyio.current_time() + interval > give_up:
+                raise RequestTimeout(
+                    f"task {task_id} still pending after the {policy.deadline:g}s poll deadline",
+                    request_id=request_id,
+                    model=model,
+                )
+            await anyio.sleep(interval)
+            interval = min(interval * policy.multiplier, policy.max_interval)
+
+    async def _materialise(
+        self, raw: tuple[RawImage, ...], download: bool, model: str, stats: CallStats
+    ) -> tuple[GeneratedImage, ...]:
+        if not raw:
+            raise ResponseFormatError(
+                "response contains no image", expected="at least one image", model=model
+            )
+        results: list[GeneratedImage | None] = [None] * len(raw)
+
+        async def one(i: int, item: RawImage) -> None:
+            results[i] = await self._image(item, download, model, stats)
+
+        async with anyio.create_task_group() as tg:
+            for i, item in enumerate(raw):
+                tg.start_soon(one, i, item)
+        return tuple(r for r in results if r is not None)
+
+    async def _image(
+        self, item: RawImage, download: bool, model: str, stats: CallStats
+    ) -> GeneratedImage:
+        if item.data is not None:
+            return GeneratedImage(
+                data=item.data, mime_type=sniff_mime_type(item.data, item.mime_type)
+            )
+        url = item.url or ""
+        if not url.startswith(("https://", "http://")):
+            raise ResponseFormatError(
+                "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
+            )
+        if not download:
+            return GeneratedImage(data=None, mime_type=_claimed_type(item.mime_type), url=url)
+        # The key goes only to the API's own hosts, never to the hosts image URLs point at.
+        trusted = url.startswith(self._api_prefixes) or origin_of(url) in self._trusted
+        response, _, mime = await self._exchange.call(
+            "GET", url, headers=self._get_headers if trusted else self._image_headers,
+            billed=False, model=model, stats=stats, parse=IMAGE,
+        )  # fmt: skip
+        return GeneratedImage(data=response.body, mime_type=mime, url=url)
+
+
+def _claimed_type(mime_type: str | None) -> str:
+    return sniff_mime_type(b"", mime_type) if mime_type else "application/octet-stream"
