@@ -143,7 +143,7 @@ def test_non_finite_numbers_are_refused_for_every_numeric_parameter() -> None:
         path = adapter.models[0].path
         for field in attrs.fields(adapter.params_class):
             info = field.metadata.get("aihubmix_param")
-            if info is None or info["kind"] not in (int, float):
+            if info is None or info.kind not in (int, float):
                 continue
             for value in (float("nan"), float("inf"), float("-inf")):
                 try:
