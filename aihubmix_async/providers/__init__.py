@@ -7,16 +7,22 @@ an entry point names an adapter instance, an adapter class, or a callable return
 from __future__ import annotations
 
 from ._base import (
+    ROUTES,
+    SHAPES,
     Adapter,
+    Answer,
     ModelSpec,
     Parsed,
     PreparedRequest,
     ProviderAdapter,
     RawImage,
+    Route,
     TaskState,
     TaskStatus,
+    TaskVocabulary,
     param,
 )
+from ._spec import Shape
 from .baidu import ErnieIragEditAdapter, IragAdapter
 from .doubao import DoubaoAdapter
 from .flux import FluxAsyncAdapter, FluxSyncAdapter
@@ -28,14 +34,20 @@ from .stability import StabilityAdapter
 
 __all__ = [
     "BUILTIN_ADAPTERS",
+    "ROUTES",
+    "SHAPES",
     "Adapter",
+    "Answer",
     "ModelSpec",
     "Parsed",
     "PreparedRequest",
     "ProviderAdapter",
     "RawImage",
+    "Route",
+    "Shape",
     "TaskState",
     "TaskStatus",
+    "TaskVocabulary",
     "param",
 ]
 

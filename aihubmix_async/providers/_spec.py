@@ -318,6 +318,8 @@ class Answer:
     def count(self, fields: Mapping[str, Any], max_count: int | None) -> int:
         for name in self.count_params:
             value = fields.get(name)
+            if isinstance(value, str) and value.isdigit():  # a multipart form field
+                value = int(value)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
         return min(self.default_count, max_count or self.default_count)
