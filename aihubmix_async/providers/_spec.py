@@ -284,7 +284,11 @@ SHAPES: dict[str, Shape] = {
                                            for b in images]},
                      "finishReason": "STOP", "index": 0}
                 ],
-                "usageMetadata": usage or {},
+                "usageMetadata": {
+                    "promptTokenCount": usage["input_tokens"],
+                    "candidatesTokenCount": usage["output_tokens"],
+                    "totalTokenCount": usage["total_tokens"],
+                } if usage else {},
             },
         ),
     )
