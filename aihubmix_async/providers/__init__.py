@@ -26,6 +26,7 @@ from ._spec import Shape
 from .baidu import ErnieIragEditAdapter, IragAdapter
 from .doubao import DoubaoAdapter
 from .flux import FluxAsyncAdapter, FluxSyncAdapter
+from .gemini import GeminiImageAdapter
 from .ideogram import IdeogramAdapter
 from .imagen import ImagenAdapter
 from .openai import DallE3Adapter, GptImageAdapter
@@ -66,6 +67,7 @@ def builtin_adapters() -> tuple[ProviderAdapter, ...]:
         DoubaoAdapter(),
         IragAdapter(),
         ErnieIragEditAdapter(),
+        GeminiImageAdapter(),
     )
 
 
