@@ -54,9 +54,11 @@ def test_every_family_has_documented_examples() -> None:
     assert {path.stem for path in FILES} == {adapter.name for adapter in BUILTIN_ADAPTERS}
     for path in FILES:
         data = load(path)
-        assert data["requests"] and data["responses"], path.name
+        assert data["requests"], path.name
+        assert data["responses"], path.name
         for row in data["requests"] + data["responses"]:
-            assert row["source"] and row["status"] in ("documented", "code", "inferred"), row
+            assert row["source"], row
+            assert row["status"] in ("documented", "code", "inferred"), row
 
 
 def build(family: str, row: dict[str, Any]) -> PreparedRequest:
@@ -133,9 +135,9 @@ async def test_sandbox_accepts_what_the_adapter_builds(
 
 def with_unknown_field(request: PreparedRequest, route: str) -> tuple[PreparedRequest, str]:
     """The same request with one option the family does not document (a wrong wire name)."""
-    body = copy.deepcopy(request.json)
+    body: dict[str, Any] = copy.deepcopy(request.json)
     envelope = ROUTES[route].envelope
-    target = body["input"] if envelope == "input" else body
+    target: dict[str, Any] = body["input"] if envelope == "input" else body
     if envelope == "gemini":
         target = body["generationConfig"]
     target["colour"] = "red"
