@@ -92,6 +92,9 @@ class ProviderAdapter(Protocol):
     def describe(self, model_path: str) -> ModelInfo: ...
 
 
+_NO_FIELDS: JSONObject = {}
+
+
 class Adapter:
     """Base for the built-in adapters: a family of models stated as class attributes.
 
@@ -151,16 +154,34 @@ class Adapter:
 
     def fields(self, model_path: str, prompt: str, params: Mapping[str, object]) -> JSONObject:
         """The body fields for ``params`` (validated), without the prompt."""
-        if params or not accepts_no_params(self.params_for(model_path)):
-            return to_wire(self.validate(model_path, prompt, params))
-        check_prompt(prompt, model_path)  # the common bulk case: nothing else to validate
-        return {}
+        if not params and self._takes_nothing(model_path):
+            check_prompt(prompt, model_path)  # the common bulk case: nothing else to validate
+            return {}
+        return to_wire(self.validate(model_path, prompt, params))
 
     def build_request(
         self, model_path: str, prompt: str, params: Mapping[str, object]
     ) -> PreparedRequest:
-        fields = self.fields(model_path, prompt, params)
-        return ROUTES[self.route].build(model_path, prompt, fields)
+        # build_request runs once per generated item: the no-parameter case stays short.
+        if not params and self._takes_nothing(model_path):
+            check_prompt(prompt, model_path)
+            return self._route.build(model_path, prompt, _NO_FIELDS)
+        return self._route.build(model_path, prompt, self.fields(model_path, prompt, params))
+
+    @functools.cached_property
+    def _route(self) -> Route:
+        return ROUTES[self.route]
+
+    def _takes_nothing(self, model_path: str) -> bool:
+        """Whether the model's parameter class is valid with nothing set (edits need an image)."""
+        known = self._no_params_ok.get(model_path)
+        if known is None:
+            known = self._no_params_ok[model_path] = accepts_no_params(self.params_for(model_path))
+        return known
+
+    @functools.cached_property
+    def _no_params_ok(self) -> dict[str, bool]:
+        return {}
 
     def _check_count(self, model_path: str, values: Any) -> None:
         limit = self._max_counts.get(model_path)

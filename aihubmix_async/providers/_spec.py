@@ -81,11 +81,12 @@ class Route:
         return self.path.replace("{model}", model_path)
 
     def build(self, model_path: str, prompt: str, fields: Mapping[str, Any]) -> PreparedRequest:
-        model = model_path.rsplit("/", 1)[-1] if self.bare_model else model_path
         path = self.url_path(model_path)
-        if self.envelope == "input":
+        if self.envelope == "input":  # the common case first: it runs once per item
             body: JSONObject = {"input": {"prompt": prompt, **fields}}
-        elif self.envelope == "flat":
+            return PreparedRequest(method="POST", path=path, json=body, auth=self.auth)
+        model = model_path.rsplit("/", 1)[-1] if self.bare_model else model_path
+        if self.envelope == "flat":
             body = {"model": model, "prompt": prompt, **fields}
         elif self.envelope == "gemini":
             body = {
