@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .._registry import Registry
-from ..providers import ROUTES, Adapter, Route
+from ..providers import BUILTIN_ADAPTERS, ROUTES, Adapter, Route
 from ..providers._spec import Unwrapped
 from ._families import Problem, check_body, find_family, render_answer
 from ._faults import Fault, FaultScript
@@ -87,7 +87,13 @@ class Sandbox:
             app.router.add_post(
                 route.path.replace("{model}", "{model:.+}"), self._generation_handler(route)
             )
-        poll_paths = {a.tasks.poll_path for a in _adapters(self.registry) if a.tasks is not None}
+        # Entry-point plugins are looked up lazily (on the first unknown model), so the poll
+        # routes mounted up front are those of the built-in task vocabularies.
+        poll_paths = {
+            a.tasks.poll_path
+            for a in BUILTIN_ADAPTERS
+            if isinstance(a, Adapter) and a.tasks is not None
+        }
         for poll_path in sorted(poll_paths):
             app.router.add_get(poll_path, self._task)
         app.router.add_get("/_sandbox/stats", self._stats)
@@ -289,15 +295,6 @@ class Sandbox:
         except (TypeError, ValueError) as exc:
             return _error(400, str(exc), "bad_fault")
         return web.json_response({"scripted": len(items)})
-
-
-def _adapters(registry: Registry) -> list[Adapter]:
-    seen: dict[int, Adapter] = {}
-    for info in registry.models():
-        adapter = registry.resolve(info.path)[0]
-        if isinstance(adapter, Adapter):
-            seen.setdefault(id(adapter), adapter)
-    return list(seen.values())
 
 
 def _kind(request: web.Request) -> str:
