@@ -281,7 +281,12 @@ class Adapter:
             return self.other_routes.get(route, frozenset())
         return wire_names(self.params_for(model_path))
 
-    def required_fields(self, model_path: str) -> tuple[str, ...]:
+    def required_fields(self, model_path: str, route: str | None = None) -> tuple[str, ...]:
+        """Body fields a request on ``route`` (default: the family's own) must carry."""
+        if route is not None and route != self.route:
+            # A second route exists to upload the family's images (gpt-image edits).
+            documented = self.other_routes.get(route, frozenset())
+            return tuple(name for name in self.image_params if name in documented)
         specs = specs_of(self.params_for(model_path))
         return tuple((s.wire or n).split(".")[0] for n, s in specs.items() if s.required)
 

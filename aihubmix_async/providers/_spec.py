@@ -76,6 +76,8 @@ class Route:
     bare_model: bool = False
     #: Where a field sits, for error messages ("input.size").
     field_prefix: str = ""
+    #: The answer shape of this route when a family uses it besides its own route.
+    shape: str | None = None
 
     def url_path(self, model_path: str) -> str:
         return self.path.replace("{model}", model_path)
@@ -166,7 +168,13 @@ ROUTES: dict[str, Route] = {
             field_prefix="input.",
         ),
         Route(name="images/generations", path="/v1/images/generations", envelope="flat"),
-        Route(name="images/edits", path="/v1/images/edits", envelope="form", bare_model=True),
+        Route(
+            name="images/edits",
+            path="/v1/images/edits",
+            envelope="form",
+            bare_model=True,
+            shape="data[].b64_json",
+        ),
         Route(
             name="gemini",
             path="/gemini/v1beta/models/{model}:generateContent",

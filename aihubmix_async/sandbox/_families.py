@@ -73,7 +73,7 @@ def check_body(
                 "unknown_parameter",
                 f"{prefix}{name}",
             )
-    for name in _required(adapter, path, route):
+    for name in adapter.required_fields(path, route.name):
         if body.fields.get(name) in (None, "", []):
             code = "image_missing" if name in adapter.image_params else "missing_parameter"
             return Problem(400, f"{prefix}{name} is required", code, f"{prefix}{name}")
@@ -82,15 +82,6 @@ def check_body(
         if problem is not None:
             return problem
     return None
-
-
-def _required(adapter: Adapter, path: str, route: Route) -> tuple[str, ...]:
-    if route.name == adapter.route:
-        return adapter.required_fields(path)
-    # A second route of a family exists to upload its image parameters (gpt-image edits).
-    return tuple(
-        n for n in adapter.image_params if n in adapter.documented_fields(path, route.name)
-    )
 
 
 def _check_images(name: str, values: Any, prefix: str, seen: Counter[str]) -> Problem | None:
@@ -140,8 +131,8 @@ def render_answer(
     """
     answer = adapter.answer
     shape: Shape = answer.shape_for(fields)
-    if route.name != adapter.route:
-        shape = SHAPES["data[].b64_json"]  # the OpenAI-compatible upload routes' answer
+    if route.name != adapter.route and route.shape is not None:
+        shape = SHAPES[route.shape]
     elif shape.name in swaps and swaps[shape.name] in answer.shapes:
         shape = SHAPES[swaps[shape.name]]
     count = answer.count(fields, adapter.max_count(path))
