@@ -110,6 +110,8 @@ def encode_image_param(value: Any, encoding: str, max_bytes: int) -> Any:
         return [encode_image_param(item, encoding, max_bytes) for item in value]
     if encoding == "data_uri" and _is_wire_ready(value):
         return value
+    if value == "":  # the docs' examples send refer_image "" for "no reference image"
+        return value
     image = ImageInput.of(value, max_bytes=max_bytes)
     if encoding == "file":  # the adapter uploads local bytes itself (multipart)
         if image.url is not None:
