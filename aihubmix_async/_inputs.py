@@ -12,6 +12,7 @@ import attrs
 
 from ._errors import InvalidRequestError
 from ._models import sniff_mime_type
+from .providers._wire import RawImage
 
 __all__ = ["DEFAULT_MAX_INPUT_BYTES", "ImageInput", "encode_image_param"]
 
@@ -104,12 +105,16 @@ def _is_wire_ready(value: Any) -> bool:
 
 def encode_image_param(value: Any, encoding: str, max_bytes: int) -> Any:
     """Turn an image parameter (one image or a list) into the family's wire form: a URL, a
-    data URI or bare base64 string, or (encoding "file") an ImageInput to upload."""
+    data URI or bare base64 string, or (encoding "file") the bytes to upload as a RawImage."""
     if isinstance(value, list | tuple):
         return [encode_image_param(item, encoding, max_bytes) for item in value]
     if encoding == "data_uri" and _is_wire_ready(value):
         return value
+    if value == "":  # the docs' examples send refer_image "" for "no reference image"
+        return value
     image = ImageInput.of(value, max_bytes=max_bytes)
     if encoding == "file":  # the adapter uploads local bytes itself (multipart)
-        return image.url if image.url is not None else image
+        if image.url is not None:
+            return image.url
+        return RawImage(data=image.data, mime_type=image.mime_type)
     return image.to_wire(encoding)

@@ -23,20 +23,24 @@ class _Entry:
     path: str
 
 
-@attrs.define
 class Registry:
     """Maps model names (paths and aliases) to adapters. Later registrations win.
 
     A path is sent as written; an alias resolves to its adapter's documented path. Third-party
     adapters declared in the ``aihubmix_async.providers`` entry-point group are loaded on the
-    first lookup that misses, and whenever the model list is asked for.
+    first lookup that misses, and whenever the model list is asked for
+    (``load_entry_points=False`` turns that off).
     """
 
-    _entries: dict[str, _Entry] = attrs.Factory(dict)
-    _folded: dict[str, str] = attrs.Factory(dict)
-    _adapters: list[ProviderAdapter] = attrs.Factory(list)
-    _entry_points_loaded: bool = False
-    load_entry_points: bool = True
+    def __init__(self, *, load_entry_points: bool = True) -> None:
+        self.load_entry_points = load_entry_points
+        self._entries: dict[str, _Entry] = {}
+        self._folded: dict[str, str] = {}
+        self._adapters: list[ProviderAdapter] = []
+        self._entry_points_loaded = False
+
+    def __repr__(self) -> str:
+        return f"<Registry of {len(self._adapters)} adapters, {len(self._entries)} names>"
 
     @classmethod
     def default(cls) -> Registry:

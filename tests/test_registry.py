@@ -103,3 +103,13 @@ def test_broken_entry_point_is_provider_load_error(plugin_dist: Path) -> None:
     write_entry_points(plugin_dist, "broken = acme_painter:broken")
     with pytest.raises(ProviderLoadError, match="'broken'"):
         Registry.default().resolve("not-a-builtin-model")
+
+
+def test_constructor_takes_only_public_options() -> None:
+    """The constructor exposes no private state: only load_entry_points, by keyword."""
+    registry = Registry(load_entry_points=False)
+    assert registry.load_entry_points is False
+    for private in ("entries", "_entries", "folded", "adapters", "entry_points_loaded"):
+        with pytest.raises(TypeError):
+            Registry(**{private: {}})  # type: ignore[arg-type]
+    assert "Registry of 0 adapters" in repr(registry)

@@ -7,19 +7,26 @@ an entry point names an adapter instance, an adapter class, or a callable return
 from __future__ import annotations
 
 from ._base import (
+    ROUTES,
+    SHAPES,
     Adapter,
+    Answer,
     ModelSpec,
     Parsed,
     PreparedRequest,
     ProviderAdapter,
     RawImage,
+    Route,
     TaskState,
     TaskStatus,
+    TaskVocabulary,
     param,
 )
+from ._spec import Shape
 from .baidu import ErnieIragEditAdapter, IragAdapter
 from .doubao import DoubaoAdapter
 from .flux import FluxAsyncAdapter, FluxSyncAdapter
+from .gemini import GeminiImageAdapter
 from .ideogram import IdeogramAdapter
 from .imagen import ImagenAdapter
 from .openai import DallE3Adapter, GptImageAdapter
@@ -28,14 +35,20 @@ from .stability import StabilityAdapter
 
 __all__ = [
     "BUILTIN_ADAPTERS",
+    "ROUTES",
+    "SHAPES",
     "Adapter",
+    "Answer",
     "ModelSpec",
     "Parsed",
     "PreparedRequest",
     "ProviderAdapter",
     "RawImage",
+    "Route",
+    "Shape",
     "TaskState",
     "TaskStatus",
+    "TaskVocabulary",
     "param",
 ]
 
@@ -54,6 +67,7 @@ def builtin_adapters() -> tuple[ProviderAdapter, ...]:
         DoubaoAdapter(),
         IragAdapter(),
         ErnieIragEditAdapter(),
+        GeminiImageAdapter(),
     )
 
 

@@ -1,13 +1,12 @@
 """Baidu iRAG and ERNIE iRAG edit on Qianfan — ``qianfan/irag-1.0``, ``qianfan/ernie-irag-edit``
-(spec §9). Response: ``output[]`` of ``{url}``.
+(reference §9). Response: ``output[]`` of ``{url}``.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from .._errors import InvalidRequestError
-from ._base import Adapter, ModelSpec, param
+from ._base import Adapter, Answer, ModelSpec, param
 
 __all__ = ["ErnieIragEditAdapter", "ErnieIragEditParams", "IragAdapter", "IragParams"]
 
@@ -23,14 +22,13 @@ class IragParams:
 
 @attrs.frozen(kw_only=True)
 class ErnieIragEditParams:
-    image: str | None = param(str, description="the image to edit (URL); required")
+    image: str | None = param(str, required=True, description="the image to edit (URL)")
     feature: str | None = param(str, choices=("erase", "repaint", "variation"))
     guidance: float | None = param(float, minimum=1, maximum=20)
     watermark: bool | None = param(bool)
 
-    def __attrs_post_init__(self) -> None:
-        if self.image is None:
-            raise InvalidRequestError("parameter 'image' is required for edits", field="image")
+
+_ANSWER = Answer(shapes=("output[].url",), image_format="jpeg", count_params=("n",))
 
 
 class IragAdapter(Adapter):
@@ -38,6 +36,7 @@ class IragAdapter(Adapter):
     models = (ModelSpec(path="qianfan/irag-1.0", aliases=("irag-1.0",)),)
     params_class = IragParams
     image_params = {"refer_image": "data_uri"}
+    answer = _ANSWER
 
 
 class ErnieIragEditAdapter(Adapter):
@@ -45,3 +44,4 @@ class ErnieIragEditAdapter(Adapter):
     models = (ModelSpec(path="qianfan/ernie-irag-edit", aliases=("ernie-irag-edit",)),)
     params_class = ErnieIragEditParams
     image_params = {"image": "data_uri"}
+    answer = _ANSWER

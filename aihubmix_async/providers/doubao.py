@@ -1,27 +1,29 @@
-"""ByteDance Doubao Seedream 4.0 / 4.5 (spec §8). Response: ``output[]`` of ``{url}`` (signed,
-24 h); with ``response_format`` set to base64, ``{b64_json}`` entries are accepted too.
+"""ByteDance Doubao Seedream 4.0 / 4.5 (reference §8). Response: ``output[]`` of ``{url}``
+(signed, 24 h); with ``response_format`` set to base64, ``{b64_json}`` entries (an inferred
+shape: the base64 variant is not evidenced). ``max_images`` is sent nested under
+``sequential_image_generation_options``; 4.5 has no ``1K`` size (its own parameter class).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import attrs
 
 from .._errors import InvalidRequestError
-from .._types import JSONValue
-from ._base import Adapter, ModelSpec, param
+from ._base import Adapter, Answer, ModelSpec, param
 
 __all__ = ["DoubaoAdapter", "DoubaoParams"]
 
 
 @attrs.frozen(kw_only=True)
 class DoubaoParams:
-    size: str | None = param(str, choices=("1K", "2K", "4K"), description="1K not on 4-5")
+    size: str | None = param(str, choices=("1K", "2K", "4K"))
     sequential_image_generation: str | None = param(str, choices=("auto", "disabled"))
     max_images: int | None = param(
-        int, minimum=1, maximum=15, description="sent as sequential_image_generation_options"
+        int,
+        minimum=1,
+        maximum=15,
+        description="sent as sequential_image_generation_options",
+        wire="sequential_image_generation_options.max_images",
     )
     stream: bool | None = param(bool, description="only false is supported")
     response_format: str | None = param(str, choices=("url", "b64_json", "base64_json"))
@@ -37,8 +39,11 @@ class DoubaoParams:
                 "parameter 'max_images' needs sequential_image_generation='auto'",
                 field="max_images",
             )
-        if isinstance(self.image, list) and not all(isinstance(i, str) for i in self.image):
-            raise InvalidRequestError("parameter 'image' must hold URL strings", field="image")
+
+
+@attrs.frozen(kw_only=True)
+class Doubao45Params(DoubaoParams):
+    size: str | None = param(str, choices=("2K", "4K"), description="no 1K on 4.5")
 
 
 class DoubaoAdapter(Adapter):
@@ -51,27 +56,18 @@ class DoubaoAdapter(Adapter):
             path="doubao/doubao-seedream-4-0-250828", aliases=("doubao-seedream-4-0-250828",)
         ),
         ModelSpec(
-            path="doubao/doubao-seedream-4-5", aliases=("doubao-seedream-4-5", "seedream-4.5")
+            path="doubao/doubao-seedream-4-5",
+            aliases=("doubao-seedream-4-5", "seedream-4.5"),
+            params=Doubao45Params,
         ),
     )
     params_class = DoubaoParams
     image_params = {"image": "data_uri"}
-
-    def validate(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
-        values = super().validate(model_path, prompt, params)
-        if "4-5" in model_path and values.size == "1K":
-            raise InvalidRequestError(
-                "parameter 'size' must be one of '2K', '4K'; got '1K'",
-                field="size",
-                model=model_path,
-            )
-        return values
-
-    def build_request(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
-        request = super().build_request(model_path, prompt, params)
-        body = request.json["input"]
-        assert isinstance(body, dict)
-        max_images: JSONValue = body.pop("max_images", None)
-        if max_images is not None:
-            body["sequential_image_generation_options"] = {"max_images": max_images}
-        return request
+    answer = Answer(
+        shapes=("output[].url", "output[].b64_json"),
+        switches=(
+            ("response_format", "b64_json", "output[].b64_json"),
+            ("response_format", "base64_json", "output[].b64_json"),
+        ),
+        image_format="jpeg",
+    )

@@ -1,4 +1,4 @@
-"""Ideogram V3 — ``ideogram/V3`` (spec §5).
+"""Ideogram V3 — ``ideogram/V3`` (reference §5).
 
 ``aspect_ratio`` is written ``WxH`` on the wire (``"2x1"``); ``2:1`` is accepted and converted.
 The response JSON is undocumented: URL lists are expected (``output[]`` of strings or ``{url}``).
@@ -6,12 +6,9 @@ The response JSON is undocumented: URL lists are expected (``output[]`` of strin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import attrs
 
-from ._base import Adapter, ModelSpec, param
+from ._base import Adapter, Answer, ModelSpec, param
 
 __all__ = ["IdeogramAdapter", "IdeogramParams"]
 
@@ -21,10 +18,16 @@ _RATIOS = (
 )  # fmt: skip
 
 
+def _x_form(ratio: object) -> object:
+    return ratio.replace(":", "x") if isinstance(ratio, str) else ratio
+
+
 @attrs.frozen(kw_only=True)
 class IdeogramParams:
     rendering_speed: str | None = param(str, choices=("TURBO", "DEFAULT", "QUALITY"))
-    aspect_ratio: str | None = param(str, choices=_RATIOS, description="WxH; W:H is converted")
+    aspect_ratio: str | None = param(
+        str, choices=_RATIOS, description="WxH; W:H is converted", normalise=_x_form
+    )
     seed: int | None = param(int, minimum=0, maximum=2147483647)
     negative_prompt: str | None = param(str)
 
@@ -33,10 +36,4 @@ class IdeogramAdapter(Adapter):
     name = "ideogram"
     models = (ModelSpec(path="ideogram/V3", aliases=("ideogram-v3", "V3")),)
     params_class = IdeogramParams
-    expected = "output[] of URL strings or {url}"
-
-    def validate(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
-        ratio = params.get("aspect_ratio")
-        if isinstance(ratio, str) and ":" in ratio:
-            params = {**params, "aspect_ratio": ratio.replace(":", "x")}
-        return super().validate(model_path, prompt, params)
+    answer = Answer(shapes=("output[] strings", "output[].url"))

@@ -1,19 +1,17 @@
-"""Google Imagen 3 / 4 (spec §3), always sent as ``google/<id>``.
+"""Google Imagen 3 / 4 (reference §3), always sent as ``google/<id>``.
 
 The count field is ``numberOfImages`` in the docs' examples and ``sampleCount`` in the Chinese
-table; both are accepted (not together). Response shape is undocumented: a URL list is most
-likely; ``output[]`` of ``{url}`` / ``{b64_json}`` / strings and ``files[].uri`` are all accepted.
+table; both are accepted (not together). The ultra model makes one image per request, the
+others four by default. Response shape is undocumented: a URL list is most likely;
+``output[]`` of ``{url}`` / ``{b64_json}`` / strings and ``files[].uri`` are all accepted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import attrs
 
 from .._errors import InvalidRequestError
-from ._base import Adapter, ModelSpec, param
+from ._base import Adapter, Answer, ModelSpec, param
 
 __all__ = ["ImagenAdapter", "ImagenParams"]
 
@@ -34,28 +32,28 @@ class ImagenParams:
             )
 
 
-_IDS = (
-    "imagen-4.0-ultra-generate-001",
-    "imagen-4.0-generate-001",
-    "imagen-4.0-fast-generate-001",
-    "imagen-4.0-fast-generate-preview-06-06",
-    "imagen-3.0-generate-002",
-)
-
-
 class ImagenAdapter(Adapter):
     name = "google-imagen"
-    models = tuple(ModelSpec(path=f"google/{i}", aliases=(i,)) for i in _IDS)
-    params_class = ImagenParams
-    expected = "output[] of {url} / {b64_json} / URL strings, or output.files[].uri"
-
-    def validate(self, model_path: str, prompt: str, params: Mapping[str, object]) -> Any:
-        values = super().validate(model_path, prompt, params)
-        count = values.numberOfImages or values.sampleCount
-        if "ultra" in model_path and count is not None and count > 1:
-            raise InvalidRequestError(
-                f"the ultra model generates 1 image per request; got {count}",
-                field="numberOfImages",
-                model=model_path,
+    models = (
+        ModelSpec(
+            path="google/imagen-4.0-ultra-generate-001",
+            aliases=("imagen-4.0-ultra-generate-001",),
+            max_count=1,
+        ),
+        *(
+            ModelSpec(path=f"google/{i}", aliases=(i,))
+            for i in (
+                "imagen-4.0-generate-001",
+                "imagen-4.0-fast-generate-001",
+                "imagen-4.0-fast-generate-preview-06-06",
+                "imagen-3.0-generate-002",
             )
-        return values
+        ),
+    )
+    params_class = ImagenParams
+    answer = Answer(
+        shapes=("output[].url", "output[].b64_json", "output[] strings"),
+        count_params=("numberOfImages", "sampleCount"),
+        default_count=4,
+    )
+    expected = "output[] of {url} / {b64_json} / URL strings, or output.files[].uri"

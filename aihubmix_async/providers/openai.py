@@ -1,4 +1,4 @@
-"""OpenAI image models: gpt-image-1 / -1-mini / -1.5 and dall-e-3 (spec §2).
+"""OpenAI image models: gpt-image-1 / -1-mini / -1.5 and dall-e-3 (reference §2).
 
 The documented paths moved from the ``opanai/`` typo to ``openai/`` in Dec 2025; both are served,
 a path the user writes is sent as written, and the short names resolve to ``openai/``.
@@ -13,9 +13,8 @@ from collections.abc import Mapping
 import attrs
 
 from .._errors import InvalidRequestError
-from .._inputs import ImageInput
-from .._models import extension_for
-from ._base import Adapter, FormPart, ModelSpec, PreparedRequest, param
+from ._base import Adapter, Answer, ModelSpec, PreparedRequest, RawImage, param
+from ._spec import ROUTES
 
 __all__ = ["DallE3Adapter", "DallE3Params", "GptImageAdapter", "GptImageParams"]
 
@@ -31,7 +30,7 @@ class GptImageParams:
     background: str | None = param(str, choices=("transparent", "opaque", "auto"))
     output_format: str | None = param(str, choices=("png", "jpeg", "webp"))
     input_fidelity: str | None = param(str, choices=("high", "low"), description="edits only")
-    image: str | None = param(str, description="reference image URL (image-to-image)")
+    image: str | None = param(str, description="reference image (URL, or a local image to edit)")
 
     def __attrs_post_init__(self) -> None:
         if self.image is not None and self.moderation is not None:
@@ -46,7 +45,7 @@ class GptImageParams:
             )
 
 
-_EDIT_FIELDS = ("size", "n", "quality", "background", "output_format", "input_fidelity")
+EDITS = "images/edits"
 
 
 class GptImageAdapter(Adapter):
@@ -64,32 +63,30 @@ class GptImageAdapter(Adapter):
     )
     params_class = GptImageParams
     image_params = {"image": "file"}
-    expected = (
-        "output.b64_json[].bytesBase64 (object form), output[] of {b64_json}/{url},"
-        " or data[].b64_json (edits)"
+    other_routes = {
+        EDITS: frozenset(
+            ("image", "size", "n", "quality", "background", "output_format", "input_fidelity")
+        )
+    }
+    answer = Answer(
+        shapes=("output.b64_json[].bytesBase64", "output[].b64_json", "data[].b64_json"),
+        format_param="output_format",
+        count_params=("n",),
+        usage_per_image=1056,
     )
 
     def build_request(
         self, model_path: str, prompt: str, params: Mapping[str, object]
     ) -> PreparedRequest:
         image = params.get("image")
-        if not isinstance(image, ImageInput) or image.data is None:
+        if not isinstance(image, RawImage) or image.data is None:
             return super().build_request(model_path, prompt, params)
-        # Validate as usual (the upload stands in for the URL), then build the form.
-        values = self.validate(model_path, prompt, {**params, "image": "upload"})
-        parts = [FormPart(name="model", value=model_path.split("/", 1)[-1]),
-                 FormPart(name="prompt", value=prompt)]  # fmt: skip
-        for field in _EDIT_FIELDS:
-            value = getattr(values, field)
-            if value is not None:
-                parts.append(FormPart(name=field, value=str(value)))
-        ext = extension_for(image.mime_type or "image/png")
-        parts.append(
-            FormPart(
-                name="image", value=image.data, filename=f"image{ext}", content_type=image.mime_type
-            )
-        )
-        return PreparedRequest(method="POST", path="/v1/images/edits", form=tuple(parts))
+        # Validated as usual (the upload stands in for the URL), sent as a form to the edits
+        # route with the options that route documents.
+        fields = self.fields(model_path, prompt, {**params, "image": "upload"})
+        allowed = self.other_routes[EDITS]
+        form = {k: v for k, v in fields.items() if k in allowed and k != "image"}
+        return ROUTES[EDITS].build(model_path, prompt, {**form, "image": image})
 
 
 @attrs.frozen(kw_only=True)
@@ -107,4 +104,7 @@ class DallE3Adapter(Adapter):
         ModelSpec(path="opanai/dall-e-3"),
     )
     params_class = DallE3Params
-    expected = "output[] of {url} (or {b64_json}), or output.b64_json[]"
+    answer = Answer(
+        shapes=("output[].url", "output[].b64_json", "output.b64_json[].bytesBase64"),
+        count_params=("n",),
+    )

@@ -1,4 +1,4 @@
-"""Stability — ``stability/Stable-Diffusion-3-5-Large`` (spec §6).
+"""Stability — ``stability/Stable-Diffusion-3-5-Large`` (reference §6).
 
 Only ``prompt`` and ``n`` are documented; the response is undocumented, so every shape the
 shared reader knows is accepted (``output[]`` of ``{b64_json}`` / ``{url}`` / strings).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._base import Adapter, ModelSpec, param
+from ._base import Adapter, Answer, ModelSpec, param
 
 __all__ = ["StabilityAdapter", "StabilityParams"]
 
@@ -27,4 +27,6 @@ class StabilityAdapter(Adapter):
         ),
     )
     params_class = StabilityParams
-    expected = "output[] of {b64_json} / {url} / strings"
+    answer = Answer(
+        shapes=("output[].b64_json", "output[].url", "output[] strings"), count_params=("n",)
+    )

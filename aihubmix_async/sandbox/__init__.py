@@ -6,9 +6,13 @@
         async with Client(api_key=sandbox.api_key, base_url=sandbox.base_url) as client:
             result = await client.generate("flux-kontext-max", "a red fox")
 
-It emulates every family's route and response shape from the wire spec, returns real PNG/JPEG
-images (URL outputs are served from a second loopback host acting as a CDN) and takes scripted
-faults: ``sandbox.fail("status", status=429, retry_after=1)``.
+Its routes, the fields each family accepts and the answer shapes come from the provider specs
+(the same ones the adapters build requests from): a field a family does not document is
+answered 400 with a server-style error body, so a wrong wire name fails a test. It returns real
+PNG/JPEG images (URL outputs are served from a second loopback host acting as a CDN), keeps
+finished tasks, records events in arrival order (``sandbox.events``) and takes scripted
+faults: ``sandbox.fail("status", status=429, retry_after=1)``. It accepts the key
+:data:`DEFAULT_API_KEY` (``"sk-sandbox"``) unless given another ``api_key``.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ._app import DEFAULT_API_KEY, Sandbox, SandboxStats
+from ._app import DEFAULT_API_KEY, Event, Sandbox, SandboxStats
 from ._faults import FAULT_KINDS, Fault
 
-__all__ = ["DEFAULT_API_KEY", "FAULT_KINDS", "Fault", "Sandbox", "SandboxStats", "serve"]
+__all__ = ["DEFAULT_API_KEY", "FAULT_KINDS", "Event", "Fault", "Sandbox", "SandboxStats", "serve"]
 
 
 async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
@@ -51,7 +55,7 @@ async def serve(
     Image URLs point at a second listener on ``cdn_host`` (another loopback address, so a
     different origin); if it cannot be bound, a second port on ``host`` is used instead.
     ``options`` go to :class:`Sandbox` (``api_key``, ``pending_polls``, ``latency``,
-    ``image_bytes``, ``openai_form``).
+    ``image_bytes``, ``openai_form``, ``redirect_downloads``, ``registry``).
     """
     sandbox = Sandbox(**options)
     runner, sandbox.base_url = await _start(sandbox.api_app(), host, port)

@@ -1,76 +1,42 @@
-"""The emulator: an aiohttp.web app answering like AIHubMix for every family in the spec."""
+"""The emulator: an aiohttp.web app answering like AIHubMix for every registered family.
+
+Its routes, the fields each family accepts, the answer shapes and the task vocabulary all come
+from the provider specs (``providers/``); this module holds only server behaviour: keys,
+scripted faults, counters and events, downloads from a second host.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
 import itertools
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 from aiohttp import web
 
+from .._registry import Registry
+from ..providers import BUILTIN_ADAPTERS, ROUTES, Adapter, Route
+from ..providers._spec import Unwrapped
+from ._families import Problem, check_body, find_family, render_answer
 from ._faults import Fault, FaultScript
 from ._images import jpeg, png, png_of_size
+from ._stats import MAX_EVENTS, Event, SandboxStats
+from ._tasks import TaskStore
 
-__all__ = ["DEFAULT_API_KEY", "Sandbox", "SandboxStats"]
+__all__ = ["DEFAULT_API_KEY", "Event", "Sandbox", "SandboxStats"]
 
 DEFAULT_API_KEY = "sk-sandbox"
 _JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@attrs.define
-class SandboxStats:
-    """What the emulator saw; tests assert on these."""
-
-    requests: int = 0
-    submits: int = 0
-    polls: int = 0
-    downloads: int = 0
-    in_flight: int = 0
-    max_in_flight: int = 0
-    unauthorized: int = 0
-    faults: int = 0
-    #: Injected faults by "route:kind[:status]", for reconciling outcomes against them.
-    fault_kinds: Counter[str] = attrs.Factory(Counter)
-    #: Download requests that carried an Authorization header (must stay 0).
-    downloads_with_auth: int = 0
-    by_model: Counter[str] = attrs.Factory(Counter)
-    #: Image inputs seen, keyed "parameter:form" (form: url, data_uri or base64).
-    image_inputs: Counter[str] = attrs.Factory(Counter)
-    #: Monotonic arrival times of the most recent generation submits.
-    submit_times: deque[float] = attrs.Factory(lambda: deque(maxlen=10_000))
-
-    def as_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["by_model"] = dict(self.by_model)
-        data["image_inputs"] = dict(self.image_inputs)
-        data["fault_kinds"] = dict(self.fault_kinds)
-        data["submit_times"] = list(self.submit_times)
-        return data
-
-
-@attrs.define
-class _Task:
-    polls_left: int
-    fate: str  # "ready" | "moderated" | "task_failed" | "never_finish"
-    ext: str
-
-
-@functools.cache
-def _b64(kind: str, size: int) -> str:
-    data = jpeg() if kind == "jpeg" else (png_of_size(size) if size else png())
-    return base64.b64encode(data).decode()
+#: Shapes ``openai_form="list"`` swaps in (for families that document both).
+_LIST_FORM = {"output.b64_json[].bytesBase64": "output[].b64_json"}
 
 
 class Sandbox:
-    """A running emulator: its URLs, the fault script and the counters."""
+    """A running emulator: its URLs, the fault script, the counters and the event log."""
 
     def __init__(
         self,
@@ -81,19 +47,24 @@ class Sandbox:
         image_bytes: int = 0,
         openai_form: str = "object",
         redirect_downloads: bool = False,
+        registry: Registry | None = None,
     ) -> None:
         self.api_key = api_key
         self.pending_polls = pending_polls
         self.latency = latency
         self.image_bytes = image_bytes
-        self.openai_form = openai_form
+        self.shape_swaps = _LIST_FORM if openai_form == "list" else {}
         #: Image URLs point at the API host, which redirects to the image host (a CDN hop).
         self.redirect_downloads = redirect_downloads
+        #: The families served: the built-ins plus installed entry-point plugins by default.
+        self.registry = registry or Registry.default()
         self.base_url = ""
         self.cdn_url = ""
         self.stats = SandboxStats()
+        #: Everything seen, in arrival order (bounded): assert on order, not on wall time.
+        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
         self.faults = FaultScript()
-        self._tasks: dict[str, _Task] = {}
+        self.tasks = TaskStore()
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -105,15 +76,28 @@ class Sandbox:
         self.faults.add(fault)
         return fault
 
+    def record(self, route: str, model: str | None, kind: str) -> None:
+        self.events.append(Event(time.monotonic(), route, model, kind))
+
     # --- apps ------------------------------------------------------------------------------
 
     def api_app(self) -> web.Application:
         app = web.Application(middlewares=[self._count], client_max_size=64 * 1024**2)
-        app.router.add_post("/v1/models/{model:.+}/predictions", self._predictions)
-        app.router.add_post("/v1/images/generations", self._images_generations)
-        app.router.add_post("/v1/images/edits", self._images_edits)
-        app.router.add_get("/v1/tasks/{task_id}", self._task)
+        for route in ROUTES.values():
+            app.router.add_post(
+                route.path.replace("{model}", "{model:.+}"), self._generation_handler(route)
+            )
+        # Entry-point plugins are looked up lazily (on the first unknown model), so the poll
+        # routes mounted up front are those of the built-in task vocabularies.
+        poll_paths = {
+            a.tasks.poll_path
+            for a in BUILTIN_ADAPTERS
+            if isinstance(a, Adapter) and a.tasks is not None
+        }
+        for poll_path in sorted(poll_paths):
+            app.router.add_get(poll_path, self._task)
         app.router.add_get("/_sandbox/stats", self._stats)
+        app.router.add_get("/_sandbox/events", self._events)
         app.router.add_post("/_sandbox/faults", self._script)
         app.router.add_get("/img/{name}", self._download)  # when no second host could be bound
         app.router.add_get("/redirect/{name}", self._redirect)
@@ -126,40 +110,34 @@ class Sandbox:
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        stats = self.stats
-        stats.requests += 1
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        kind = _kind(request)
+        self.stats.enter(kind)
         try:
             response = await handler(request)
             response.headers.setdefault("X-Request-Id", f"req_{next(self._ids):08d}")
             return response
         finally:
-            stats.in_flight -= 1
+            self.stats.leave(kind)
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _deny(self, request: web.Request) -> web.Response | None:
-        """A 401 unless the request carries the accepted Bearer key (any key if none is set)."""
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:] if auth.startswith("Bearer ") else ""
+    def _deny(self, request: web.Request, auth: str, route: str) -> web.Response | None:
+        """A 401 unless the request carries the accepted key where ``auth`` says."""
+        if auth == "x-goog-api-key":
+            key = request.headers.get("x-goog-api-key", "")
+        else:
+            header = request.headers.get("Authorization", "")
+            key = header[7:] if header.startswith("Bearer ") else ""
         if key.strip() and (self.api_key is None or key == self.api_key):
             return None
         self.stats.unauthorized += 1
-        return self._error(401, "Invalid token", "invalid_api_key")
+        self.record(route, None, "unauthorized")
+        return _error(401, "Invalid token", "invalid_api_key")
 
-    def _error(
-        self,
-        status: int,
-        message: str,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> web.Response:
-        body = {
-            "error": {"message": message, "type": "aihubmix_error", "param": None, "code": code}
-        }
-        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-        return web.json_response(body, status=status, headers=headers)
+    def _reject(self, route: str, model: str | None, problem: Problem) -> web.Response:
+        self.stats.rejected += 1
+        self.record(route, model, "rejected")
+        return _error(problem.status, problem.message, problem.code, param=problem.param)
 
     def _url(self, ext: str) -> str:
         host = self.base_url + "/redirect" if self.redirect_downloads else self.cdn_url + "/img"
@@ -176,13 +154,14 @@ class Sandbox:
         kind = fault.kind
         label = f"{route}:{kind}" + (f":{fault.status}" if kind == "status" else "")
         self.stats.fault_kinds[label] += 1
+        self.record(route, model, f"fault:{label}")
         if kind == "delay":
             await asyncio.sleep(fault.delay)
             return None
         if kind == "status":
-            return self._error(fault.status, fault.message, fault.code, fault.retry_after)
+            return _error(fault.status, fault.message, fault.code, fault.retry_after)
         if kind == "error_body":
-            return self._error(200, fault.message, fault.code or "upstream_error")
+            return _error(200, fault.message, fault.code or "upstream_error")
         if kind == "malformed":
             return web.Response(status=200, text="<html>502 Bad Gateway</html>", content_type=_JSON)
         if kind == "truncated":
@@ -197,212 +176,102 @@ class Sandbox:
             return response
         return fault  # a fate for the generation itself (moderated, task_failed, never_finish)
 
-    # --- routes ----------------------------------------------------------------------------
+    # --- generation routes -----------------------------------------------------------------
 
-    async def _predictions(self, request: web.Request) -> web.StreamResponse:
-        model = request.match_info["model"]
+    def _generation_handler(self, route: Route) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._generation(request, route)
+
+        return handle
+
+    async def _generation(self, request: web.Request, route: Route) -> web.StreamResponse:
         self.stats.submits += 1
         self.stats.submit_times.append(time.monotonic())
-        self.stats.by_model[model] += 1
-        if denied := self._deny(request):
+        if denied := self._deny(request, route.auth, route.name):
             return denied
+        body = await self._read_body(request, route)
+        if isinstance(body, Problem):
+            return self._reject(route.name, None, body)
+        model = body.model
+        self.stats.by_model[f"edits:{model}" if route.envelope == "form" else str(model)] += 1
+        self.record(route.name, model, "submit")
         fault = await self._fault(request, "submit", model)
         if isinstance(fault, web.StreamResponse):
             return fault
-        try:
-            payload = await request.json()
-        except ValueError:
-            return self._error(400, "request body is not valid JSON", "invalid_json")
-        params = payload.get("input") if isinstance(payload, dict) else None
-        if (
-            not isinstance(params, dict)
-            or not isinstance(params.get("prompt"), str)
-            or not params["prompt"]
-        ):
-            return self._error(400, "input.prompt is required", "prompt_missing")
-        bad_image = self._check_images(params)
-        if bad_image:
-            return self._error(400, bad_image, "invalid_image")
+        found = find_family(self.registry, model)
+        if found is None:
+            return _error(503, f"no available channel for model {model}", "model_not_found")
+        adapter, path = found
+        problem = check_body(adapter, path, route, body, self.stats.image_inputs)
+        if problem is not None:
+            return self._reject(route.name, model, problem)
         if self.latency:
             await asyncio.sleep(self.latency)
+        return self._answer(adapter, path, route, body, fault)
+
+    async def _read_body(self, request: web.Request, route: Route) -> Unwrapped | Problem:
+        model = request.match_info.get("model")
+        if route.envelope == "form":
+            if not request.content_type.startswith("multipart/form-data"):
+                return Problem(400, "this route takes multipart/form-data", "invalid_content_type")
+            form = await request.post()
+            payload: Any = {
+                name: value.file.read() if isinstance(value, web.FileField) else str(value)
+                for name, value in form.items()
+            }
+        else:
+            try:
+                payload = await request.json()
+            except ValueError:
+                return Problem(400, "request body is not valid JSON", "invalid_json")
+        unwrapped = route.unwrap(payload, model)
+        if isinstance(unwrapped, str):
+            return Problem(400, unwrapped, "invalid_body")
+        return unwrapped
+
+    def _answer(
+        self, adapter: Adapter, path: str, route: Route, body: Unwrapped, fault: Any
+    ) -> web.StreamResponse:
         fate = fault.kind if isinstance(fault, Fault) else None
-        family = model.split("/", 1)[0]
-        name = model.rsplit("/", 1)[-1].lower()
-        if fate == "moderated" and family != "bfl":
-            return self._error(
+        if adapter.tasks is not None and route.name == adapter.route:
+            ext = "png" if adapter.answer.image_format_for(body.fields) == "png" else "jpg"
+            submitted = self.tasks.submit(adapter.tasks, self.pending_polls, fate, self._url(ext))
+            return web.json_response(submitted)
+        if fate == "moderated":
+            return _error(
                 400, "Your request was rejected by the safety system", "moderation_blocked"
             )
-        if family in ("openai", "opanai") and name.startswith("gpt-image"):
-            return web.json_response(self._gpt_image(params))
-        if family in ("openai", "opanai") and name == "dall-e-3":
-            return web.json_response({"output": [{"url": self._url("png")}]})
-        if family == "google" and name.startswith("imagen"):
-            count = (
-                params.get("numberOfImages")
-                or params.get("sampleCount")
-                or (1 if "ultra" in name else 4)
-            )
-            return web.json_response(
-                {"output": [{"url": self._url("png")} for _ in range(int(count))]}
-            )
-        if family == "bfl" and name.startswith(("flux-kontext", "flux-2")):
-            return web.json_response(self._submit_task(params, fate))
-        if family == "ideogram":
-            return web.json_response({"output": [self._url("png")]})
-        if family == "stability":
-            n = int(params.get("n") or 1)
-            return web.json_response(
-                {"output": [{"b64_json": _b64("png", self.image_bytes)} for _ in range(n)]}
-            )
-        if family in ("qianfan", "doubao"):
-            if name in ("qwen-image-edit", "ernie-irag-edit") and not params.get("image"):
-                return self._error(400, "input.image is required for edits", "image_missing")
-            n = int(params.get("n") or 1)
-            if params.get("response_format") in ("b64_json", "base64_json"):
-                return web.json_response(
-                    {"output": [{"b64_json": _b64("jpeg", 0)} for _ in range(n)]}
-                )
-            return web.json_response({"output": [{"url": self._url("jpg")} for _ in range(n)]})
-        return self._error(503, f"no available channel for model {model}", "model_not_found")
+        answer = render_answer(
+            adapter, path, route, body.fields,
+            url=self._url, image_bytes=self.image_bytes, swaps=self.shape_swaps,
+        )  # fmt: skip
+        return web.json_response(answer)
 
-    def _check_images(self, params: dict[str, Any]) -> str | None:
-        """Image inputs must be an http(s) URL, a base64 data: URI or bare base64 of an image."""
-        for key in ("image", "input_image", "refer_image"):
-            values = params.get(key)
-            for value in values if isinstance(values, list) else [values]:
-                if value is None or value == "":
-                    continue
-                if not isinstance(value, str):
-                    return f"input.{key} must be a string"
-                if value.startswith(("http://", "https://")):
-                    form = "url"
-                else:
-                    form, text = "base64", value
-                    if value.startswith("data:"):
-                        form, text = "data_uri", value.partition(",")[2]
-                    try:
-                        data = base64.b64decode(text, validate=True)
-                    except ValueError:
-                        return f"input.{key} is not a URL or valid base64"
-                    if not data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")):
-                        return f"input.{key} is not an image"
-                self.stats.image_inputs[f"{key}:{form}"] += 1
-        return None
-
-    def _gpt_image(self, params: dict[str, Any]) -> dict[str, Any]:
-        n = int(params.get("n") or 1)
-        kind = "jpeg" if params.get("output_format") == "jpeg" else "png"
-        data = _b64(kind, 0 if kind == "jpeg" else self.image_bytes)
-        usage = {"input_tokens": 37, "output_tokens": 1056 * n, "total_tokens": 37 + 1056 * n}
-        if self.openai_form == "list":
-            return {"output": [{"b64_json": data} for _ in range(n)], "usage": usage}
-        items = [{"bytesBase64": data, "mimeType": kind} for _ in range(n)]
-        return {"output": {"b64_json": items, "urls": []}, "usage": usage}
-
-    def _submit_task(self, params: dict[str, Any], fate: str | None) -> dict[str, Any]:
-        task_id = f"api.us1.{uuid.uuid4().hex}"
-        ext = "png" if params.get("output_format") == "png" else "jpg"
-        self._tasks[task_id] = _Task(polls_left=self.pending_polls, fate=fate or "ready", ext=ext)
-        polling = f"https://api.us1.bfl.ai/v1/get_result?id={uuid.uuid4()}"
-        return {"output": [{"taskId": task_id, "polling_url": polling}]}
+    # --- tasks, downloads, control ---------------------------------------------------------
 
     async def _task(self, request: web.Request) -> web.StreamResponse:
         self.stats.polls += 1
-        if denied := self._deny(request):
+        self.record("tasks", None, "poll")
+        if denied := self._deny(request, "bearer", "tasks"):
             return denied
         fault = await self._fault(request, "poll", None)
         if isinstance(fault, web.StreamResponse):
             return fault
         task_id = request.match_info["task_id"]
-        task = self._tasks.get(task_id)
-        if task is None:
-            return self._error(404, f"task {task_id} not found", "task_not_found")
-        if task.fate == "never_finish" or task.polls_left > 0:
-            task.polls_left -= 1
-            return web.json_response({"id": task_id, "status": "Pending"})
-        del self._tasks[task_id]
-        if task.fate == "moderated":
-            return web.json_response({"id": task_id, "status": "Content Moderated"})
-        if task.fate == "task_failed":
-            return web.json_response(
-                {"id": task_id, "status": "Error", "message": "upstream failure"}
-            )
-        return web.json_response(
-            {"id": task_id, "status": "Ready", "result": {"sample": self._url(task.ext)}}
-        )
-
-    async def _images_generations(self, request: web.Request) -> web.StreamResponse:
-        self.stats.submits += 1
-        self.stats.submit_times.append(time.monotonic())
-        if denied := self._deny(request):
-            return denied
-        try:
-            payload = await request.json()
-        except ValueError:
-            return self._error(400, "request body is not valid JSON", "invalid_json")
-        model = payload.get("model") if isinstance(payload, dict) else None
-        self.stats.by_model[str(model)] += 1
-        fault = await self._fault(request, "submit", str(model))
-        if isinstance(fault, web.StreamResponse):
-            return fault
-        if not isinstance(payload.get("prompt"), str) or not payload["prompt"]:
-            return self._error(400, "prompt is required", "prompt_missing")
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        kind = "jpeg" if payload.get("output_format") == "jpeg" else "png"
-        return web.json_response(
-            {
-                "created": int(time.time()),
-                "data": [{"b64_json": _b64(kind, 0), "revised_prompt": None}],
-            }
-        )
-
-    async def _images_edits(self, request: web.Request) -> web.StreamResponse:
-        """OpenAI-compatible edits: multipart with model, prompt, options and an image file."""
-        self.stats.submits += 1
-        self.stats.submit_times.append(time.monotonic())
-        if denied := self._deny(request):
-            return denied
-        if not request.content_type.startswith("multipart/form-data"):
-            return self._error(400, "edits take multipart/form-data", "invalid_content_type")
-        form = await request.post()
-        model = str(form.get("model", ""))
-        self.stats.by_model[f"edits:{model}"] += 1
-        fault = await self._fault(request, "submit", model)
-        if isinstance(fault, web.StreamResponse):
-            return fault
-        image = form.get("image")
-        if not isinstance(form.get("prompt"), str) or not form["prompt"]:
-            return self._error(400, "prompt is required", "prompt_missing")
-        if not isinstance(image, web.FileField):
-            return self._error(400, "image file is required", "image_missing")
-        data = image.file.read()
-        if not data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")):
-            return self._error(400, "image is not an image", "invalid_image")
-        self.stats.image_inputs["image:multipart"] += 1
-        n = int(str(form.get("n") or 1))
-        kind = "jpeg" if form.get("output_format") == "jpeg" else "png"
-        return web.json_response(
-            {
-                "created": int(time.time()),
-                "data": [{"b64_json": _b64(kind, 0)} for _ in range(n)],
-                "usage": {
-                    "input_tokens": 300,
-                    "output_tokens": 1056 * n,
-                    "total_tokens": 300 + 1056 * n,
-                },
-            }
-        )
+        state = self.tasks.poll(task_id)
+        if state is None:
+            return _error(404, f"task {task_id} not found", "task_not_found")
+        return web.json_response(state)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         self.stats.downloads += 1
+        self.record("cdn", None, "download")
         if "Authorization" in request.headers:
             self.stats.downloads_with_auth += 1
         fault = await self._fault(request, "download", None)
         if isinstance(fault, web.StreamResponse):
             return fault
-        name = request.match_info["name"]
-        if name.endswith(".jpg"):
+        if request.match_info["name"].endswith(".jpg"):
             return web.Response(body=jpeg(), content_type="image/jpeg")
         data = png_of_size(self.image_bytes) if self.image_bytes else png()
         return web.Response(body=data, content_type="image/png")
@@ -413,6 +282,9 @@ class Sandbox:
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.stats.as_dict())
 
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response([list(event) for event in self.events])
+
     async def _script(self, request: web.Request) -> web.StreamResponse:
         """Script faults over HTTP (for a sandbox running in another process)."""
         payload = await request.json()
@@ -421,5 +293,30 @@ class Sandbox:
             for item in items:
                 self.fail(**item)
         except (TypeError, ValueError) as exc:
-            return self._error(400, str(exc), "bad_fault")
+            return _error(400, str(exc), "bad_fault")
         return web.json_response({"scripted": len(items)})
+
+
+def _kind(request: web.Request) -> str:
+    path = request.path
+    if path.startswith(("/img/", "/redirect/")):
+        return "download"
+    if request.method == "GET":
+        return "control" if path.startswith("/_sandbox/") else "poll"
+    return "control" if path.startswith("/_sandbox/") else "submit"
+
+
+def _error(
+    status: int,
+    message: str,
+    code: str | None = None,
+    retry_after: float | None = None,
+    *,
+    param: str | None = None,
+) -> web.Response:
+    """A server-style error: ``{"error": {message, type, param, code}}`` (X-Request-Id is added
+    by the middleware)."""
+    kind = "invalid_request_error" if 400 <= status < 500 else "aihubmix_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+    return web.json_response(body, status=status, headers=headers)

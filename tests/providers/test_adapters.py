@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aihubmix_async import InvalidRequestError, ResponseFormatError, Usage
+from aihubmix_async import InvalidRequestError, Registry, ResponseFormatError, Usage
 from aihubmix_async.providers import TaskStatus
 from aihubmix_async.providers.baidu import ErnieIragEditAdapter
 from aihubmix_async.providers.doubao import DoubaoAdapter
@@ -203,3 +203,33 @@ def test_doubao_rules() -> None:
         body_of(adapter, "doubao/doubao-seedream-4-0", stream=True)
     with pytest.raises(InvalidRequestError, match="sequential"):
         body_of(adapter, "doubao/doubao-seedream-4-0", max_images=3)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "message"),
+    [
+        (GPT, {"quality": "best"},
+         "parameter 'quality' must be one of 'low', 'medium', 'high', 'auto'; got 'best'"),
+        (GPT, {"n": "3"}, "parameter 'n' must be an integer, got '3'"),
+        (GPT, {"n": 0}, "parameter 'n' must be between 1 and 10; got 0"),
+        (GPT, {"qualty": "high"}, "unknown parameter 'qualty'; accepted: size, n, quality,"),
+        (GPT, {"qualty": "high"}, "Did you mean 'quality'?"),
+        ("qianfan/qwen-image", {"guidance": float("nan")},
+         "parameter 'guidance' must be a finite number, got nan"),
+        ("bfl/flux-kontext-pro", {"raw": True},
+         "parameter 'raw' is only accepted by bfl/flux-2-pro, bfl/flux-2-flex"),
+        ("google/imagen-4.0-ultra-generate-001", {"sampleCount": 3},
+         "google/imagen-4.0-ultra-generate-001 generates at most 1 image(s) per request; got 3"),
+    ],
+)  # fmt: skip
+def test_parameter_messages_say_what_is_allowed(
+    model: str, params: dict[str, Any], message: str
+) -> None:
+    """Messages built from cattrs' collected errors keep their substance: the allowed values or
+    range, the type expected, the nearest known names, the models that take a parameter."""
+    adapter, path = Registry.default().resolve(model)
+    with pytest.raises(InvalidRequestError) as caught:
+        adapter.build_request(path, "a cat", params)
+    assert message in caught.value.message
+    assert caught.value.field == next(iter(params))
+    assert caught.value.model == path
