@@ -115,7 +115,7 @@ def open_source(source: str) -> IO[bytes]:
     """The prompts source as a binary stream, opened once (``-`` is standard input)."""
     if source == "-":
         return sys.stdin.buffer
-    return open(source, "rb")  # noqa: SIM115 - the caller closes it
+    return open(source, "rb")  # the caller closes it
 
 
 @attrs.define
