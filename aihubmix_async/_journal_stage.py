@@ -1,0 +1,348 @@
+"""Staging: the input streamed once into a temporary table, checked, then planned.
+
+Identity: an explicit id is kept. A line without one gets ``<16 hex of its content digest>``
+(prompt, the line's own model and parameters, digests of its images), plus ``-2``, ``-3`` for the
+2nd, 3rd identical line. Inserting or removing other lines, or changing ``-m``/``--param``, never
+changes an item's id; the *fingerprint* (resolved model path, prompt, merged canonical
+parameters, image digests) tells whether an item with that id changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import zlib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from ._batch import ImageRequest
+from ._errors import InvalidRequestError
+from ._journal_files import safe_name
+from ._journal_types import Conflict
+from ._registry import Registry
+
+__all__ = ["ChangedItem", "StageReport", "Stager", "apply_plan", "pending_chunk"]
+
+_CHUNK = 4096
+_LONG = 256  # strings longer than this (inline images) enter fingerprints as a digest
+_URL = ("https://", "http://")
+
+
+@attrs.frozen
+class ChangedItem:
+    line: int
+    id: str
+
+
+@attrs.frozen(kw_only=True)
+class StageReport:
+    """What the staged input means for this folder; computed without writing anything."""
+
+    items: int  #: lines staged (every shard)
+    mine: int  #: of which in this run's shard
+    new: int
+    done: int  #: done with the same fingerprint: skipped
+    pending: int  #: pending or submitted in an earlier run: resumed
+    tasks: int  #: of which journaled tasks (polled, not submitted again)
+    failed: int  #: failed before: retried unless the run says otherwise
+    changed: int  #: done items whose fingerprint changed (the on_change policy decides)
+    changed_examples: tuple[ChangedItem, ...]
+    changed_unfinished: int  #: not-yet-done items whose input changed: simply updated
+    absent: int | None  #: items in the journal that are not in this input (None for shards)
+    conflicts: tuple[Conflict, ...]  #: the first few
+    conflict_count: int
+
+
+def _canon(value: Any, images: Mapping[str, str], key: str | None = None) -> Any:
+    """Parameters as they enter a fingerprint: long strings and image inputs by digest."""
+    if isinstance(value, dict):
+        return {k: _canon(v, images, k) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canon(v, images, key) for v in value]
+    if isinstance(value, str):
+        if key in images and not value.startswith(_URL) and not value.startswith("data:"):
+            try:  # a local file (only with the CLI's opt-in): its size and mtime, not its bytes
+                info = os.stat(value)
+            except OSError:
+                return f"file:{value}"
+            return f"file:{value}:{info.st_size}:{info.st_mtime_ns}"
+        if len(value) > _LONG:
+            return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_STAGED = """
+CREATE TEMP TABLE staged(
+    line INTEGER PRIMARY KEY, id TEXT NOT NULL, explicit INTEGER NOT NULL, stem TEXT NOT NULL,
+    stem_key TEXT NOT NULL, fp TEXT NOT NULL, prompt TEXT NOT NULL, model TEXT NOT NULL,
+    params TEXT NOT NULL, mine INTEGER NOT NULL)
+"""
+
+
+class Stager:
+    """Feed every usable input line to :meth:`add` (one pass), then call :meth:`finish`."""
+
+    def __init__(self, db: sqlite3.Connection, *, model: str | None, params: Mapping[str, Any],
+                 shard: tuple[int, int], registry: Registry) -> None:  # fmt: skip
+        self._db = db
+        self._model = model
+        self._params = dict(params)
+        self._shard = shard
+        self._registry = registry
+        self._resolved: dict[str, tuple[str, Mapping[str, str]]] = {}
+        self._rows: list[tuple[Any, ...]] = []
+        self._count = self._mine = 0
+        self._canon_cache: dict[str, str] = {}
+        db.execute("DROP TABLE IF EXISTS temp.staged")
+        db.execute("DROP TABLE IF EXISTS temp.todo")
+        db.execute(_STAGED)
+
+    def _resolve(self, model: str) -> tuple[str, Mapping[str, str]]:
+        found = self._resolved.get(model)
+        if found is None:
+            adapter, path = self._registry.resolve(model)  # InvalidRequestError if unknown
+            found = self._resolved[model] = (path, adapter.image_params)
+        return found
+
+    def _default_params(self, path: str, images: Mapping[str, str]) -> tuple[str, str]:
+        cached = self._canon_cache.get(path)
+        if cached is None:
+            cached = self._canon_cache[path] = _dumps(_canon(self._params, images))
+        return cached, _dumps(self._params)
+
+    def add(self, line: int, request: ImageRequest) -> None:
+        """Stage one input line (``line`` numbers must be distinct and increasing). The request
+        is as read from the line: its own model, parameters and id (or None). Raises
+        InvalidRequestError for a line that cannot be an item (no or unknown model, text that
+        cannot be stored such as a lone surrogate): report it as a bad line."""
+        own_model = request.model
+        model = own_model or self._model
+        if model is None:
+            raise InvalidRequestError("no model: give -m or a 'model' on the line", field="model")
+        path, images = self._resolve(model)
+        own_path = self._resolve(own_model)[0] if own_model else ""
+        try:
+            prompt = request.prompt.encode()
+            if request.params:
+                own = _dumps(_canon(dict(request.params), images)).encode()
+                merged = {**self._params, **request.params}
+                canon, params = _dumps(_canon(merged, images)), _dumps(merged)
+                canon.encode()
+            else:
+                own = b"{}"
+                canon, params = self._default_params(path, images)
+            item_id = request.id
+            if item_id is not None:
+                item_id.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                "text that is not valid Unicode (a lone surrogate such as \\ud800)"
+            ) from None
+        key = hashlib.sha256(b"\0".join((prompt, own_path.encode(), own))).hexdigest()
+        fp = hashlib.sha256(b"\0".join((prompt, path.encode(), canon.encode()))).hexdigest()
+        index, count = self._shard
+        if item_id is None:
+            item_id = stem = stem_key = key[:16]
+            mine = count == 1 or int(key[:8], 16) % count == index
+        else:
+            stem = safe_name(item_id)
+            stem_key = stem.lower()
+            mine = count == 1 or zlib.crc32(item_id.encode()) % count == index
+        self._rows.append((line, item_id, request.id is not None, stem, stem_key, fp,
+                           request.prompt, path, params, mine))  # fmt: skip
+        self._count += 1
+        self._mine += mine
+        if len(self._rows) >= _CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._db.executemany("INSERT INTO staged VALUES (?,?,?,?,?,?,?,?,?,?)", self._rows)
+            self._rows = []
+
+    def finish(self, *, examples: int = 5) -> StageReport:
+        """Number repeated lines, find collisions and compare with the journal. Writes only
+        temporary tables: safe on a read-only journal (``--dry-run``)."""
+        self._flush()
+        db = self._db
+        db.execute("CREATE INDEX temp.staged_key ON staged(stem_key)")
+        _number_repeats(db)
+        groups = db.execute(
+            "SELECT stem_key FROM staged GROUP BY stem_key HAVING count(*) > 1"
+        ).fetchmany(10)
+        (count,) = db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM staged GROUP BY stem_key HAVING count(*) > 1)"
+        ).fetchone()
+        conflicts = []
+        for (stem_key,) in groups:
+            rows = db.execute(
+                "SELECT line, id FROM staged WHERE stem_key = ? ORDER BY line LIMIT 20", (stem_key,)
+            ).fetchall()
+            same = len({r[1] for r in rows}) == 1
+            kind: Literal["id", "file name"] = "id" if same else "file name"
+            conflicts.append(Conflict(kind, rows[0][1], tuple(r[0] for r in rows)))
+        db.execute(_TODO)
+        counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
+        clashes = db.execute(
+            "SELECT t.line, s.id, t.other FROM todo t JOIN staged s USING (line)"
+            " WHERE t.k = 'clash' ORDER BY t.line LIMIT 10"
+        ).fetchall()
+        for line, item_id, other in clashes:
+            conflicts.append(Conflict("file name", item_id, (line,), other=other))
+        changed = db.execute(
+            "SELECT t.line, s.id FROM todo t JOIN staged s USING (line)"
+            " WHERE t.k = 'changed-done' ORDER BY t.line LIMIT ?",
+            (examples,),
+        ).fetchall()
+        matched = self._mine - counts.get("new", 0) - counts.get("clash", 0)
+        absent = None
+        if self._shard[1] == 1:
+            (total,) = db.execute("SELECT count(*) FROM items").fetchone()
+            absent = total - matched
+        undone = sum(v for k, v in counts.items() if k not in ("new", "clash"))
+        return StageReport(
+            items=self._count,
+            mine=self._mine,
+            new=counts.get("new", 0),
+            done=matched - undone,
+            pending=counts.get("pending", 0) + counts.get("submitted", 0),
+            tasks=counts.get("submitted", 0),
+            failed=counts.get("failed", 0),
+            changed=counts.get("changed-done", 0),
+            changed_examples=tuple(ChangedItem(line, item_id) for line, item_id in changed),
+            changed_unfinished=sum(
+                counts.get(f"changed-{s}", 0) for s in ("pending", "submitted", "failed")
+            ),
+            absent=absent,
+            conflicts=tuple(conflicts),
+            conflict_count=count + counts.get("clash", 0),
+        )
+
+
+def _number_repeats(db: sqlite3.Connection) -> None:
+    """The 2nd, 3rd ... identical line without an id gets ``-2``, ``-3`` (in line order)."""
+    db.execute(
+        "CREATE TEMP TABLE repeats AS SELECT line, n FROM (SELECT line, row_number() OVER"
+        " (PARTITION BY stem_key ORDER BY line) AS n FROM staged WHERE explicit = 0 AND"
+        " stem_key IN (SELECT stem_key FROM staged GROUP BY stem_key HAVING count(*) > 1))"
+        " WHERE n > 1"
+    )
+    db.execute(
+        "UPDATE staged SET id = id || '-' || r.n, stem = stem || '-' || r.n,"
+        " stem_key = stem_key || '-' || r.n FROM repeats AS r WHERE staged.line = r.line"
+    )
+    db.execute("DROP TABLE temp.repeats")
+
+
+# The rows this run must act on (everything but done-and-unchanged), classified in one pass.
+# Items are matched on the file stem, so an id whose files would overwrite another item's is
+# found in the same lookup ("clash").
+_TODO = """
+CREATE TEMP TABLE todo AS SELECT line, k, other FROM (
+    SELECT s.line AS line, i.id AS other, CASE
+        WHEN i.id IS NULL THEN 'new'
+        WHEN i.id != s.id THEN 'clash'
+        WHEN i.fp = s.fp THEN i.state
+        ELSE 'changed-' || i.state END AS k
+    FROM staged s LEFT JOIN items i ON i.stem_key = s.stem_key WHERE s.mine)
+WHERE k != 'done'
+"""
+
+_COPY = (
+    "line = s.line, fp = s.fp, prompt = s.prompt, model = s.model, params = s.params,"
+    " run = :run, updated = :now"
+)
+_FROM = "FROM todo t JOIN staged s USING (line) WHERE items.id = s.id AND t.k"
+
+
+def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool
+               ) -> tuple[int, dict[str, int]]:  # fmt: skip
+    """Record the plan of a new run in one transaction; returns (run number, RunPlan counts).
+    Changed done items to regenerate have their files moved to the trash table."""
+    now = time.time()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'runs'").fetchone()
+        run = (row[0] if row else 0) + 1
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('runs', ?)", (run,))
+        args = {"run": run, "now": now}
+        counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
+        db.execute(
+            "INSERT INTO items(id, line, stem, stem_key, fp, prompt, model, params, run, updated)"
+            " SELECT s.id, s.line, s.stem, s.stem_key, s.fp, s.prompt, s.model, s.params,"
+            " :run, :now FROM todo t JOIN staged s USING (line) WHERE t.k = 'new'",
+            args,
+        )
+        db.execute(f"UPDATE items SET {_COPY} {_FROM} IN ('pending', 'submitted')", args)
+        if retry_failed:
+            db.execute(
+                f"UPDATE items SET {_COPY}, state = CASE WHEN task_id IS NULL THEN 'pending'"
+                f" ELSE 'submitted' END {_FROM} = 'failed'",
+                args,
+            )
+        changed = ["'changed-pending'", "'changed-submitted'", "'changed-failed'"]
+        if on_change == "regenerate":
+            db.execute(
+                "INSERT OR IGNORE INTO trash SELECT json_extract(f.value, '$[0]') FROM todo t"
+                " JOIN staged s USING (line) JOIN items i ON i.id = s.id,"
+                " json_each(i.files) AS f WHERE t.k = 'changed-done'"
+            )
+            changed.append("'changed-done'")
+        db.execute(
+            f"UPDATE items SET {_COPY}, state = 'pending', task_id = NULL, files = NULL,"
+            f" usage = NULL {_FROM} IN ({', '.join(changed)})",
+            args,
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    unfinished = sum(counts.get(f"changed-{s}", 0) for s in ("pending", "submitted", "failed"))
+    resumed = counts.get("pending", 0) + counts.get("submitted", 0) + unfinished
+    retried = counts.get("failed", 0) if retry_failed else 0
+    regenerated = counts.get("changed-done", 0) if on_change == "regenerate" else 0
+    (done,) = db.execute(
+        "SELECT count(*) FROM staged WHERE mine AND line NOT IN (SELECT line FROM todo)"
+    ).fetchone()
+    return run, {
+        "to_run": counts.get("new", 0) + resumed + retried + regenerated,
+        "new": counts.get("new", 0),
+        "resumed": resumed,
+        "resumed_tasks": counts.get("submitted", 0),
+        "retried": retried,
+        "skipped_done": done,
+        "skipped_failed": 0 if retry_failed else counts.get("failed", 0),
+        "regenerated": regenerated,
+        "kept_changed": counts.get("changed-done", 0) if on_change == "keep" else 0,
+    }
+
+
+_HAS_TASK_ID = "task_id" in attrs.fields_dict(ImageRequest)
+
+
+def pending_chunk(db: sqlite3.Connection, run: int, after: int, limit: int
+                  ) -> list[tuple[ImageRequest, int]]:  # fmt: skip
+    """The next ``limit`` requests of ``run`` still to do, after input line ``after``."""
+    rows = db.execute(
+        "SELECT id, line, prompt, model, params, task_id, state FROM items WHERE run = ?"
+        " AND state IN ('pending', 'submitted') AND line > ? ORDER BY line LIMIT ?",
+        (run, after, limit),
+    ).fetchall()
+    out = []
+    for item_id, line, prompt, model, params, task_id, state in rows:
+        extra: dict[str, Any] = {}
+        if state == "submitted" and task_id and _HAS_TASK_ID:
+            extra["task_id"] = task_id
+        request = ImageRequest(prompt=prompt, model=model, params=json.loads(params), id=item_id,
+                               **extra)  # fmt: skip
+        out.append((request, line))
+    return out
