@@ -26,7 +26,7 @@ __all__ = ["FolderLock", "FolderLockedError", "owner_tag"]
 class FolderLockedError(Exception):
     """Another process writes this output folder (or this shard of it). Nothing was sent."""
 
-    exit_code = 3
+    exit_code = 4
 
     def __init__(self, folder: Path, pid: int | None, what: str = "output folder") -> None:
         holder = f" (pid {pid})" if pid else ""
