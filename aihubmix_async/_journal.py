@@ -4,9 +4,9 @@ of a bulk run. ``metadata.jsonl``, ``errors.jsonl`` and the images are written f
 How the CLI drives it (every step before :meth:`Journal.start_run` sends and bills nothing)::
 
     with Journal.open(out, shard=(i, n)) as journal:      # lock, then recovery
-        stager = journal.stager()
-        for item in prompt_items:                          # one pass over the input
-            stager.add(item)                               # validated, fingerprinted
+        stager = journal.stager(model=default_model, params=cli_params)
+        for line, request in lines:                        # one pass over the input
+            stager.add(line, request)                      # InvalidRequestError: a bad line
         report = stager.finish()                           # collisions, changes: no writes
         plan = journal.start_run(report, on_change="refuse", retry_failed=True)
         async with journal.writer(on_durable=report_done) as writer:
@@ -23,7 +23,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio.to_thread
 import attrs
@@ -32,7 +32,7 @@ from ._batch import ImageRequest
 from ._journal_files import METADATA, export_errors, export_metadata
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_recover import recover
-from ._journal_stage import StageItem, Stager, StageReport, apply_plan
+from ._journal_stage import Stager, StageReport, apply_plan
 from ._journal_types import (
     ChangedItemsError,
     Committed,
@@ -42,6 +42,7 @@ from ._journal_types import (
     JournalWriteError,
 )
 from ._journal_writer import JournalWriter
+from ._registry import Registry
 
 __all__ = [
     "ChangedItemsError",
@@ -54,7 +55,6 @@ __all__ = [
     "JournalStatus",
     "JournalWriteError",
     "RunPlan",
-    "StageItem",
     "StageReport",
     "read_status",
 ]
@@ -202,9 +202,12 @@ class Journal:
 
     # --- staging and planning ------------------------------------------------------------------
 
-    def stager(self) -> Stager:
-        """A staging pass over this run's input (see Stager.add)."""
-        return Stager(self.db, shard=self.shard)
+    def stager(self, *, model: str | None = None, params: Mapping[str, Any] | None = None,
+               registry: Registry | None = None) -> Stager:  # fmt: skip
+        """A staging pass for this run's input: ``model``/``params`` are the run's defaults
+        (``-m``, ``--param``); a line's own model and parameters win."""
+        return Stager(self.db, model=model, params=params or {}, shard=self.shard,
+                      registry=registry or Registry.default())  # fmt: skip
 
     def start_run(self, report: StageReport, *, on_change: OnChange = "refuse",
                   retry_failed: bool = True) -> RunPlan:  # fmt: skip

@@ -9,21 +9,28 @@ parameters, image digests) tells whether an item with that id changed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sqlite3
 import time
 import zlib
-from typing import Any, Literal, Protocol
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import attrs
 
 from ._batch import ImageRequest
+from ._errors import InvalidRequestError
 from ._journal_files import safe_name
 from ._journal_types import Conflict
+from ._registry import Registry
 
-__all__ = ["ChangedItem", "StageItem", "StageReport", "Stager", "apply_plan", "pending_chunk"]
+__all__ = ["ChangedItem", "StageReport", "Stager", "apply_plan", "pending_chunk"]
 
 _CHUNK = 4096
+_LONG = 256  # strings longer than this (inline images) enter fingerprints as a digest
+_URL = ("https://", "http://")
 
 
 @attrs.frozen
@@ -51,24 +58,26 @@ class StageReport:
     conflict_count: int
 
 
-class StageItem(Protocol):
-    """What the stager needs of an input record (``_prompts.PromptItem`` is one): validated,
-    with its fingerprint. ``identity`` (optional) is a digest of the line's OWN content
-    (prompt, own model, own parameters): default ids come from it, so changing ``-m`` or
-    ``--param`` makes items *changed* rather than new. Without it the fingerprint is used."""
+def _canon(value: Any, images: Mapping[str, str], key: str | None = None) -> Any:
+    """Parameters as they enter a fingerprint: long strings and image inputs by digest."""
+    if isinstance(value, dict):
+        return {k: _canon(v, images, k) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canon(v, images, key) for v in value]
+    if isinstance(value, str):
+        if key in images and not value.startswith(_URL) and not value.startswith("data:"):
+            try:  # a local file (only with the CLI's opt-in): its size and mtime, not its bytes
+                info = os.stat(value)
+            except OSError:
+                return f"file:{value}"
+            return f"file:{value}:{info.st_size}:{info.st_mtime_ns}"
+        if len(value) > _LONG:
+            return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return value
 
-    @property
-    def line(self) -> int: ...
-    @property
-    def explicit_id(self) -> str | None: ...
-    @property
-    def fingerprint(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def prompt(self) -> str: ...
-    @property
-    def params_json(self) -> str: ...
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 _STAGED = """
@@ -80,25 +89,66 @@ CREATE TEMP TABLE staged(
 
 
 class Stager:
-    """Feed every usable input record to :meth:`add` (one pass, every shard's too: collisions
-    are checked across the whole input), then call :meth:`finish`."""
+    """Feed every usable input line to :meth:`add` (one pass), then call :meth:`finish`."""
 
-    def __init__(self, db: sqlite3.Connection, *, shard: tuple[int, int]) -> None:
+    def __init__(self, db: sqlite3.Connection, *, model: str | None, params: Mapping[str, Any],
+                 shard: tuple[int, int], registry: Registry) -> None:  # fmt: skip
         self._db = db
+        self._model = model
+        self._params = dict(params)
         self._shard = shard
+        self._registry = registry
+        self._resolved: dict[str, tuple[str, Mapping[str, str]]] = {}
         self._rows: list[tuple[Any, ...]] = []
         self._count = self._mine = 0
+        self._canon_cache: dict[str, str] = {}
         db.execute("DROP TABLE IF EXISTS temp.staged")
         db.execute("DROP TABLE IF EXISTS temp.todo")
         db.execute(_STAGED)
 
-    def add(self, item: StageItem) -> None:
-        """Stage one record (``line`` numbers distinct and increasing). A line without an id
-        gets ``<16 hex of its identity>`` (``-2``, ``-3`` for repeats, numbered in finish()).
-        Items are split between shards by a hash of their identity, which, unlike the line
-        position, does not move when other lines are inserted."""
-        key: str = getattr(item, "identity", None) or item.fingerprint
-        item_id = item.explicit_id
+    def _resolve(self, model: str) -> tuple[str, Mapping[str, str]]:
+        found = self._resolved.get(model)
+        if found is None:
+            adapter, path = self._registry.resolve(model)  # InvalidRequestError if unknown
+            found = self._resolved[model] = (path, adapter.image_params)
+        return found
+
+    def _default_params(self, path: str, images: Mapping[str, str]) -> tuple[str, str]:
+        cached = self._canon_cache.get(path)
+        if cached is None:
+            cached = self._canon_cache[path] = _dumps(_canon(self._params, images))
+        return cached, _dumps(self._params)
+
+    def add(self, line: int, request: ImageRequest) -> None:
+        """Stage one input line (``line`` numbers must be distinct and increasing). The request
+        is as read from the line: its own model, parameters and id (or None). Raises
+        InvalidRequestError for a line that cannot be an item (no or unknown model, text that
+        cannot be stored such as a lone surrogate): report it as a bad line."""
+        own_model = request.model
+        model = own_model or self._model
+        if model is None:
+            raise InvalidRequestError("no model: give -m or a 'model' on the line", field="model")
+        path, images = self._resolve(model)
+        own_path = self._resolve(own_model)[0] if own_model else ""
+        try:
+            prompt = request.prompt.encode()
+            if request.params:
+                own = _dumps(_canon(dict(request.params), images)).encode()
+                merged = {**self._params, **request.params}
+                canon, params = _dumps(_canon(merged, images)), _dumps(merged)
+                canon.encode()
+            else:
+                own = b"{}"
+                canon, params = self._default_params(path, images)
+            item_id = request.id
+            if item_id is not None:
+                item_id.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                "text that is not valid Unicode (a lone surrogate such as \\ud800)"
+            ) from None
+        key = hashlib.sha256(b"\0".join((prompt, own_path.encode(), own))).hexdigest()
+        fp = hashlib.sha256(b"\0".join((prompt, path.encode(), canon.encode()))).hexdigest()
         index, count = self._shard
         if item_id is None:
             item_id = stem = stem_key = key[:16]
@@ -107,10 +157,8 @@ class Stager:
             stem = safe_name(item_id)
             stem_key = stem.lower()
             mine = count == 1 or zlib.crc32(item_id.encode()) % count == index
-        explicit = item.explicit_id is not None
-        row = (item.line, item_id, explicit, stem, stem_key, item.fingerprint, item.prompt,
-               item.model, item.params_json, mine)  # fmt: skip
-        self._rows.append(row)
+        self._rows.append((line, item_id, request.id is not None, stem, stem_key, fp,
+                           request.prompt, path, params, mine))  # fmt: skip
         self._count += 1
         self._mine += mine
         if len(self._rows) >= _CHUNK:
