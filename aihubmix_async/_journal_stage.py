@@ -208,7 +208,7 @@ class Stager:
         if self._shard[1] == 1:
             (total,) = db.execute("SELECT count(*) FROM items").fetchone()
             absent = total - matched
-        undone = sum(v for k, v in counts.items() if k not in ("new", "clash"))
+        undone = sum(v for k, v in counts.items() if k not in ("new", "clash", "moved"))
         return StageReport(
             items=self._count,
             mine=self._mine,
@@ -251,8 +251,9 @@ CREATE TEMP TABLE todo AS SELECT line, k, other FROM (
     SELECT s.line AS line, i.id AS other, CASE
         WHEN i.id IS NULL THEN 'new'
         WHEN i.id != s.id THEN 'clash'
-        WHEN i.fp = s.fp THEN i.state
-        ELSE 'changed-' || i.state END AS k
+        WHEN i.fp != s.fp THEN 'changed-' || i.state
+        WHEN i.state = 'done' AND i.line != s.line THEN 'moved'
+        ELSE i.state END AS k
     FROM staged s LEFT JOIN items i ON i.stem_key = s.stem_key WHERE s.mine)
 WHERE k != 'done'
 """
@@ -283,6 +284,7 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool
             args,
         )
         db.execute(f"UPDATE items SET {_COPY} {_FROM} IN ('pending', 'submitted')", args)
+        db.execute(f"UPDATE items SET line = s.line {_FROM} = 'moved'", args)  # lines inserted
         if retry_failed:
             db.execute(
                 f"UPDATE items SET {_COPY}, state = CASE WHEN task_id IS NULL THEN 'pending'"
@@ -311,7 +313,8 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool
     retried = counts.get("failed", 0) if retry_failed else 0
     regenerated = counts.get("changed-done", 0) if on_change == "regenerate" else 0
     (done,) = db.execute(
-        "SELECT count(*) FROM staged WHERE mine AND line NOT IN (SELECT line FROM todo)"
+        "SELECT count(*) FROM staged WHERE mine AND line NOT IN"
+        " (SELECT line FROM todo WHERE k != 'moved')"
     ).fetchone()
     return run, {
         "to_run": counts.get("new", 0) + resumed + retried + regenerated,
