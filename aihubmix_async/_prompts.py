@@ -1,25 +1,21 @@
-"""Prompt files in: one pass over a text, JSONL or CSV source, every record checked and
-fingerprinted before anything is sent.
+"""Prompt files in: one pass over a text, JSONL or CSV source, every record checked before
+anything is sent.
 
 The source is read once, front to back, as bytes (a file, ``-`` for standard input, a pipe or
 a named FIFO all work), so nothing is sized up front. Each non-blank record becomes either a
-:class:`PromptItem` (ready to bill: the model resolves, the parameters validate) or a
-:class:`BadLine` with its line number: undecodable bytes, lone surrogates, oversized CSV
-fields, bad JSON, unknown models, invalid parameters and local image files (unless allowed)
-never raise and are never sent.
-
-An item's *fingerprint* is a SHA-256 of what it asks for: the resolved model path, the prompt,
-the canonical JSON of its merged parameters and the digests of local image files it uploads.
-Two lines asking for the same thing have the same fingerprint, whatever their ids or positions.
+:class:`PromptLine` (its request as read: own model, parameters and id, or None) or a
+:class:`BadLine` with its line number: undecodable bytes, oversized CSV fields, bad JSON,
+unknown models, invalid parameters and local image files (unless allowed) never raise and are
+never sent. Identity, fingerprints and lone surrogates are the journal's (``Stager.add``).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
@@ -31,7 +27,15 @@ from ._errors import InvalidRequestError
 from ._registry import Registry
 from .providers import ProviderAdapter
 
-__all__ = ["BadLine", "BadLines", "PromptItem", "PromptReader", "open_source", "parse_param"]
+__all__ = [
+    "BadLine",
+    "BadLines",
+    "PromptLine",
+    "PromptReader",
+    "format_of",
+    "open_source",
+    "parse_param",
+]
 
 FORMATS = ("text", "jsonl", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
@@ -40,25 +44,11 @@ _CHECK_CACHE = 4096  # distinct (model, parameters) pairs whose validation is re
 
 
 @attrs.frozen(kw_only=True, slots=True)
-class PromptItem:
-    """One usable input record, validated and fingerprinted."""
+class PromptLine:
+    """One usable input record: where it starts and the request it makes, as read."""
 
     line: int  #: 1-based physical line where the record starts
-    index: int  #: 0-based ordinal among non-blank records, bad ones included (for --shard)
-    explicit_id: str | None  #: the id the line gives, if any
-    fingerprint: str  #: SHA-256 (hex) of model path, prompt, parameters and image digests
-    model: str  #: the resolved model path
-    prompt: str
-    params_json: str  #: canonical JSON (sorted keys) of the merged parameters
-
-    def request(self, item_id: str, task_id: str | None = None) -> ImageRequest:
-        """The request this item makes under ``item_id`` (``task_id`` resumes a task)."""
-        params = json.loads(self.params_json)
-        if task_id is None:
-            return ImageRequest(prompt=self.prompt, model=self.model, params=params, id=item_id)
-        return ImageRequest(  # type: ignore[call-arg, unused-ignore]
-            prompt=self.prompt, model=self.model, params=params, id=item_id, task_id=task_id
-        )
+    request: ImageRequest
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -66,7 +56,6 @@ class BadLine:
     """An input record that cannot become a request, reported by line number."""
 
     line: int
-    index: int
     message: str
 
 
@@ -120,10 +109,11 @@ def open_source(source: str) -> IO[bytes]:
 
 @attrs.define
 class PromptReader:
-    """Turns a prompts source into items and bad lines, one pass, flat memory.
+    """Turns a prompts source into checked lines and bad lines, one pass, flat memory.
 
-    ``model`` and ``params`` are the command line's defaults (a line's own win);
-    ``allow_local_files`` lets lines name local image files (read and uploaded).
+    ``model`` and ``params`` are the command line's defaults (a line's own win); they are used
+    to check each line, while the line's request is handed on as read. ``allow_local_files``
+    lets lines name local image files (read and uploaded).
     """
 
     registry: Registry
@@ -133,12 +123,11 @@ class PromptReader:
     _adapters: dict[str, tuple[ProviderAdapter, str]] = attrs.Factory(dict)
     _checked: dict[tuple[str, str], str | None] = attrs.Factory(dict)
 
-    def read(self, stream: IO[bytes], fmt: str | None = None) -> Iterator[PromptItem | BadLine]:
+    def read(self, stream: IO[bytes], fmt: str | None = None) -> Iterator[PromptLine | BadLine]:
         """Every non-blank record of ``stream`` in order; ``fmt`` None sniffs text or JSONL."""
         if fmt == "csv":
             yield from self._read_csv(stream)
             return
-        index = 0
         for number, raw in enumerate(stream, start=1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
@@ -146,11 +135,12 @@ class PromptReader:
                 continue
             if fmt is None:
                 fmt = "jsonl" if raw.lstrip().startswith(b"{") else "text"
+                if fmt == "text" and self.model is None:
+                    raise InvalidRequestError("a text prompts file needs a model: give -m MODEL")
             try:
-                yield self._item(number, index, self._parse_line(raw, fmt))
+                yield self._checked_line(number, self._parse_line(raw, fmt))
             except (InvalidRequestError, ValueError) as exc:
-                yield BadLine(line=number, index=index, message=_message(exc))
-            index += 1
+                yield BadLine(line=number, message=_message(exc))
 
     @staticmethod
     def _parse_line(raw: bytes, fmt: str) -> ImageRequest:
@@ -167,7 +157,7 @@ class PromptReader:
             raise ValueError("each JSONL line must be an object")
         return request_from_mapping(data)
 
-    def _read_csv(self, stream: IO[bytes]) -> Iterator[PromptItem | BadLine]:
+    def _read_csv(self, stream: IO[bytes]) -> Iterator[PromptLine | BadLine]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.reader(text)
         header = next(reader, None)
@@ -176,74 +166,41 @@ class PromptReader:
         columns = {name.strip(): k for k, name in enumerate(header)}
         if "prompt" not in columns:
             raise InvalidRequestError("the CSV input needs a 'prompt' column in its first line")
-        index, line = 0, reader.line_num + 1
+        line = reader.line_num + 1
         while True:
             try:
                 row = next(reader, None)
             except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
-                yield BadLine(line=line, index=index, message=f"CSV: {exc}")
-                index, line = index + 1, reader.line_num + 1
+                yield BadLine(line=line, message=f"CSV: {exc}")
+                line = reader.line_num + 1
                 continue
             if row is None:
                 return
-            if row and any(field.strip() for field in row):
+            if any(field.strip() for field in row):
                 try:
-                    yield self._item(line, index, _csv_request(row, columns))
+                    yield self._checked_line(line, _csv_request(row, columns))
                 except (InvalidRequestError, ValueError) as exc:
-                    yield BadLine(line=line, index=index, message=_message(exc))
-                index += 1
+                    yield BadLine(line=line, message=_message(exc))
             line = reader.line_num + 1
 
-    def _item(self, line: int, index: int, request: ImageRequest) -> PromptItem:
+    def _checked_line(self, line: int, request: ImageRequest) -> PromptLine:
+        """The line if what it asks is valid: a model that resolves, parameters the model
+        takes, no local files unless allowed (the request itself is handed on as read)."""
         if not request.prompt.strip():
             raise InvalidRequestError("empty prompt")
-        model_name = request.model or self.model
-        if model_name is None:
+        model = request.model or self.model
+        if model is None:
             raise InvalidRequestError("no model: give -m or a 'model' on the line")
-        adapter, path = self._resolve(model_name)
-        params = {**self.params, **request.params} if request.params else dict(self.params)
-        digests = self._image_digests(adapter, params)
-        params_json = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        self._validate(adapter, path, request.prompt, params, params_json)
-        material = "\x00".join((path, request.prompt, params_json, *digests))
-        try:
-            fingerprint = hashlib.sha256(material.encode("utf-8")).hexdigest()
-            if request.id is not None:
-                request.id.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(_unencodable(exc)) from None
-        return PromptItem(
-            line=line,
-            index=index,
-            explicit_id=request.id,
-            fingerprint=fingerprint,
-            model=path,
-            prompt=request.prompt,
-            params_json=params_json,
-        )
-
-    def _resolve(self, model: str) -> tuple[ProviderAdapter, str]:
-        found = self._adapters.get(model)
-        if found is None:
-            found = self._adapters[model] = self.registry.resolve(model)
-        return found
-
-    def _validate(
-        self,
-        adapter: ProviderAdapter,
-        path: str,
-        prompt: str,
-        params: Mapping[str, Any],
-        params_json: str,
-    ) -> None:
-        """Validate the parameters once per distinct (model, parameters); adapters check
-        nothing of the prompt beyond it being non-empty, which parsing already ensured."""
-        key = (path, params_json)
-        if key not in self._checked:
+        adapter, path = self._resolve(model)
+        params = {**self.params, **request.params} if request.params else self.params
+        if not self.allow_local_files:
+            _refuse_local_files(adapter, params)
+        key = (path, json.dumps(params, sort_keys=True, ensure_ascii=False) if params else "")
+        if key not in self._checked:  # adapters check the prompt only for being non-empty
             if len(self._checked) >= _CHECK_CACHE:
                 self._checked.clear()
             try:
-                adapter.build_request(path, prompt, params)
+                adapter.build_request(path, request.prompt, params)
             except InvalidRequestError as exc:
                 self._checked[key] = str(exc)
             else:
@@ -251,26 +208,35 @@ class PromptReader:
         error = self._checked[key]
         if error is not None:
             raise InvalidRequestError(error)
+        return PromptLine(line=line, request=request)
 
-    def _image_digests(self, adapter: ProviderAdapter, params: Mapping[str, Any]) -> list[str]:
-        """SHA-256 of every local image file the item would upload; refused unless allowed."""
-        digests: list[str] = []
-        for name in adapter.image_params:
-            value = params.get(name)
-            for item in value if isinstance(value, list) else [value]:
-                if not isinstance(item, str) or item.startswith(_WIRE_READY):
-                    continue
-                if not self.allow_local_files:
-                    raise InvalidRequestError(
-                        f"{name!r} names a local file ({item!r}); prompt files may read local"
-                        " files only with --allow-local-files",
-                        field=name,
-                    )
-                digests.append(_file_digest(item))
-        return digests
+    def _resolve(self, model: str) -> tuple[ProviderAdapter, str]:
+        found = self._adapters.get(model)
+        if found is None:
+            found = self._adapters[model] = self.registry.resolve(model)
+        return found
+
+
+def _refuse_local_files(adapter: ProviderAdapter, params: Mapping[str, Any]) -> None:
+    for name in adapter.image_params:
+        value = params.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not item.startswith(_WIRE_READY):
+                raise InvalidRequestError(
+                    f"{name!r} names a local file ({item!r}); prompt files may read local"
+                    " files only with --allow-local-files",
+                    field=name,
+                )
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # how surrogateescape carries an undecodable byte
 
 
 def _csv_request(row: list[str], columns: Mapping[str, int]) -> ImageRequest:
+    for value in row:
+        if bad := _UNDECODED.search(value):
+            raise ValueError(f"not UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x}")
+
     def field(name: str) -> str | None:
         k = columns.get(name)
         return row[k] if k is not None and k < len(row) and row[k] != "" else None
@@ -283,24 +249,6 @@ def _csv_request(row: list[str], columns: Mapping[str, int]) -> ImageRequest:
         "params": json.loads(raw_params) if raw_params else None,
     }
     return request_from_mapping(data)
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise InvalidRequestError(f"cannot read input image {path!r}: {exc.strerror}") from None
-    return digest.hexdigest()
-
-
-def _unencodable(exc: UnicodeEncodeError) -> str:
-    char = exc.object[exc.start]
-    if "\udc80" <= char <= "\udcff":  # how an undecodable CSV byte arrives (surrogateescape)
-        return f"not UTF-8: byte 0x{ord(char) - 0xDC00:02x}"
-    return f"lone surrogate \\u{ord(char):04x} (text must be valid Unicode)"
 
 
 def _message(exc: Exception) -> str:
