@@ -24,7 +24,7 @@ async def test_inserted_line_keeps_every_items_identity(
     with Journal.open(out) as journal:
         report = stage(journal, items(["a new one", "a fox", "a cat"]))
         assert (report.new, report.done, report.changed) == (1, 2, 0)
-        plan, committed = await run(journal, client, report)
+        _, committed = await run(journal, client, report)
     assert [c.outcome.request.prompt for c in committed] == ["a new one"]
     assert sandbox.stats.submits == 3
     rows = assert_consistent(out)
@@ -55,7 +55,7 @@ async def test_changed_defaults_are_refused_before_billing(
         report = stage(journal, items(prompts, **second))  # type: ignore[arg-type]
         assert (report.changed, report.done, report.new) == (3, 0, 0)
         assert [c.line for c in report.changed_examples] == [1, 2, 3]
-        with pytest.raises(ChangedItemsError, match="3 item.*--on-change regenerate"):
+        with pytest.raises(ChangedItemsError, match=r"3 item.*--on-change regenerate"):
             journal.start_run(report)
         plan, committed = await run(journal, client, report, on_change="keep")
         assert (plan.kept_changed, plan.to_run, committed) == (3, 0, [])
@@ -107,12 +107,12 @@ async def test_colliding_ids_are_refused_with_line_numbers(
     """Finding 2: ids that would share an item or a file are refused before anything is sent,
     with their line numbers, in a dry run (read-only journal) and in a run."""
     with Journal.open(tmp_path / "dry", read_only=True) as journal:
-        report = stage(journal, items(lines))  # type: ignore[arg-type]
+        report = stage(journal, items(lines))
         assert report.conflict_count == 1
         assert str(report.conflicts[0]).startswith(expected.split(" ")[0])
     assert not (tmp_path / "dry").exists()
     with Journal.open(tmp_path / "out") as journal:
-        report = stage(journal, items(lines))  # type: ignore[arg-type]
+        report = stage(journal, items(lines))
         with pytest.raises(InputConflictError, match=expected):
             journal.start_run(report)
     assert sandbox.stats.submits == 0
