@@ -205,9 +205,9 @@ class JournalWriter:
         except BaseException as exc:
             self._failure = exc
             logger.error("journal commit failed: %s", exc)
+            # Nothing more is committed by this writer: the run must stop. What the failed
+            # group left on disk is reconciled by the recovery of the next open.
             self._loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         self._loop.call_soon_threadsafe(self._deliver, done, tasks, None)
 

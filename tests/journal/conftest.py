@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from aihubmix_async import Client
 from aihubmix_async._batch import ImageRequest, request_from_mapping
 from aihubmix_async._journal import Committed, Journal, RunPlan, StageReport
 
-Line = str | dict[str, Any]
+Line = str | Mapping[str, Any]
 
 
 class Staged:

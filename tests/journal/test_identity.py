@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from aihubmix_async import Client
 from aihubmix_async._journal import ChangedItemsError, InputConflictError, Journal
 from aihubmix_async.sandbox import Sandbox
 
-from .conftest import assert_consistent, items, run, stage
+from .conftest import Line, assert_consistent, items, run, stage
 
 
 async def test_inserted_line_keeps_every_items_identity(
@@ -40,8 +41,8 @@ async def test_inserted_line_keeps_every_items_identity(
     ],
 )
 async def test_changed_defaults_are_refused_before_billing(
-    tmp_path: Path, sandbox: Sandbox, client: Client, first: dict[str, object],
-    second: dict[str, object],
+    tmp_path: Path, sandbox: Sandbox, client: Client, first: dict[str, Any],
+    second: dict[str, Any],
 ) -> None:  # fmt: skip
     """Finding 1: rerunning with another -m or --param does not report the old images as
     done: the changed items are counted, refused by default (nothing billed), and the user
@@ -49,10 +50,10 @@ async def test_changed_defaults_are_refused_before_billing(
     out = tmp_path / "out"
     prompts = ["a fox", "a cat", "a fox"]
     with Journal.open(out) as journal:
-        await run(journal, client, stage(journal, items(prompts, **first)))  # type: ignore[arg-type]
+        await run(journal, client, stage(journal, items(prompts, **first)))
     billed = sandbox.stats.submits
     with Journal.open(out) as journal:
-        report = stage(journal, items(prompts, **second))  # type: ignore[arg-type]
+        report = stage(journal, items(prompts, **second))
         assert (report.changed, report.done, report.new) == (3, 0, 0)
         assert [c.line for c in report.changed_examples] == [1, 2, 3]
         with pytest.raises(ChangedItemsError, match=r"3 item.*--on-change regenerate"):
@@ -61,7 +62,7 @@ async def test_changed_defaults_are_refused_before_billing(
         assert (plan.kept_changed, plan.to_run, committed) == (3, 0, [])
     assert sandbox.stats.submits == billed
     with Journal.open(out) as journal:
-        report = stage(journal, items(prompts, **second))  # type: ignore[arg-type]
+        report = stage(journal, items(prompts, **second))
         plan, committed = await run(journal, client, report, on_change="regenerate")
         assert (plan.regenerated, len(committed)) == (3, 3)
     assert sandbox.stats.submits == billed + 3
@@ -72,7 +73,7 @@ async def test_changed_defaults_are_refused_before_billing(
     else:
         assert {r["params"] for r in rows} == {'{"quality":"low"}'}
     with Journal.open(out) as journal:  # and now everything is done, nothing changed
-        report = stage(journal, items(prompts, **second))  # type: ignore[arg-type]
+        report = stage(journal, items(prompts, **second))
         assert (report.done, report.changed, report.new) == (3, 0, 0)
 
 
@@ -134,10 +135,10 @@ async def test_x_1_and_the_second_image_of_x_never_collide(
 ) -> None:
     """Finding 2: id ``x-1`` next to item ``x`` with n=2: three images, three files, each row
     pointing at its own prompt's image."""
-    lines = [{"id": "x", "prompt": "two", "n": 2}, {"id": "x-1", "prompt": "one"}]
+    lines: list[Line] = [{"id": "x", "prompt": "two", "n": 2}, {"id": "x-1", "prompt": "one"}]
     out = tmp_path / "out"
     with Journal.open(out) as journal:
-        report = stage(journal, items(lines))  # type: ignore[arg-type]
+        report = stage(journal, items(lines))
         assert report.conflict_count == 0
         await run(journal, client, report)
     rows = assert_consistent(out)
