@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -236,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # full disk, read-only folder, unreadable prompt file ...
         where = f" ({exc.filename})" if exc.filename else ""
         say(f"error: {exc.strerror or exc}{where}; rerun the same command to resume", sys.stderr)
+        return EXIT_IO
+    except sqlite3.DatabaseError as exc:  # the journal on a full disk: the same remedy
+        say(f"error: run journal: {exc}; rerun the same command to resume", sys.stderr)
         return EXIT_IO
     except KeyboardInterrupt:
         say("interrupted; rerun the same command to resume", sys.stderr)

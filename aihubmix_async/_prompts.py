@@ -159,7 +159,12 @@ class PromptReader:
 
     def _read_csv(self, stream: IO[bytes]) -> Iterator[PromptLine | BadLine]:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text)
+        try:
+            yield from self._csv_rows(csv.reader(text))
+        finally:
+            text.detach()  # the caller owns (and closes) the byte stream
+
+    def _csv_rows(self, reader: Any) -> Iterator[PromptLine | BadLine]:
         header = next(reader, None)
         if header is None:
             return
