@@ -149,7 +149,7 @@ async def _run(args: argparse.Namespace, settings: BatchSettings, journal: Journ
     stopper.tell = reporter.note
     await _generate(args, settings, journal, stopper, reporter)
     reporter.close()
-    return _summary(args, journal, bad, plan, reporter, stopper)
+    return _summary(args, bad, plan, reporter, stopper)
 
 
 def _plan_line(plan: RunPlan) -> str:
@@ -196,25 +196,24 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
                         await writer.put(outcome)
 
 
-def _summary(args: argparse.Namespace, journal: Journal, bad: BadLines, plan: RunPlan,
-             reporter: Reporter, stopper: Stopper) -> int:  # fmt: skip
-    status = read_status(args.out)
-    failed_now = reporter.failed
-    left = status.counts["pending"] + status.counts["submitted"]
+def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: Reporter,
+             stopper: Stopper) -> int:  # fmt: skip
+    failed = reporter.failed
+    left = plan.to_run - reporter.done  # this run's items not settled (other shards aside)
     say(
-        f"{reporter.done - failed_now} saved ({reporter.images} images), {failed_now} failed,"
+        f"{reporter.done - failed} saved ({reporter.images} images), {failed} failed,"
         f" {bad.count} bad line(s), {plan.skipped_done} already done -> {args.out}"
     )
-    if status.counts["failed"]:
-        say(f"{status.counts['failed']} item(s) failed (errors.jsonl); a rerun of the same"
-            " command retries them", sys.stderr)  # fmt: skip
+    if failed:
+        say(f"{failed} item(s) failed (see errors.jsonl); a rerun of the same command retries"
+            " them", sys.stderr)  # fmt: skip
     if stopper.signum is not None:
         say(f"stopped: {left} item(s) not generated yet; {RERUN}", sys.stderr)
         return stopper.exit_code
     if left:
         say(f"{left} item(s) not finished; {RERUN}", sys.stderr)
         return 1
-    return 1 if failed_now or bad.count else 0
+    return 1 if failed or bad.count else 0
 
 
 # --- status -----------------------------------------------------------------------------------
