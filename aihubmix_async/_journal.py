@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS items(
     id TEXT PRIMARY KEY NOT NULL,
     line INTEGER NOT NULL,
     stem TEXT NOT NULL,
-    stem_key TEXT NOT NULL UNIQUE,
+    stem_key TEXT NOT NULL,
     fp TEXT NOT NULL,
     prompt TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS items(
 );
 CREATE INDEX IF NOT EXISTS items_todo ON items(run, line) WHERE state IN ('pending', 'submitted');
 CREATE INDEX IF NOT EXISTS items_state ON items(state, line);
+-- Staging matches input lines on the file stem; covering, so a million lookups read no rows.
+CREATE INDEX IF NOT EXISTS items_stem ON items(stem_key, id, fp, state, line);
 CREATE TABLE IF NOT EXISTS trash(path TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
