@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
 from types import MappingProxyType
@@ -26,7 +27,14 @@ if TYPE_CHECKING:
 
 from ._models import CallStats
 
-__all__ = ["Batch", "BatchProgress", "BatchSummary", "ImageRequest", "Outcome"]
+__all__ = [
+    "Batch",
+    "BatchProgress",
+    "BatchSummary",
+    "BatchTaskHook",
+    "ImageRequest",
+    "Outcome",
+]
 
 
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
@@ -40,7 +48,11 @@ def _frozen_params(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 @attrs.frozen(kw_only=True)
 class ImageRequest:
-    """One item of a batch: a prompt, optionally its own model, parameters and id."""
+    """One item of a batch: a prompt, optionally its own model, parameters and id.
+
+    ``task_id`` resumes a task an earlier submit answered (from a run journal): the item is
+    not submitted again (nothing billed); the task is polled and its images downloaded.
+    """
 
     prompt: str
     model: str | None = None
@@ -48,11 +60,16 @@ class ImageRequest:
         default=_NO_PARAMS, converter=_frozen_params, eq=False, hash=False
     )
     id: str | None = None
+    task_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class Outcome:
-    """How one item ended: its ``result`` or its ``error``, never both, never neither."""
+    """How one item ended: its ``result`` or its ``error``, never both, never neither.
+
+    ``task_id`` is the server's task id whenever one was known (success or failure), so a
+    failed or interrupted task can be resumed with ``ImageRequest(task_id=...)``.
+    """
 
     index: int
     request: ImageRequest
@@ -60,6 +77,7 @@ class Outcome:
     error: Exception | None = None
     attempts: int = 0
     elapsed: float = 0.0
+    task_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,6 +117,10 @@ class BatchSummary:
 
 
 ProgressHook = Callable[[BatchProgress], Any]
+#: ``on_task(request, task_id, request_id)``: a submit answered a task id; polling is next.
+BatchTaskHook = Callable[[ImageRequest, str, "str | None"], object]
+
+logger = logging.getLogger("aihubmix_async")
 
 _STOP = object()
 
@@ -121,6 +143,7 @@ class Batch:
         deadline: float | None,
         download: bool,
         on_progress: ProgressHook | None,
+        on_task: BatchTaskHook | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidRequestError(
@@ -136,6 +159,7 @@ class Batch:
         self._deadline = deadline
         self._download = download
         self._on_progress = on_progress
+        self._on_task = on_task
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
@@ -232,6 +256,14 @@ class Batch:
             self._workers.cancel()
         return outcome
 
+    def stop(self) -> None:
+        """Stop pulling new items (idempotent, callable from a signal handler).
+
+        Items already running finish and are yielded as usual; items never started are counted
+        in ``summary.not_started``; iteration then ends.
+        """
+        self._stopped = True
+
     @property
     def summary(self) -> BatchSummary:
         """Counts of what was handed to the consumer (final once the block has exited).
@@ -268,6 +300,8 @@ class Batch:
                         return None
                     assert self._async_iter is not None
                     item = await anext(self._async_iter, _STOP)
+                    if self._stopped:  # stop() while waiting for the input: do not start it
+                        return None
         except Exception as exc:  # the caller's iterator failed: stop, report it at the end
             self._input_error = exc
             self._exhausted = True
@@ -308,10 +342,17 @@ class Batch:
                             "no model: give batch(model=...) or a per-item model"
                         )
                     params = {**self._params, **request.params} if request.params else self._params
-                    if self._limiter is not None:
+                    if self._limiter is not None and request.task_id is None:
                         await self._limiter.acquire()
                     result = await client._generate(
-                        model, request.prompt, params, self._download, self._deadline, stats
+                        model,
+                        request.prompt,
+                        params,
+                        self._download,
+                        self._deadline,
+                        stats,
+                        task_id=request.task_id,
+                        on_task=None if self._on_task is None else self._task_hook(request),
                     )
                 except Exception as exc:  # every item ends as an outcome, whatever went wrong
                     error = exc
@@ -322,6 +363,7 @@ class Batch:
                 error=error,
                 attempts=stats.attempts,
                 elapsed=time.perf_counter() - started,
+                task_id=stats.task_id,
             )
             if result is not None:
                 self._succeeded += 1
@@ -335,6 +377,11 @@ class Batch:
                 await self._report(outcome)
             await queue.put(outcome)
 
+    def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
+        on_task = self._on_task
+        assert on_task is not None
+        return lambda task_id, request_id: on_task(request, task_id, request_id)
+
     async def _report(self, outcome: Outcome) -> None:
         assert self._on_progress is not None
         event = BatchProgress(
@@ -346,14 +393,18 @@ class Batch:
             images=self._images,
             elapsed=time.perf_counter() - self._clock,
         )
-        returned = self._on_progress(event)
-        if inspect.isawaitable(returned):
-            await returned
+        try:
+            returned = self._on_progress(event)
+            if inspect.isawaitable(returned):
+                await returned
+        except Exception:  # a progress display must never end the batch or lose an outcome
+            logger.exception("on_progress hook raised; ignored (item %d)", outcome.index)
 
 
 def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None) -> ImageRequest:
-    """An ImageRequest from ``{"prompt", "model"?, "id"?, "params"?, **params}`` (batch items
-    and prompt-file lines alike). Problems raise InvalidRequestError (also a ValueError)."""
+    """An ImageRequest from ``{"prompt", "model"?, "id"?, "task_id"?, "params"?, **params}``
+    (batch items and prompt-file lines alike). Problems raise InvalidRequestError (also a
+    ValueError)."""
     data = dict(data)
     prompt = data.pop("prompt", None)
     if not isinstance(prompt, str) or not prompt.strip():
@@ -362,6 +413,9 @@ def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None)
     if model is not None and not isinstance(model, str):
         raise InvalidRequestError("'model' must be a string", field="model")
     item_id = data.pop("id", None)
+    task_id = data.pop("task_id", None)
+    if task_id is not None and (not isinstance(task_id, str) or not task_id):
+        raise InvalidRequestError("'task_id' must be a non-empty string", field="task_id")
     params = data.pop("params", None) or {}
     if not isinstance(params, dict):
         raise InvalidRequestError("'params' must be an object", field="params")
@@ -370,6 +424,7 @@ def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None)
         model=model or None,
         id=default_id if item_id in (None, "") else str(item_id),
         params={**data, **params},
+        task_id=task_id,
     )
 
 

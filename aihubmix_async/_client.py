@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -17,7 +18,7 @@ import anyio
 import anyio.to_thread
 
 from . import _json
-from ._batch import Batch, ProgressHook
+from ._batch import Batch, BatchTaskHook, ProgressHook
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -60,6 +61,9 @@ from .providers._base import elide_inline_images
 __all__ = ["Client"]
 
 _NO_DEADLINE = contextlib.nullcontext()
+
+#: Called with (task_id, request_id) once a submit answered a task id, before polling.
+TaskHook = Callable[[str, "str | None"], object]
 
 
 def _check_rpm(rpm: float | None) -> None:
@@ -218,6 +222,7 @@ class Client:
         *,
         download: bool = True,
         deadline: float | None = None,
+        task_id: str | None = None,
         **params: Any,
     ) -> ImageResult:
         """Generate images for ``prompt`` with ``model``; model parameters go in ``params``.
@@ -225,8 +230,13 @@ class Client:
         Parameters are validated before anything is sent. Task-style models are polled until
         done. URL outputs are downloaded unless ``download=False``. ``deadline`` (seconds) bounds
         the whole call: submit, polling and downloads.
+
+        ``task_id`` resumes a task an earlier submit answered (e.g. one a journal recorded):
+        nothing is submitted (nothing billed); the task is polled and its images downloaded.
         """
-        return await self._generate(model, prompt, params, download, deadline, CallStats())
+        return await self._generate(
+            model, prompt, params, download, deadline, CallStats(), task_id=task_id
+        )
 
     async def _generate(
         self,
@@ -236,8 +246,13 @@ class Client:
         download: bool,
         deadline: float | None,
         stats: CallStats,
+        *,
+        task_id: str | None = None,
+        on_task: TaskHook | None = None,
     ) -> ImageResult:
         adapter, path = self._registry.resolve(model)
+        if task_id is not None:
+            return await self._resume(adapter, path, task_id, download, deadline, stats)
         image_params = adapter.image_params
         if image_params and any(name in params for name in image_params):
             params = await self._encode_images(params, image_params)
@@ -263,8 +278,15 @@ class Client:
                 if found and found[0].data is not None:
                     elide_inline_images(data)
                 task_id = parsed.task_id
-                if task_id is not None and not found:
-                    parsed = await self._poll(adapter, path, task_id, request_id, stats)
+                if task_id is not None:
+                    stats.task_id = task_id
+                    if on_task is not None:
+                        # Journal the task id before polling: a crash can then resume it.
+                        returned = on_task(task_id, request_id)
+                        if inspect.isawaitable(returned):
+                            await returned
+                    if not found:
+                        parsed = await self._poll(adapter, path, task_id, request_id, stats)
                 images: tuple[GeneratedImage, ...]
                 if len(parsed.images) == 1:
                     images = (await self._image(parsed.images[0], download, path, stats),)
@@ -283,6 +305,37 @@ class Client:
             request_id=request_id,
             task_id=task_id,
             raw=data,
+        )
+
+    async def _resume(
+        self,
+        adapter: ProviderAdapter,
+        path: str,
+        task_id: str,
+        download: bool,
+        deadline: float | None,
+        stats: CallStats,
+    ) -> ImageResult:
+        """Poll an already submitted task and download its images: no submit, nothing billed."""
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidRequestError(
+                f"task_id must be a non-empty string, got {task_id!r}", field="task_id"
+            )
+        if not self._config.api_key:
+            raise ConfigurationError("no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY")
+        stats.task_id = task_id
+        try:
+            with anyio.fail_after(deadline) if deadline is not None else _NO_DEADLINE:
+                parsed = await self._poll(adapter, path, task_id, None, stats)
+                images = await self._materialise(parsed.images, download, path, stats)
+        except TimeoutError as exc:
+            if isinstance(exc, AIHubMixError) or deadline is None:
+                raise
+            raise RequestTimeout(
+                f"generation did not finish within its deadline of {deadline:g}s", model=path
+            ) from None
+        return ImageResult(
+            model=path, images=images, usage=parsed.usage, request_id=None, task_id=task_id
         )
 
     async def _encode_images(
@@ -318,6 +371,7 @@ class Client:
         deadline: float | None = None,
         download: bool = True,
         on_progress: ProgressHook | None = None,
+        on_task: BatchTaskHook | None = None,
         **params: Any,
     ) -> Batch:
         """Fan out many generations; an async context manager around a stream of outcomes.
@@ -329,7 +383,12 @@ class Client:
         :class:`Outcome`; one failure never stops the batch unless ``fail_fast``. ``ordered``
         yields in input order (bounded reorder buffer). ``rpm`` spaces this batch's
         generations smoothly; ``deadline`` bounds each item; ``on_progress`` is called (or
-        awaited) after every finished item.
+        awaited) after every finished item (an exception from it is logged, not raised).
+
+        ``on_task(request, task_id, request_id)`` is called (or awaited) when a submit answered
+        a task id, before the first poll, so the caller can journal it durably; if it raises,
+        the item fails with that error and the task is not polled. An item whose
+        :attr:`ImageRequest.task_id` is set resumes that task instead of submitting.
         """
         if model is not None:
             adapter, path = self._registry.resolve(model)
@@ -347,6 +406,7 @@ class Client:
             deadline=deadline,
             download=download,
             on_progress=on_progress,
+            on_task=on_task,
         )
 
     # --- polling ----------------------------------------------------------------------------
@@ -511,9 +571,12 @@ class Client:
 
     def _emit_request(self, method: str, url: str, model: str, attempt: int) -> None:
         if self._on_request is not None:
-            self._on_request(
-                RequestEvent(method=method, url=_redact(url), model=model, attempt=attempt)
-            )
+            try:
+                self._on_request(
+                    RequestEvent(method=method, url=_redact(url), model=model, attempt=attempt)
+                )
+            except Exception:  # an observer must never break (or bill twice) a request
+                logger.exception("on_request hook raised; ignored (model=%s)", model)
 
     def _emit_response(
         self,
@@ -531,18 +594,22 @@ class Client:
         request_id = (
             response.request_id if response is not None else getattr(error, "request_id", None)
         )
-        self._on_response(
-            ResponseEvent(
-                method=method,
-                url=_redact(url),
-                model=model,
-                attempt=attempt,
-                status=status,
-                request_id=request_id,
-                elapsed=time.perf_counter() - started,
-                error=error,
-            )
+        event = ResponseEvent(
+            method=method,
+            url=_redact(url),
+            model=model,
+            attempt=attempt,
+            status=status,
+            request_id=request_id,
+            elapsed=time.perf_counter() - started,
+            error=error,
         )
+        try:
+            self._on_response(event)
+        except Exception:  # an observer must never turn a billed success into a failure
+            logger.exception(
+                "on_response hook raised; ignored (model=%s, request_id=%s)", model, request_id
+            )
 
     def _delay(self, exc: AIHubMixError, attempt: int, policy: RetryPolicy) -> float | None:
         """Seconds to wait before the next attempt; None when the server asks for too long."""

@@ -100,10 +100,12 @@ class GeneratedImage:
 
 @attrs.define
 class CallStats:
-    """Per-generation bookkeeping: HTTP requests made and retries among them."""
+    """Per-generation bookkeeping: HTTP requests made, retries among them, the task id."""
 
     requests: int = 0
     retries: int = 0
+    #: The server's task id once a submit answered one (or the resumed task's id).
+    task_id: str | None = None
 
     @property
     def attempts(self) -> int:

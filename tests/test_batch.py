@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -348,7 +347,141 @@ async def test_progress_events(client: Client, sandbox: Sandbox) -> None:
     assert last.images_per_second > 0
 
 
-def test_elapsed_monotonic_sanity() -> None:
-    """The clock used for summaries moves forward (guards a refactor to a wrong clock)."""
-    start = time.perf_counter()
-    assert time.perf_counter() >= start
+async def test_on_task_runs_before_the_first_poll_and_is_awaited(sandbox: Sandbox) -> None:
+    """on_task sees (request, task_id, request_id) after submit and before any poll; an async
+    hook is awaited to completion before polling starts; outcomes carry the task id."""
+    sandbox.pending_polls = 1
+    seen: list[tuple[str | None, str, int, int]] = []
+
+    async def journal(request: ImageRequest, task_id: str, request_id: str | None) -> None:
+        await anyio.sleep(0.01)  # a slow durable write: polling must wait for it
+        seen.append((request.id, task_id, sandbox.stats.submits, sandbox.stats.polls))
+
+    items = [ImageRequest(prompt=f"p{i}", id=f"item{i}") for i in range(3)]
+    async with (
+        make_client(sandbox) as client,
+        client.batch(items, model="flux-kontext-max", concurrency=1, on_task=journal) as b,
+    ):
+        outcomes = await collect(b)
+    assert all(o.ok for o in outcomes)
+    # concurrency=1: item i is journaled after its own submit and before its first poll.
+    assert [(s[0], s[2], s[3]) for s in seen] == [("item0", 1, 0), ("item1", 2, 2), ("item2", 3, 4)]
+    assert [o.task_id for o in outcomes] == [s[1] for s in seen]
+    assert all(o.result is not None and o.result.task_id == o.task_id for o in outcomes)
+
+
+async def test_failing_on_task_fails_the_item_and_never_polls(sandbox: Sandbox) -> None:
+    """If journaling the task id fails, the item fails with that error; its task is not polled."""
+    boom = OSError("disk full")
+
+    def journal(request: ImageRequest, task_id: str, request_id: str | None) -> None:
+        raise boom
+
+    async with (
+        make_client(sandbox) as client,
+        client.batch(["a", "b"], model="flux-kontext-max", on_task=journal) as b,
+    ):
+        outcomes = await collect(b)
+    assert [o.error for o in outcomes] == [boom, boom]
+    assert all(o.task_id is not None for o in outcomes)
+    assert sandbox.stats.polls == 0
+
+
+async def test_failed_task_outcome_keeps_its_task_id(sandbox: Sandbox) -> None:
+    """A task that ends in error still reports the task id on its outcome (for the journal)."""
+    sandbox.fail("task_failed")
+    async with (
+        make_client(sandbox) as client,
+        client.batch(["a"], model="flux-kontext-max") as b,
+    ):
+        [outcome] = await collect(b)
+    assert isinstance(outcome.error, ah.GenerationFailedError)
+    assert outcome.task_id is not None
+    assert outcome.task_id.startswith("api.us1.")
+
+
+async def test_resumed_items_cost_no_submit(sandbox: Sandbox) -> None:
+    """Items with task_id are polled and downloaded, never submitted again; others submit."""
+    task_ids: list[str] = []
+
+    def journal(request: ImageRequest, task_id: str, request_id: str | None) -> None:
+        task_ids.append(task_id)
+        raise RuntimeError("crash after journaling")
+
+    async with make_client(sandbox) as client:
+        async with client.batch(["a", "b"], model="flux-kontext-pro", on_task=journal) as b:
+            await collect(b)
+        assert sandbox.stats.submits == 2
+        resumed = [ImageRequest(prompt="x", task_id=t) for t in task_ids]
+        resumed.append(ImageRequest(prompt="fresh"))
+        resumed.append({"prompt": "mapped", "task_id": "api.us1.unknown"})  # type: ignore[arg-type]
+        async with client.batch(resumed, model="flux-kontext-pro", rpm=1) as b:
+            outcomes = sorted(await collect(b), key=lambda o: o.index)
+    assert [o.ok for o in outcomes] == [True, True, True, False]
+    assert isinstance(outcomes[3].error, ah.NotFoundError)
+    assert [o.task_id for o in outcomes[:2]] == task_ids
+    assert outcomes[3].task_id == "api.us1.unknown"
+    assert sandbox.stats.submits == 3  # only the fresh item was submitted (and billed)
+
+
+async def test_stop_finishes_running_items_and_counts_the_rest(sandbox: Sandbox) -> None:
+    """stop(): nothing new is pulled, running items are delivered, the rest is not_started."""
+    async with (
+        make_client(sandbox) as client,
+        client.batch(["x"] * 100, model="gpt-image-1", concurrency=4) as b,
+    ):
+        outcomes = []
+        async for outcome in b:
+            outcomes.append(outcome)
+            b.stop()
+            b.stop()  # idempotent
+    summary = b.summary
+    assert all(o.ok for o in outcomes)
+    assert len(outcomes) == summary.started
+    assert summary.started <= 1 + 4 + 4  # delivered + queued (maxsize 4) + one per worker
+    assert summary.cancelled == 0
+    assert summary.not_started == 100 - summary.started
+    assert sandbox.stats.submits == summary.started
+
+
+async def test_stop_with_an_async_input_does_not_start_a_pulled_item(sandbox: Sandbox) -> None:
+    """An item an async input hands over after stop() is not started (counted by the caller)."""
+    handed: list[int] = []
+    gate = anyio.Event()
+
+    async def prompts() -> AsyncIterator[str]:
+        for i in range(10):
+            if i == 1:
+                await gate.wait()
+            handed.append(i)
+            yield f"p{i}"
+
+    async with (
+        make_client(sandbox) as client,
+        client.batch(prompts(), model="gpt-image-1", concurrency=2) as b,
+    ):
+        first = await b.__anext__()
+        b.stop()
+        gate.set()
+        rest = await collect(b)
+    assert first.ok
+    assert rest == []
+    assert b.summary.started == 1
+    assert sandbox.stats.submits == 1
+
+
+async def test_progress_hook_error_is_logged_and_the_batch_goes_on(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raising on_progress never ends the batch or loses an item; it is logged with traceback."""
+
+    def hook(event: BatchProgress) -> None:
+        raise ValueError("progress bar broke")
+
+    async with client.batch(["x"] * 5, model="dall-e-3", on_progress=hook) as b:
+        outcomes = await collect(b)
+    assert len(outcomes) == 5
+    assert all(o.ok for o in outcomes)
+    errors = [r for r in caplog.records if r.name == "aihubmix_async" and r.exc_info]
+    assert len(errors) == 5
+    assert "progress bar broke" in str(errors[0].exc_info[1])  # type: ignore[index]

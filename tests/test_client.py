@@ -179,3 +179,21 @@ async def test_secret_never_in_reprs_errors_or_logs(
     assert caplog.records, "debug/info logging is expected to have said something"
     texts += [record.getMessage() for record in caplog.records]
     assert all(SECRET not in text for text in texts)
+
+
+async def test_raising_response_hooks_never_break_a_billed_success(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_request/on_response errors are logged (with traceback) and swallowed: the result that
+    was paid for is returned, and the request is not sent again."""
+
+    def broken(event: object) -> None:
+        raise RuntimeError("metrics backend down")
+
+    async with make_client(sandbox, on_request=broken, on_response=broken) as client:
+        result = await client.generate("gpt-image-1", "a cat")
+    assert result.images
+    assert sandbox.stats.submits == 1
+    hooked = [r for r in caplog.records if r.name == "aihubmix_async" and r.exc_info]
+    assert len(hooked) == 2
+    assert {type(r.exc_info[1]) for r in hooked} == {RuntimeError}  # type: ignore[index]

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from aihubmix_async import Client, GeneratedImage, ImageResult
+from aihubmix_async import (
+    Client,
+    GeneratedImage,
+    ImageResult,
+    InvalidRequestError,
+    NotFoundError,
+)
 from aihubmix_async.sandbox import Sandbox, serve
 
 from .conftest import decode_image, make_client
@@ -167,3 +173,35 @@ async def test_save_refuses_an_undownloaded_image(tmp_path: Path) -> None:
     image = GeneratedImage(data=b"", mime_type="image/png", url="https://cdn.test/x.png")
     with pytest.raises(ValueError, match="not downloaded"):
         await image.save(tmp_path / "x.png")
+
+
+async def test_generate_with_task_id_resumes_without_submitting(sandbox: Sandbox) -> None:
+    """generate(task_id=...) polls and downloads a journaled task: no second submit (no bill)."""
+    sandbox.pending_polls = 2
+    journaled: list[str] = []
+
+    def journal_then_crash(request: object, task_id: str, request_id: str | None) -> None:
+        journaled.append(task_id)
+        raise RuntimeError("simulated crash right after journaling")
+
+    async with make_client(sandbox) as client:
+        async with client.batch(
+            ["a fox"], model="flux-kontext-max", on_task=journal_then_crash
+        ) as b:
+            [interrupted] = [o async for o in b]
+        assert not interrupted.ok
+        assert (sandbox.stats.submits, sandbox.stats.polls) == (1, 0)
+        result = await client.generate("flux-kontext-max", "a fox", task_id=journaled[0])
+    assert sandbox.stats.submits == 1  # the resume cost nothing
+    assert sandbox.stats.polls == 3
+    assert result.task_id == journaled[0]
+    assert decode_image(result.image.data)[0] == "JPEG"
+
+
+async def test_generate_with_an_unknown_task_id_is_a_typed_error(client: Client) -> None:
+    """Resuming a task the server does not know fails with the server's 404, nothing submitted."""
+    with pytest.raises(NotFoundError) as caught:
+        await client.generate("flux-kontext-max", "a fox", task_id="api.us1.nope")
+    assert caught.value.status_code == 404
+    with pytest.raises(InvalidRequestError):
+        await client.generate("flux-kontext-max", "a fox", task_id="")
