@@ -78,11 +78,11 @@ async def test_a_failed_task_is_submitted_again(tmp_path: Path) -> None:
         sandbox.fail("task_failed")
         async with make_client(sandbox) as client:
             with Journal.open(out) as journal:
-                await run(journal, client, stage(journal, items(["fox"], model="FLUX-1.1-pro")))
+                await run(journal, client, stage(journal, items(["fox"], model="flux-kontext-max")))
             assert read_status(out).counts["failed"] == 1
             with Journal.open(out) as journal:
                 plan, committed = await run(
-                    journal, client, stage(journal, items(["fox"], model="FLUX-1.1-pro"))
+                    journal, client, stage(journal, items(["fox"], model="flux-kontext-max"))
                 )
             assert (plan.retried, plan.resumed_tasks, len(committed)) == (1, 0, 1)
             assert sandbox.stats.submits == 2
