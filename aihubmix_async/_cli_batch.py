@@ -9,7 +9,6 @@ in groups, off the event loop; an item counts as saved only once it is durable.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from typing import Any
 
@@ -178,17 +177,14 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
         open_client(args, settings.concurrency) as client,
         journal.writer(on_durable=saved) as writer,
     ):
-        options: dict[str, Any] = {}
-        if "on_task" in inspect.signature(client.batch).parameters:  # core API on main
-            options["on_task"] = writer.record_task
         # Only the batch is cancelled (grace over, or a second signal): the writer still
         # commits every outcome received, and each hand-over is shielded.
         with stopper.scope(billing=True):
             async with client.batch(
-                stopper.feed(journal.pending()),
+                journal.pending(),
                 concurrency=settings.concurrency,
                 rpm=args.rpm,
-                **options,
+                on_task=writer.record_task,
             ) as outcomes:
                 stopper.watch(outcomes)
                 async for outcome in outcomes:

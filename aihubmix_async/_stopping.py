@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -77,20 +77,11 @@ class Stopper:
             raise Stopped
 
     def watch(self, batch: Any) -> None:
-        """The running batch (``Batch.stop()`` is called on the first signal)."""
+        """The running batch: ``batch.stop()`` on the first signal (at once if it came
+        already), so it pulls no new item and lets the ones in flight finish."""
         self._batch = batch
-
-    async def feed(self, items: AsyncIterator[T]) -> AsyncIterator[T]:
-        """``items`` until the first signal (the batch runner pulls one when it has room)."""
-        try:
-            async for item in items:
-                if self.signum is not None:
-                    return
-                yield item
-        finally:
-            close = getattr(items, "aclose", None)
-            if close is not None:
-                await close()
+        if self.signum is not None:
+            batch.stop()
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -110,9 +101,8 @@ class Stopper:
             f"{name}: taking no new items; waiting up to {self.grace:g}s for the generations in"
             f" flight (already billed) to be saved; {name} again aborts them"
         )
-        stop = getattr(self._batch, "stop", None)
-        if stop is not None:
-            stop()
+        if self._batch is not None:
+            self._batch.stop()
         if scope is not None:
             scope.deadline = min(scope.deadline, anyio.current_time() + self.grace)
 
