@@ -41,6 +41,7 @@ FORMATS = ("text", "jsonl", "csv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
 _WIRE_READY = ("https://", "http://", "data:")
 _CHECK_CACHE = 4096  # distinct (model, parameters) pairs whose validation is remembered
+_UNCHECKED: Any = object()
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -120,8 +121,7 @@ class PromptReader:
     model: str | None = None
     params: Mapping[str, Any] = attrs.Factory(dict)
     allow_local_files: bool = False
-    _adapters: dict[str, tuple[ProviderAdapter, str]] = attrs.Factory(dict)
-    _checked: dict[tuple[str, str], str | None] = attrs.Factory(dict)
+    _checked: dict[tuple[str | None, str], str | None] = attrs.Factory(dict)
 
     def read(self, stream: IO[bytes], fmt: str | None = None) -> Iterator[PromptLine | BadLine]:
         """Every non-blank record of ``stream`` in order; ``fmt`` None sniffs text or JSONL."""
@@ -190,36 +190,36 @@ class PromptReader:
 
     def _checked_line(self, line: int, request: ImageRequest) -> PromptLine:
         """The line if what it asks is valid: a model that resolves, parameters the model
-        takes, no local files unless allowed (the request itself is handed on as read)."""
+        takes, no local files unless allowed (the request itself is handed on as read).
+        Adapters check nothing of a prompt but that it is not blank, so the verdict is
+        remembered per distinct (model, parameters) of a line: most lines cost a lookup."""
         if not request.prompt.strip():
             raise InvalidRequestError("empty prompt")
-        model = request.model or self.model
-        if model is None:
-            raise InvalidRequestError("no model: give -m or a 'model' on the line")
-        adapter, path = self._resolve(model)
-        params = {**self.params, **request.params} if request.params else self.params
-        if not self.allow_local_files:
-            _refuse_local_files(adapter, params)
-        key = (path, json.dumps(params, sort_keys=True, ensure_ascii=False) if params else "")
-        if key not in self._checked:  # adapters check the prompt only for being non-empty
+        own = request.params
+        key = (request.model, json.dumps(own, sort_keys=True, ensure_ascii=False) if own else "")
+        error = self._checked.get(key, _UNCHECKED)
+        if error is _UNCHECKED:
             if len(self._checked) >= _CHECK_CACHE:
                 self._checked.clear()
-            try:
-                adapter.build_request(path, request.prompt, params)
-            except InvalidRequestError as exc:
-                self._checked[key] = str(exc)
-            else:
-                self._checked[key] = None
-        error = self._checked[key]
+            error = self._checked[key] = self._check(request.model, own)
         if error is not None:
             raise InvalidRequestError(error)
         return PromptLine(line=line, request=request)
 
-    def _resolve(self, model: str) -> tuple[ProviderAdapter, str]:
-        found = self._adapters.get(model)
-        if found is None:
-            found = self._adapters[model] = self.registry.resolve(model)
-        return found
+    def _check(self, own_model: str | None, own_params: Mapping[str, Any]) -> str | None:
+        """What is wrong with a line's model and parameters (after the defaults), or None."""
+        model = own_model or self.model
+        if model is None:
+            return "no model: give -m or a 'model' on the line"
+        params = {**self.params, **own_params}
+        try:
+            adapter, path = self.registry.resolve(model)
+            if not self.allow_local_files:
+                _refuse_local_files(adapter, params)
+            adapter.build_request(path, "a prompt", params)
+        except InvalidRequestError as exc:
+            return str(exc)
+        return None
 
 
 def _refuse_local_files(adapter: ProviderAdapter, params: Mapping[str, Any]) -> None:
