@@ -196,7 +196,7 @@ class PromptReader:
         if not request.prompt.strip():
             raise InvalidRequestError("empty prompt")
         own = request.params
-        key = (request.model, json.dumps(own, sort_keys=True, ensure_ascii=False) if own else "")
+        key = (request.model, _canonical(own) if own else "")
         error = self._checked.get(key, _UNCHECKED)
         if error is _UNCHECKED:
             if len(self._checked) >= _CHECK_CACHE:
@@ -220,6 +220,10 @@ class PromptReader:
         except InvalidRequestError as exc:
             return str(exc)
         return None
+
+
+def _canonical(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True, ensure_ascii=False)
 
 
 def _refuse_local_files(adapter: ProviderAdapter, params: Mapping[str, Any]) -> None:
