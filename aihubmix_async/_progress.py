@@ -136,5 +136,8 @@ def make_reporter(total: int | None, stream: TextIO | None = None) -> Reporter:
         except ImportError:
             pass
         else:
-            return _BarReporter(total, stream, tqdm)
+            try:
+                return _BarReporter(total, stream, tqdm)
+            except (OSError, ValueError):  # the terminal is gone already
+                silence(stream)
     return Reporter(total, stream)
