@@ -26,7 +26,14 @@ from ._journal_files import safe_name
 from ._journal_types import Conflict
 from ._registry import Registry
 
-__all__ = ["ChangedItem", "StageReport", "Stager", "apply_plan", "pending_chunk"]
+__all__ = [
+    "ChangedItem",
+    "StageReport",
+    "Stager",
+    "apply_plan",
+    "bare_identity",
+    "pending_chunk",
+]
 
 _CHUNK = 4096
 _SUFFIX = 16  # hex digits of the (model path, parameters) digest in a fingerprint
@@ -81,6 +88,24 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _under(path: str, images: Mapping[str, str], params: Mapping[str, Any]) -> tuple[str, str]:
+    """(fingerprint suffix, stored parameter JSON) of merged ``params`` under ``path``."""
+    canon = _dumps(_canon(params, images))
+    suffix = hashlib.sha256(f"{path}\0{canon}".encode()).hexdigest()[:_SUFFIX]
+    return suffix, _dumps(params)
+
+
+def bare_identity(prompt: str, model: str, params: Mapping[str, Any] | None = None,
+                  registry: Registry | None = None) -> tuple[str, str, str, str]:  # fmt: skip
+    """(default id, fingerprint, model path, parameter JSON) that staging gives a text line
+    ``prompt`` under ``-m model`` and ``--param`` ``params`` (its first occurrence): for
+    tools and benchmarks that build a journal directly."""
+    adapter, path = (registry or Registry.default()).resolve(model)
+    suffix, params_json = _under(path, adapter.image_params, params or {})
+    key = hashlib.sha256(prompt.encode() + b"\0\0{}").hexdigest()
+    return key[:16], key + suffix, path, params_json
+
+
 _STAGED = """
 CREATE TEMP TABLE staged(
     line INTEGER PRIMARY KEY, id TEXT NOT NULL, explicit INTEGER NOT NULL, stem TEXT NOT NULL,
@@ -120,17 +145,10 @@ class Stager:
             found = self._resolved[model] = (path, adapter.image_params)
         return found
 
-    def _under(self, path: str, images: Mapping[str, str], params: Mapping[str, Any]
-               ) -> tuple[str, str]:  # fmt: skip
-        """(fingerprint suffix, stored parameter JSON) of merged ``params`` under ``path``."""
-        canon = _dumps(_canon(params, images))
-        suffix = hashlib.sha256(f"{path}\0{canon}".encode()).hexdigest()[:_SUFFIX]
-        return suffix, _dumps(params)
-
     def _defaults(self, path: str, images: Mapping[str, str]) -> tuple[str, str]:
         found = self._default_cache.get(path)
         if found is None:
-            found = self._default_cache[path] = self._under(path, images, self._params)
+            found = self._default_cache[path] = _under(path, images, self._params)
         return found
 
     def _keyed(self, request: ImageRequest, prompt: bytes) -> tuple[str, str, str, str]:
@@ -143,7 +161,7 @@ class Stager:
         own_path = self._resolve(request.model)[0] if request.model else ""
         if request.params:
             own = _dumps(_canon(dict(request.params), images))
-            suffix, params = self._under(path, images, {**self._params, **request.params})
+            suffix, params = _under(path, images, {**self._params, **request.params})
         else:
             own = "{}"
             suffix, params = self._defaults(path, images)

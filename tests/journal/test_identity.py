@@ -160,3 +160,13 @@ async def test_new_id_whose_files_would_overwrite_an_earlier_item_is_refused(
         with pytest.raises(InputConflictError, match="would overwrite those of item 'Cat'"):
             journal.start_run(report)
     assert sandbox.stats.submits == 1
+
+
+def test_bare_identity_is_what_staging_computes(tmp_path: Path) -> None:
+    """The helper benchmarks use to build journals directly agrees with staging."""
+    from aihubmix_async._journal_stage import bare_identity
+
+    with Journal.open(tmp_path, read_only=True) as journal:
+        stage(journal, items(["a fox"], params={"quality": "low"}))
+        row = journal.db.execute("SELECT id, fp, model, params FROM staged").fetchone()
+    assert bare_identity("a fox", "gpt-image-1", {"quality": "low"}) == row
