@@ -27,6 +27,7 @@ __all__ = [
     "file_name",
     "metadata_rows",
     "safe_name",
+    "sync_files",
     "write_file",
 ]
 
@@ -68,21 +69,51 @@ def stem_of(name: str) -> str:
     return base.split("~", 1)[0]
 
 
-def write_file(path: Path, data: bytes, *, sync: bool) -> None:
-    """Create ``path`` (must not exist) with the umask's permissions; fsync when ``sync``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _MODE)
+def write_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with the umask's permissions (see :func:`sync_files` for durability)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _MODE)
     try:
         view = memoryview(data)
         while view:  # a nearly full disk can take part of a write: finish it, or raise
             view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
     os.close(fd)
+
+
+def _load_syncfs() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):  # not Linux: fsync file by file
+        return None
+
+
+_syncfs = _load_syncfs()
+
+
+def sync_files(folder: Path, paths: list[Path]) -> None:
+    """Make the data of ``paths`` (all in ``folder``'s file system) durable: one ``syncfs``
+    for the whole group on Linux instead of one fsync per file; fsync each elsewhere."""
+    if _syncfs is not None:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(folder)
 
 
 def fsync_dir(path: Path) -> None:

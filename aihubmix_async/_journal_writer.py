@@ -1,10 +1,12 @@
 """The committer: outcomes in, durable rows and files out, in groups, off the event loop.
 
 One writer thread takes everything queued since its last commit as one group: it writes the
-group's image files under temporary names (fsynced), commits ONE transaction for all its rows
-(task ids, results, failures), renames the files into place, fsyncs the folder, appends the new
-lines to ``metadata.jsonl``/``errors.jsonl``, and only then tells the event loop (one
-``call_soon_threadsafe`` per group) which items are durable. While a group commits the next one
+group's image files under temporary names, makes them durable with ONE ``syncfs`` (not an
+fsync per file), commits ONE transaction for all its rows (task ids, results, failures),
+renames the files into place, appends the new lines to ``metadata.jsonl``/``errors.jsonl``,
+and only then tells the event loop (one ``call_soon_threadsafe`` per group) which items are
+durable. The renames need no fsync of their own: a done row with its file still under the
+temporary name is finished by the recovery of the next open. While a group commits the next one
 queues up, so groups grow with the load and the loop never waits on the disk.
 """
 
@@ -33,8 +35,8 @@ from ._journal_files import (
     dump_line,
     error_row,
     file_name,
-    fsync_dir,
     metadata_rows,
+    sync_files,
     write_file,
 )
 from ._journal_lock import owner_tag
@@ -101,6 +103,7 @@ class JournalWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty_key = f"dirty:{owner_tag(journal.shard)}"
         self.committed = 0
+        self._debt = 0
 
     # --- the event loop side --------------------------------------------------------------
 
@@ -136,12 +139,17 @@ class JournalWriter:
         return error
 
     async def put(self, outcome: Outcome) -> None:
-        """Queue an outcome for the next group commit; waits only when the disk lags far
-        behind. Raises JournalWriteError once a commit failed (stop the batch then)."""
+        """Queue an outcome for the next group commit, then wait only if the disk lags far
+        behind (the outcome is queued even if that wait is cancelled). Raises
+        JournalWriteError once a commit failed (stop the batch then)."""
         if self._failure is not None:
             raise self._error()
-        await self._slots.acquire()
-        self._queue.put(outcome)
+        self._queue.put(outcome)  # first: a cancelled wait below never drops a billed result
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._debt += 1  # the slot this outcome will free is not to be given back
+            raise
 
     async def record_task(self, request: ImageRequest, task_id: str,
                           request_id: str | None = None) -> None:  # fmt: skip
@@ -164,7 +172,10 @@ class JournalWriter:
                 else:
                     task.future.set_exception(self._error())
         for committed in done:
-            self._slots.release()
+            if self._debt:
+                self._debt -= 1
+            else:
+                self._slots.release()
             self.committed += 1
             if self._on_durable is not None:
                 try:
@@ -233,8 +244,10 @@ class JournalWriter:
                     name = file_name(row[5], k, image.extension)
                     path = tmp / f"{name}.part"
                     temps.append((path, out / name))
-                    write_file(path, image.data, sync=self._sync)
+                    write_file(path, image.data)
                     names.append((name, image.mime_type))
+            if temps and self._sync:
+                sync_files(tmp, [path for path, _ in temps])
             _step("temps")
             lines = self._transaction(db, tasks, outcomes, rows, files)
         except Exception:
@@ -244,8 +257,6 @@ class JournalWriter:
         _step("committed")
         for path, final in temps:
             os.replace(path, final)
-        if temps and self._sync:
-            fsync_dir(out)
         _step("renamed")
         self._append(lines)
         return [
