@@ -248,12 +248,22 @@ class Journal:
             if len(rows) < chunk:
                 return
 
-    def writer(self, *, on_durable: Callable[[Committed], object] | None = None,
-               sync: bool = True, max_group: int = 256) -> JournalWriter:  # fmt: skip
-        """The committer of this run (an async context manager; see JournalWriter)."""
+    def writer(
+        self,
+        *,
+        on_durable: Callable[[Committed], object] | None = None,
+        sync: bool = True,
+        max_group: int = 256,
+        backlog: int = 64,
+    ) -> JournalWriter:
+        """The committer of this run (an async context manager; see JournalWriter).
+        ``backlog``: how many received outcomes may wait for the disk before ``put`` waits
+        (pass the batch's concurrency: a crash then loses at most that many billed results
+        beyond those in flight). ``sync=False`` skips syncfs/fsync (tests, tmpfs)."""
         if self.run is None:
             raise JournalError("start_run() first")
-        return JournalWriter(self, on_durable=on_durable, sync=sync, max_group=max_group)
+        return JournalWriter(self, on_durable=on_durable, sync=sync, max_group=max_group,
+                             backlog=backlog)  # fmt: skip
 
     def export(self) -> None:
         """Rewrite ``metadata.jsonl`` and ``errors.jsonl`` from the journal (atomically)."""

@@ -91,13 +91,15 @@ class JournalWriter:
     event loop for each item once it is on disk (its errors are logged, never raised)."""
 
     def __init__(self, journal: Journal, *, on_durable: Callable[[Committed], object] | None,
-                 sync: bool, max_group: int) -> None:  # fmt: skip
+                 sync: bool, max_group: int, backlog: int) -> None:  # fmt: skip
         self._journal = journal
         self._on_durable = on_durable
         self._sync = sync
         self._max_group = max_group
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._slots = asyncio.Semaphore(4 * max_group)  # backpressure on a slow disk
+        # Backpressure: outcomes received but not yet durable are billed work a crash would
+        # lose, so at most `backlog` of them wait for the disk (the batch then stops pulling).
+        self._slots = asyncio.Semaphore(backlog)
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

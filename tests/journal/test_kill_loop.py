@@ -138,7 +138,9 @@ def test_kill_9_loop_then_resume_bills_each_item_once(tmp_path: Path) -> None:
     rebilled = _sync_submits(stats) - (ITEMS - ITEMS // 4)
     assert rebilled == sum(lost)
     in_flight = [a + b for a, b in zip(lost, unjournaled, strict=True)]
-    assert max(in_flight) <= 2 * CONCURRENCY, in_flight  # in flight, or not yet durable
+    # Billed but not durable at a kill: in flight, waiting in the runner's outcome queue, or
+    # in the writer's backlog (the CLI sets it to the concurrency).
+    assert max(in_flight) <= 3 * CONCURRENCY, in_flight
     print(
         f"kill -9 loop: {KILLS} kills; re-billed sync submits {rebilled} {lost};"
         f" task submits lost before their id was journaled {sum(unjournaled)} {unjournaled}"
