@@ -178,7 +178,7 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
         journal.writer(on_durable=saved) as writer,
     ):
         # Only the batch is cancelled (grace over, or a second signal): the writer still
-        # commits every outcome received, and each hand-over is shielded.
+        # commits every outcome received (put() queues before it waits for room).
         with stopper.scope(billing=True):
             async with client.batch(
                 journal.pending(),
@@ -188,8 +188,7 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
             ) as outcomes:
                 stopper.watch(outcomes)
                 async for outcome in outcomes:
-                    with anyio.CancelScope(shield=True):
-                        await writer.put(outcome)
+                    await writer.put(outcome)
 
 
 def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: Reporter,

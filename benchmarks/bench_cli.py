@@ -96,6 +96,7 @@ def main() -> None:
                     c, w = child(command, env)
                     cpu[side].append(c)
                     wall[side].append(w)
+                    print(f"round {round_ + 1} {side}: CPU {c:.2f}s, wall {w:.2f}s", flush=True)
                 done = sum(1 for _ in (out / "metadata.jsonl").open())
                 assert done == n, f"the CLI saved {done} of {n}"
                 shutil.rmtree(out)
