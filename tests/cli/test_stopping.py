@@ -75,37 +75,40 @@ def test_signal_saves_every_billed_generation(
     assert slow.stats()["submits"] == 400  # and nothing was paid for twice
 
 
-def test_second_signal_aborts_the_wait(tmp_path: Path) -> None:
+@pytest.fixture
+def stuck() -> Iterator[SandboxProcess]:
+    """A sandbox whose generations take ten minutes: whatever is in flight stays in flight."""
+    running = SandboxProcess("--latency", "600")
+    yield running
+    running.close()
+
+
+def start_stuck(stuck: SandboxProcess, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    """20 items at concurrency 16 against the stuck sandbox, once all 16 are in flight."""
+    proc = start(stuck, write_prompts(tmp_path / "p.jsonl", 20), tmp_path / "out", *extra)
+    wait_for_submits(stuck, 16)
+    return proc
+
+
+def test_second_signal_aborts_the_wait(stuck: SandboxProcess, tmp_path: Path) -> None:
     """Finding 10: a second signal does not wait for slow generations in flight."""
-    stuck = SandboxProcess("--latency", "600")
-    try:
-        prompts = write_prompts(tmp_path / "p.jsonl", 20)
-        proc = start(stuck, prompts, tmp_path / "out")
-        wait_for_submits(stuck, 16)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stderr is not None
-        seen = [proc.stderr.readline() for _ in range(2)]  # the plan, then the signal's note
-        assert "SIGTERM: taking no new items" in seen[1]
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        stuck.close()
+    proc = start_stuck(stuck, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
+    seen = [proc.stderr.readline() for _ in range(2)]  # the plan, then the signal's note
+    assert "SIGTERM: taking no new items" in seen[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "SIGTERM again: aborting" in err
     assert "rerun the same command to resume" in err
 
 
-def test_grace_period_is_bounded(tmp_path: Path) -> None:
+def test_grace_period_is_bounded(stuck: SandboxProcess, tmp_path: Path) -> None:
     """Finding 10: --grace bounds the wait for generations in flight."""
-    stuck = SandboxProcess("--latency", "600")
-    try:
-        prompts = write_prompts(tmp_path / "p.jsonl", 20)
-        proc = start(stuck, prompts, tmp_path / "out", "--grace", "0.2")
-        wait_for_submits(stuck, 16)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        stuck.close()
+    proc = start_stuck(stuck, tmp_path, "--grace", "0.2")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "waiting up to 0.2s" in err
     assert "20 item(s) not generated yet; rerun the same command to resume" in err
