@@ -55,6 +55,11 @@ def build(folder: Path, prompts: Path, done: int, new: int) -> None:
 
     db = sqlite3.connect(folder / JOURNAL_DIR / DB_NAME, isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
+    indexes = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _ in indexes:  # rebuilt by sorting once, faster than a million random inserts
+        db.execute(f"DROP INDEX {name}")
     db.execute("BEGIN")
     db.executemany(
         "INSERT INTO items(id, line, stem, stem_key, fp, prompt, model, params, state, files)"
@@ -62,6 +67,8 @@ def build(folder: Path, prompts: Path, done: int, new: int) -> None:
         rows(),  # type: ignore[arg-type]
     )
     db.execute("COMMIT")
+    for _, sql in indexes:
+        db.execute(sql)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
 
