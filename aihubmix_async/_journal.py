@@ -31,8 +31,9 @@ import attrs
 from ._batch import ImageRequest
 from ._journal_files import METADATA, export_errors, export_metadata
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
-from ._journal_recover import recover
-from ._journal_stage import Stager, StageReport, apply_plan
+from ._journal_plan import apply_plan, pending_chunk
+from ._journal_recover import empty_trash, recover
+from ._journal_stage import Stager, StageReport
 from ._journal_types import (
     ChangedItemsError,
     Committed,
@@ -225,7 +226,6 @@ class Journal:
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
         self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed)
-        from ._journal_recover import empty_trash
 
         if counts["regenerated"]:
             empty_trash(self.db, self.out)
@@ -238,8 +238,6 @@ class Journal:
         submitted again. Each carries its resolved model, merged parameters and its id."""
         if self.run is None:
             raise JournalError("start_run() first")
-        from ._journal_stage import pending_chunk
-
         after = -1
         while True:
             rows = await anyio.to_thread.run_sync(pending_chunk, self.db, self.run, after, chunk)
