@@ -226,7 +226,6 @@ class Journal:
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
         self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed)
-
         if counts["regenerated"]:
             empty_trash(self.db, self.out)
             self.export()
