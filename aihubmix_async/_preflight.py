@@ -75,6 +75,8 @@ def preflight(
         raise ConfigurationError(
             "no API key: set AIHUBMIX_API_KEY (or try the emulator with --sandbox)"
         )
+    if source != "-" and not os.access(source, os.R_OK):
+        raise InvalidRequestError(f"cannot read the prompts file {source!r}")
     fmt = format_of(source, fmt)
     if model is not None:
         adapter, path = registry.resolve(model)

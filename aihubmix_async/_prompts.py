@@ -152,7 +152,7 @@ class PromptReader:
             ) from None
         if fmt == "text":
             return ImageRequest(prompt=text.strip())
-        data = json.loads(text)
+        data = json.loads(text.rstrip("\r\n"))  # error columns count on this line
         if not isinstance(data, dict):
             raise ValueError("each JSONL line must be an object")
         return request_from_mapping(data)

@@ -161,3 +161,36 @@ def test_bad_lines_are_counted_not_kept(cli: Any, tmp_path: Path) -> None:
     assert "... and 49995 more bad line(s)" in done.err
     assert "0 line(s) valid, 50000 invalid" in done.out
     assert peak < 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        pytest.param("p.csv", "id,text\na,a fox\n", "needs a 'prompt' column", id="csv header"),
+        pytest.param("p", "a fox\n", "a text prompts file needs a model", id="sniffed text"),
+    ],
+)
+def test_whole_file_problems_are_refused(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    """Problems of the whole file (a CSV without a prompt column, a text file sniffed without
+    -m) refuse the run (exit 2) before anything is sent."""
+    (tmp_path / name).write_text(text)
+    done = cli("batch", tmp_path / name, "-o", tmp_path / "out")
+    assert done.code == 2
+    assert message in done.err
+    assert api.requests == 0
+
+
+def test_jsonl_lines_that_are_not_objects(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
+    """A JSON array or bad JSON on a line is that line's problem; an empty CSV is no work."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "a fox"}\n["a", "list"]\n{"prompt": \n')
+    done = cli("batch", prompts, "-m", "dall-e-3", "-o", tmp_path / "out", "--dry-run")
+    assert "line 2: each JSONL line must be an object" in done.err
+    assert "line 3: bad JSON: Expecting value at column 12" in done.err
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    nothing = cli("batch", empty, "-m", "dall-e-3", "-o", tmp_path / "out2")
+    assert nothing.code == 0, nothing.err
+    assert "0 to generate" in nothing.err

@@ -121,3 +121,50 @@ def test_sandbox_flag_needs_no_key(cli: Any, tmp_path: Path) -> None:
                "--sandbox")  # fmt: skip
     assert done.code == 0, done.err
     assert len(metadata(tmp_path / "out")) == 3
+
+
+def test_missing_prompts_file_is_refused(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
+    """A prompts file that is not there is a usage error (exit 2), not a resumable failure."""
+    done = cli("batch", tmp_path / "nope.jsonl", "-m", "dall-e-3", "-o", tmp_path / "out")
+    assert done.code == 2
+    assert "cannot read the prompts file" in done.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_older_dataset_folder_is_refused(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
+    """A folder written before the journal existed is refused, not silently mixed into."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.jsonl").write_text('{"file_name": "000000.png", "id": "000000"}\n')
+    done = cli("batch", prompts_file(tmp_path), "-m", "dall-e-3", "-o", out)
+    assert done.code == 2
+    assert "written without a journal" in done.err
+    assert api.requests == 0
+
+
+def _limits(soft: int, hard: int) -> Any:
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_open_files_soft_limit_is_raised_when_the_hard_one_allows(tmp_path: Path) -> None:
+    """Finding 7: a soft ``ulimit -n`` below what the concurrency needs is raised towards the
+    hard limit (no note, nothing lowered) and every item is committed."""
+    prompts = prompts_file(tmp_path, 300)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-m", "dall-e-3",
+               "-o", str(out), "--sandbox", "--concurrency", "500"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_limits(256, 4096))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "note:" not in done.stderr
+    assert len(metadata(out)) == 300
+
+
+def test_open_files_limit_too_low_for_anything(tmp_path: Path) -> None:
+    """Finding 7: a limit that cannot carry a single generation is refused with exit 2."""
+    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts_file(tmp_path)),
+               "-m", "dall-e-3", "-o", str(tmp_path / "out"), "--sandbox", "--dry-run"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                          preexec_fn=_limits(33, 33))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "too low for even one generation" in done.stderr
