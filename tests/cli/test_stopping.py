@@ -7,6 +7,7 @@ its own process, whose submit count says what was billed.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -126,3 +127,23 @@ def test_closed_output_pipe_does_not_lose_the_run(slow: SandboxProcess, tmp_path
     assert proc.wait(timeout=120) == 0
     assert len(metadata(out)) == 200
     assert slow.stats()["submits"] == 200
+
+
+def test_signal_while_waiting_for_a_fifo(tmp_path: Path) -> None:
+    """Finding 6: a run reading a named FIFO nobody writes to yet stops at once on Ctrl-C,
+    having sent nothing (the blocked read does not hold the process)."""
+    fifo = tmp_path / "prompts.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "aihubmix_async", "batch", str(fifo), "-m", "dall-e-3",
+               "-o", str(out), "--sandbox"]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / ".aihubmix" / "journal.sqlite3").exists():  # locked, now reading input
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped before anything was sent" in err
+    assert "Traceback" not in err
