@@ -265,8 +265,8 @@ class Journal:
 
     def export(self) -> None:
         """Rewrite ``metadata.jsonl`` and ``errors.jsonl`` from the journal (atomically)."""
-        export_metadata(self.db, self.out)
-        export_errors(self.db, self.out)
+        export_metadata(self.db, self.out, self.tmp)
+        export_errors(self.db, self.out, self.tmp)
 
     def set_meta(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

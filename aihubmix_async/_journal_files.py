@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,9 +193,11 @@ def dump_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False) + "\n").encode()
 
 
-def _export(path: Path, rows: Iterator[bytes]) -> None:
+def _export(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
     """Write ``path`` whole under a temporary name, then rename: readers see old or new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # In the run's own temporary folder (same file system; cleaned by recovery), under a name
+    # no concurrent export (another shard, in this process or not) can share.
+    tmp = scratch / f"{path.name}.{secrets.token_hex(8)}.export"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _MODE)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
@@ -215,17 +218,17 @@ def _chunks(db: sqlite3.Connection, sql: str, render: Any) -> Iterator[bytes]:
         yield b"".join(render(row) for row in rows)
 
 
-def export_metadata(db: sqlite3.Connection, out: Path) -> None:
+def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
     """Rewrite ``metadata.jsonl`` from the journal's done items, in line order, streamed."""
     sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'done' ORDER BY line, id"
 
     def render(row: tuple[Any, ...]) -> bytes:
         return b"".join(dump_line(record) for record in metadata_rows(row))
 
-    _export(out / METADATA, _chunks(db, sql, render))
+    _export(out / METADATA, _chunks(db, sql, render), scratch)
 
 
-def export_errors(db: sqlite3.Connection, out: Path) -> None:
+def export_errors(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
     """Rewrite ``errors.jsonl``: the current failures only (a later success removes a line)."""
     sql = f"SELECT {_ERROR_COLUMNS} FROM items WHERE state = 'failed' ORDER BY line, id"
-    _export(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))))
+    _export(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))), scratch)

@@ -39,6 +39,9 @@ def empty_trash(db: sqlite3.Connection, out: Path) -> None:
 
 
 def _finish_temp(db: sqlite3.Connection, out: Path, entry: os.DirEntry[str]) -> bool:
+    if not entry.name.endswith(_PART):  # an export cut short, or a stray file
+        os.unlink(entry.path)
+        return False
     name = entry.name.removesuffix(_PART)
     row = db.execute(
         "SELECT state, files FROM items WHERE stem_key = ?", (stem_of(name).lower(),)

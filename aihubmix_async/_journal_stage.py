@@ -202,9 +202,9 @@ class Stager:
 
     def _flush(self) -> None:
         if self._rows:
-            self._db.execute("BEGIN")  # one transaction per chunk, not one per row
+            if not self._db.in_transaction:  # one transaction for all of staging: temporary
+                self._db.execute("BEGIN")  # tables only, so it locks nothing in the journal
             self._db.executemany("INSERT INTO staged VALUES (?,?,?,?,?,?,?,?,?,?)", self._rows)
-            self._db.execute("COMMIT")
             self._rows = []
 
     def finish(self, *, examples: int = 5) -> StageReport:
@@ -212,6 +212,8 @@ class Stager:
         temporary tables: safe on a read-only journal (``--dry-run``)."""
         self._flush()
         db = self._db
+        if db.in_transaction:
+            db.execute("COMMIT")
         db.execute("CREATE INDEX temp.staged_key ON staged(stem_key, mine, explicit, id, fp)")
         _number_repeats(db)
         # Only keys that were repeated, or made by numbering repeats, can collide now.
