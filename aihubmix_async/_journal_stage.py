@@ -9,6 +9,7 @@ parameters, image digests) tells whether an item with that id changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +59,16 @@ class StageReport:
     conflict_count: int
 
 
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The content digest of a local image file (cached while its size and mtime hold)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _canon(value: Any, images: Mapping[str, str], key: str | None = None) -> Any:
     """Parameters as they enter a fingerprint: long strings and image inputs by digest."""
     if isinstance(value, dict):
@@ -66,11 +77,11 @@ def _canon(value: Any, images: Mapping[str, str], key: str | None = None) -> Any
         return [_canon(v, images, key) for v in value]
     if isinstance(value, str):
         if key in images and not value.startswith(_URL) and not value.startswith("data:"):
-            try:  # a local file (only with the CLI's opt-in): its size and mtime, not its bytes
+            try:  # a local file (the CLI allows them only on request): by its bytes
                 info = os.stat(value)
+                return "file:" + _file_digest(value, info.st_size, info.st_mtime_ns)
             except OSError:
-                return f"file:{value}"
-            return f"file:{value}:{info.st_size}:{info.st_mtime_ns}"
+                return f"file:{value}"  # unreadable: the generation will say so
         if len(value) > _LONG:
             return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
     return value

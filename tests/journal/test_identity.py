@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,35 @@ def test_bare_identity_is_what_staging_computes(tmp_path: Path) -> None:
         stage(journal, items(["a fox"], params={"quality": "low"}))
         row = journal.db.execute("SELECT id, fp, model, params FROM staged").fetchone()
     assert bare_identity("a fox", "gpt-image-1", {"quality": "low"}) == row
+
+
+@pytest.mark.parametrize("form", ["data URI", "local file"])
+def test_an_image_input_that_changes_makes_its_item_changed(tmp_path: Path, form: str) -> None:
+    """Fingerprints cover image inputs: the same line with other image bytes (inline, or a
+    local file rewritten) is a changed item, the same bytes an unchanged one."""
+    from aihubmix_async.sandbox._images import png_of_size
+
+    image = tmp_path / "in.png"
+
+    def line(size: int) -> dict[str, Any]:
+        data = png_of_size(size)
+        image.write_bytes(data)
+        if form == "data URI":
+            value = "data:image/png;base64," + base64.b64encode(data).decode()
+        else:
+            value = str(image)
+        return {"id": "edit", "prompt": "make it blue", "input_image": value}
+
+    out = tmp_path / "out"
+    with Journal.open(out) as journal:
+        journal.start_run(stage(journal, items([line(2000)], model="flux-kontext-max")))
+    with Journal.open(out) as journal:
+        same = stage(journal, items([line(2000)], model="flux-kontext-max"))
+        if form == "local file":
+            os.utime(image, ns=(0, 0))  # another mtime, the same bytes: not a change
+            touched = stage(journal, items([{**line(2000), "input_image": str(image)}],
+                                           model="flux-kontext-max"))  # fmt: skip
+            assert (touched.pending, touched.changed_unfinished) == (1, 0)
+        other = stage(journal, items([line(3000)], model="flux-kontext-max"))
+    assert (same.pending, same.changed_unfinished) == (1, 0)
+    assert (other.pending, other.changed_unfinished) == (0, 1)
