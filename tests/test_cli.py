@@ -169,9 +169,10 @@ def test_shards_share_one_folder(server: SandboxProcess, tmp_path: Path) -> None
 
 def test_second_writer_is_refused_at_once(tmp_path: Path) -> None:
     """Finding 5: a second run on a folder being written exits 4 at once, naming the folder
-    and the holder's pid, and touches nothing (the first run completes every item once)."""
+    and the holder's pid, and touches nothing: the first run, stopped later, has every item
+    it paid for saved exactly once."""
     slow_server = SandboxProcess("--latency", "0.05")
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", 200)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", 4000)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-o", str(out),
                "--concurrency", "2"]  # fmt: skip
@@ -184,15 +185,17 @@ def test_second_writer_is_refused_at_once(tmp_path: Path) -> None:
         empty = tmp_path / "empty.jsonl"
         empty.write_text("")
         for source in (prompts, empty):
-            assert first.poll() is None  # still writing
             second = cli("batch", str(source), "-o", str(out), env=cli_env(slow_server))
             assert second.returncode == 4, second.stderr
             assert "in use by another aihubmix-async process" in second.stderr
             assert f"pid {first.pid}" in second.stderr
+        assert first.poll() is None  # the first run was writing all along
+        first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=120)
-        assert first.returncode == 0, err
-        assert Counter(r["id"] for r in metadata(out)) == Counter(f"item-{i}" for i in range(200))
-        assert slow_server.stats()["submits"] == 200
+        assert first.returncode == 143, err
+        counts = Counter(r["id"] for r in metadata(out))
+        assert max(counts.values()) == 1
+        assert sum(counts.values()) == slow_server.stats()["submits"]  # nothing lost or twice
     finally:
         first.kill()
         first.wait()
