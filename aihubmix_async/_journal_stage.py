@@ -29,7 +29,10 @@ from ._registry import Registry
 __all__ = ["ChangedItem", "StageReport", "Stager", "bare_identity"]
 
 _CHUNK = 4096
-_SUFFIX = 16  # hex digits of the (model path, parameters) digest in a fingerprint
+# A fingerprint: 24 hex of the line's content digest + 8 of the (model path, parameters) digest,
+# 128 bits in all; short, as it is sorted and compared a million times at a resume.
+_KEY = 24
+_SUFFIX = 8
 _LONG = 256  # strings longer than this (inline images) enter fingerprints as a digest
 _URL = ("https://", "http://")
 
@@ -106,7 +109,7 @@ def bare_identity(prompt: str, model: str, params: Mapping[str, Any] | None = No
     adapter, path = (registry or Registry.default()).resolve(model)
     suffix, params_json = _under(path, adapter.image_params, params or {})
     key = hashlib.sha256(prompt.encode() + b"\0\0{}").hexdigest()
-    return key[:16], key + suffix, path, params_json
+    return key[:16], key[:_KEY] + suffix, path, params_json
 
 
 _STAGED = """
@@ -203,7 +206,7 @@ class Stager:
             stem_key = stem.lower()
             mine = count == 1 or zlib.crc32(item_id.encode()) % count == index
         explicit = request.id is not None
-        row = (line, item_id, explicit, stem, stem_key, key + suffix, request.prompt, path,
+        row = (line, item_id, explicit, stem, stem_key, key[:_KEY] + suffix, request.prompt, path,
                params, mine)  # fmt: skip
         self._rows.append(row)
         self._count += 1
