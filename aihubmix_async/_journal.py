@@ -9,7 +9,7 @@ How the CLI drives it (every step before :meth:`Journal.start_run` sends and bil
             stager.add(line, request)                      # InvalidRequestError: a bad line
         report = stager.finish()                           # collisions, changes: no writes
         plan = journal.start_run(report, on_change="refuse", retry_failed=True)
-        async with journal.writer(on_durable=report_done) as writer:
+        async with journal.writer(on_durable=report_done, backlog=concurrency) as writer:
             async with client.batch(journal.pending(), on_task=writer.record_task) as outcomes:
                 async for outcome in outcomes:
                     await writer.put(outcome)              # committed in groups, off the loop
