@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import sqlite3
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ._client import Client
-from ._config import PollPolicy
+from ._cli_client import open_client
 from ._errors import AIHubMixError
 from ._preflight import parse_params
 from ._progress import say
@@ -47,30 +45,8 @@ DEMO_PROMPTS: tuple[tuple[str, str], ...] = (
     ("qwen-image", "a tea house in the mountains"),
     ("stability/Stable-Diffusion-3-5-Large", "an astronaut gardening on the moon"),
 )
-_FAST_POLL = PollPolicy(initial_interval=0.05, max_interval=0.5)
 EXIT_REFUSED = 2
 EXIT_IO = 3
-
-
-@contextlib.asynccontextmanager
-async def open_client(
-    args: argparse.Namespace, concurrency: int | None = None
-) -> AsyncIterator[Client]:
-    """A client for the real API, or for an in-process sandbox with ``--sandbox``."""
-    options: dict[str, Any] = {"max_concurrency": max(concurrency or 16, 1)}
-    if getattr(args, "rpm", None):
-        options["rpm"] = args.rpm
-    if args.sandbox:
-        from .sandbox import DEFAULT_API_KEY, serve  # only now: it loads aiohttp.web
-
-        async with serve() as sandbox:
-            client = Client(api_key=DEFAULT_API_KEY, base_url=sandbox.base_url,
-                            poll=_FAST_POLL, **options)  # fmt: skip
-            async with client:
-                yield client
-        return
-    async with Client(base_url=args.base_url, **options) as client:
-        yield client
 
 
 # --- generate, models, sandbox, demo ----------------------------------------------------------

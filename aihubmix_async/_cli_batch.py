@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from ._cli import open_client
+from ._cli_client import open_client
 from ._journal import (
     Committed,
     FolderLockedError,

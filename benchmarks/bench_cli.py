@@ -53,7 +53,7 @@ async def runner_only(n: int, base_url: str) -> None:
         async for outcome in outcomes:
             if outcome.result is None:
                 raise RuntimeError(f"item failed: {outcome.error}")
-            images += len(outcome.result.images[0].data) > 0
+            images += bool(outcome.result.images[0].data)
     assert images == n
 
 
