@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 __all__ = ["Reporter", "make_reporter", "say"]
@@ -98,28 +99,25 @@ class _BarReporter(Reporter):
         self.done += 1
         self.images += images
         self.failed += not ok
+        self._guarded(self._bar.update, 1)
+        if not ok or self.done % 64 == 0:
+            self._guarded(self._bar.set_postfix, failed=self.failed, refresh=False)
+
+    def note(self, text: str) -> None:
+        self._guarded(self._bar.write, text, file=self.stream)
+
+    def close(self) -> None:
+        self._guarded(self._bar.close)
+
+    def _guarded(self, action: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """Draw, unless the terminal is gone: then the bar is disabled and the stream silenced."""
         if self.broken:
             return
         try:
-            self._bar.update(1)
-            if not ok or self.done % 64 == 0:
-                self._bar.set_postfix(failed=self.failed, refresh=False)
+            action(*args, **kwargs)
         except (OSError, ValueError):
             self.broken = True
-            silence(self.stream)
-
-    def note(self, text: str) -> None:
-        if not self.broken:
-            try:
-                self._bar.write(text, file=self.stream)
-            except (OSError, ValueError):
-                self.broken = True
-                silence(self.stream)
-
-    def close(self) -> None:
-        try:
-            self._bar.close()
-        except (OSError, ValueError):
+            self._bar.disable = True  # its close() (also at garbage collection) writes nothing
             silence(self.stream)
 
 

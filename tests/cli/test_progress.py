@@ -91,3 +91,40 @@ def test_say_on_a_closed_stream_returns_false() -> None:
         assert say("kept", io.StringIO()) is True
     finally:
         os.close(write_end)
+
+
+class DyingTerminal(Terminal):
+    """A terminal that goes away after a few writes (the window was closed)."""
+
+    def __init__(self, fd: int, writes: int) -> None:
+        super().__init__()
+        self.fd, self.left = fd, writes
+
+    def write(self, text: str) -> int:
+        self.left -= 1
+        if self.left < 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+def test_a_bar_whose_terminal_goes_away() -> None:
+    """Finding 11: the bar stops drawing (no exception, also not when it is closed or
+    collected) once its terminal is gone; the counts go on."""
+    pytest.importorskip("tqdm")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        stream = DyingTerminal(write_end, writes=2)
+        reporter = make_reporter(100, stream)
+        for _ in range(70):
+            reporter.item(ok=True)
+        reporter.item(ok=False)
+        reporter.note("lost")
+        reporter.close()
+        assert reporter.broken
+        assert (reporter.done, reporter.failed) == (71, 1)
+    finally:
+        os.close(write_end)
