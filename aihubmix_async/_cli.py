@@ -128,14 +128,22 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def _add_batch(commands: Any, connection: Any) -> None:
-    bat = commands.add_parser("batch", help="a prompt file into an image dataset, resumably")
+    bat = commands.add_parser(
+        "batch",
+        help="a prompt file into an image dataset, resumably",
+        epilog="exit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
+        " retries failures); 2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
+        " folder is in use; 130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
+    )
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
     bat.add_argument("-o", "--out", required=True)
     bat.add_argument("--format", choices=["text", "jsonl", "csv"])
     bat.add_argument("--concurrency", type=int, default=16)
     bat.add_argument("--rpm", type=float, help="generations per minute, spaced evenly")
-    bat.add_argument("--shard", metavar="I/N", help="take items whose index mod N is I")
+    bat.add_argument("--shard", metavar="I/N",
+                     help="run shard I of N (items picked by a hash of their id); the shards"
+                          " of one split may run at once into one folder")  # fmt: skip
     bat.add_argument("--dry-run", action="store_true",
                      help="check every line and the folder's journal, send nothing")  # fmt: skip
     bat.add_argument("--on-change", choices=["refuse", "regenerate", "keep"], default="refuse",
