@@ -151,7 +151,10 @@ class PromptReader:
                 f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
             ) from None
         if fmt == "text":
-            return ImageRequest(prompt=text.strip())
+            prompt = text.strip()  # not blank as bytes, but maybe Unicode spaces only
+            if not prompt:
+                raise InvalidRequestError("empty prompt")
+            return ImageRequest(prompt=prompt)
         data = json.loads(text.rstrip("\r\n"))  # error columns count on this line
         if not isinstance(data, dict):
             raise ValueError("each JSONL line must be an object")
@@ -193,8 +196,8 @@ class PromptReader:
         takes, no local files unless allowed (the request itself is handed on as read).
         Adapters check nothing of a prompt but that it is not blank, so the verdict is
         remembered per distinct (model, parameters) of a line: most lines cost a lookup."""
-        if not request.prompt.strip():
-            raise InvalidRequestError("empty prompt")
+        if request.task_id is not None:  # the journal resumes tasks itself, by item id
+            raise InvalidRequestError("'task_id' is not a prompts-file field")
         own = request.params
         key = (request.model, _canonical(own) if own else "")
         error = self._checked.get(key, _UNCHECKED)

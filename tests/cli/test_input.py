@@ -183,12 +183,16 @@ def test_whole_file_problems_are_refused(
 
 
 def test_jsonl_lines_that_are_not_objects(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
-    """A JSON array or bad JSON on a line is that line's problem; an empty CSV is no work."""
+    """A JSON array, bad JSON or a task id on a line is that line's problem (the journal
+    resumes tasks itself); an empty CSV is no work."""
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"prompt": "a fox"}\n["a", "list"]\n{"prompt": \n')
+    prompts.write_text(
+        '{"prompt": "a fox"}\n["a", "list"]\n{"prompt": \n{"prompt": "x", "task_id": "t1"}\n'
+    )
     done = cli("batch", prompts, "-m", "dall-e-3", "-o", tmp_path / "out", "--dry-run")
     assert "line 2: each JSONL line must be an object" in done.err
     assert "line 3: bad JSON: Expecting value at column 12" in done.err
+    assert "line 4: 'task_id' is not a prompts-file field" in done.err
     empty = tmp_path / "e.csv"
     empty.write_text("")
     nothing = cli("batch", empty, "-m", "dall-e-3", "-o", tmp_path / "out2")
