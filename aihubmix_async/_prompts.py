@@ -131,7 +131,7 @@ class PromptReader:
         for number, raw in enumerate(stream, start=1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
-            if not raw.strip():
+            if not raw or raw.isspace():  # a blank line (no copy, unlike strip)
                 continue
             if fmt is None:
                 fmt = "jsonl" if raw.lstrip().startswith(b"{") else "text"
@@ -155,7 +155,7 @@ class PromptReader:
             if not prompt:
                 raise InvalidRequestError("empty prompt")
             return ImageRequest(prompt=prompt)
-        data = json.loads(text.rstrip("\r\n"))  # error columns count on this line
+        data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("each JSONL line must be an object")
         return request_from_mapping(data)
@@ -265,5 +265,6 @@ def _csv_request(row: list[str], columns: Mapping[str, int]) -> ImageRequest:
 
 def _message(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"bad JSON: {exc.msg} at column {exc.colno}"
+        column = min(exc.pos, len(exc.doc.rstrip("\r\n"))) + 1  # one line; not past its end
+        return f"bad JSON: {exc.msg} at column {column}"
     return str(exc)
