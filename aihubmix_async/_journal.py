@@ -33,7 +33,7 @@ from ._journal_files import METADATA, export_errors, export_metadata
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk
 from ._journal_recover import empty_trash, recover
-from ._journal_stage import Stager, StageReport
+from ._journal_stage import Stager
 from ._journal_types import (
     ChangedItemsError,
     Committed,
@@ -41,6 +41,7 @@ from ._journal_types import (
     InputConflictError,
     JournalError,
     JournalWriteError,
+    StageReport,
 )
 from ._journal_writer import JournalWriter
 from ._registry import Registry

@@ -15,13 +15,10 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ._journal_files import fsync_dir, stem_of
 from ._journal_lock import FolderLock
-
-if TYPE_CHECKING:
-    from ._journal import Journal
+from ._journal_types import JournalFolder
 
 __all__ = ["empty_trash", "recover"]
 
@@ -53,7 +50,7 @@ def _finish_temp(db: sqlite3.Connection, out: Path, entry: os.DirEntry[str]) -> 
     return False
 
 
-def recover(journal: Journal, lock: FolderLock) -> None:
+def recover(journal: JournalFolder, lock: FolderLock) -> None:
     """Reconcile files and rows after a crash (see the module docstring); re-export
     ``metadata.jsonl``/``errors.jsonl`` if a run ended without its final export."""
     db, out = journal.db, journal.out

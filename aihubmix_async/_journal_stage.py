@@ -18,12 +18,10 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import attrs
-
 from ._batch import ImageRequest
 from ._errors import InvalidRequestError
 from ._journal_files import safe_name
-from ._journal_types import Conflict
+from ._journal_types import ChangedItem, Conflict, StageReport
 from ._registry import Registry
 
 __all__ = ["ChangedItem", "StageReport", "Stager", "bare_identity"]
@@ -35,31 +33,6 @@ _KEY = 24
 _SUFFIX = 8
 _LONG = 256  # strings longer than this (inline images) enter fingerprints as a digest
 _URL = ("https://", "http://")
-
-
-@attrs.frozen
-class ChangedItem:
-    line: int
-    id: str
-
-
-@attrs.frozen(kw_only=True)
-class StageReport:
-    """What the staged input means for this folder; computed without writing anything."""
-
-    items: int  #: lines staged (every shard)
-    mine: int  #: of which in this run's shard
-    new: int
-    done: int  #: done with the same fingerprint: skipped
-    pending: int  #: pending or submitted in an earlier run: resumed
-    tasks: int  #: of which journaled tasks (polled, not submitted again)
-    failed: int  #: failed before: retried unless the run says otherwise
-    changed: int  #: done items whose fingerprint changed (the on_change policy decides)
-    changed_examples: tuple[ChangedItem, ...]
-    changed_unfinished: int  #: not-yet-done items whose input changed: simply updated
-    absent: int | None  #: items in the journal that are not in this input (None for shards)
-    conflicts: tuple[Conflict, ...]  #: the first few
-    conflict_count: int
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import sqlite3
+from pathlib import Path
+from typing import Literal, Protocol
 
 import attrs
 
 from ._batch import Outcome
 
-if TYPE_CHECKING:
-    from ._journal_stage import StageReport
-
 __all__ = [
+    "ChangedItem",
     "ChangedItemsError",
     "Committed",
     "Conflict",
     "InputConflictError",
     "JournalError",
+    "JournalFolder",
     "JournalWriteError",
+    "StageReport",
 ]
 
 
@@ -53,6 +55,31 @@ class Conflict:
                 f" item {self.other!r} already in the folder"
             )
         return f"{self.kind} {self.key!r} on {label} {where}"
+
+
+@attrs.frozen
+class ChangedItem:
+    line: int
+    id: str
+
+
+@attrs.frozen(kw_only=True)
+class StageReport:
+    """What the staged input means for this folder; computed without writing anything."""
+
+    items: int  #: lines staged (every shard)
+    mine: int  #: of which in this run's shard
+    new: int
+    done: int  #: done with the same fingerprint: skipped
+    pending: int  #: pending or submitted in an earlier run: resumed
+    tasks: int  #: of which journaled tasks (polled, not submitted again)
+    failed: int  #: failed before: retried unless the run says otherwise
+    changed: int  #: done items whose fingerprint changed (the on_change policy decides)
+    changed_examples: tuple[ChangedItem, ...]
+    changed_unfinished: int  #: not-yet-done items whose input changed: simply updated
+    absent: int | None  #: items in the journal that are not in this input (None for shards)
+    conflicts: tuple[Conflict, ...]  #: the first few
+    conflict_count: int
 
 
 class InputConflictError(JournalError):
@@ -92,3 +119,18 @@ class Committed:
     ok: bool
     files: tuple[str, ...]
     outcome: Outcome
+
+
+class JournalFolder(Protocol):
+    """What the writer and the recovery need of an open journal (``Journal`` is one); a
+    protocol so those modules do not import the facade that imports them."""
+
+    out: Path
+    tmp: Path
+    db: sqlite3.Connection
+    db_path: Path
+    shard: tuple[int, int]
+
+    def export(self) -> None: ...
+
+    def set_meta(self, key: str, value: object) -> None: ...

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 
@@ -40,10 +40,7 @@ from ._journal_files import (
     write_file,
 )
 from ._journal_lock import owner_tag
-from ._journal_types import Committed, JournalWriteError
-
-if TYPE_CHECKING:
-    from ._journal import Journal
+from ._journal_types import Committed, JournalFolder, JournalWriteError
 
 __all__ = ["JournalWriter"]
 
@@ -90,7 +87,7 @@ class JournalWriter:
     queued and re-exports ``metadata.jsonl``/``errors.jsonl``. ``on_durable`` is called on the
     event loop for each item once it is on disk (its errors are logged, never raised)."""
 
-    def __init__(self, journal: Journal, *, on_durable: Callable[[Committed], object] | None,
+    def __init__(self, journal: JournalFolder, *, on_durable: Callable[[Committed], object] | None,
                  sync: bool, max_group: int, backlog: int) -> None:  # fmt: skip
         self._journal = journal
         self._on_durable = on_durable
@@ -246,7 +243,10 @@ class JournalWriter:
                     name = file_name(row[5], k, image.extension)
                     path = tmp / f"{name}.part"
                     temps.append((path, out / name))
-                    write_file(path, image.data)
+                    data: bytes | None = image.data  # None only with download=False
+                    if not data:
+                        raise ValueError(f"item {row[0]!r}: an image was not downloaded")
+                    write_file(path, data)
                     names.append((name, image.mime_type))
             if temps and self._sync:
                 sync_files(tmp, [path for path, _ in temps])
