@@ -31,7 +31,7 @@ import attrs
 from ._batch import ImageRequest
 from ._journal_files import METADATA, export_errors, export_metadata
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
-from ._journal_plan import apply_plan, pending_chunk
+from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
 from ._journal_stage import Stager
 from ._journal_types import (
@@ -215,21 +215,37 @@ class Journal:
                       registry=registry or Registry.default())  # fmt: skip
 
     def start_run(self, report: StageReport, *, on_change: OnChange = "refuse",
-                  retry_failed: bool = True) -> RunPlan:  # fmt: skip
+                  retry_failed: bool = True, input_key: str | None = None) -> RunPlan:  # fmt: skip
         """Check the staged input and record what this run does. Raises InputConflictError
         (colliding ids or file names) or ChangedItemsError (changed done items and
         ``on_change="refuse"``) before anything is written or billed. ``regenerate`` deletes
-        the changed items' images now; ``keep`` leaves them as they are."""
+        the changed items' images now; ``keep`` leaves them as they are. ``input_key`` (a
+        digest of the input and the run's settings, from the caller) is recorded with the
+        plan, for :meth:`restart`."""
         if report.conflict_count:
             raise InputConflictError(report)
         if report.changed and on_change == "refuse":
             raise ChangedItemsError(report)
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
-        self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed)
+        self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed,
+                                      input_key=input_key, tag=owner_tag(self.shard))  # fmt: skip
         if counts["regenerated"]:
             empty_trash(self.db, self.out)
             self.export()
+        return RunPlan(**counts)
+
+    def restart(self, input_key: str, *, retry_failed: bool = True) -> RunPlan | None:
+        """Start a run without staging when the input is provably the one staged last:
+        ``input_key`` equals the key the last run that changed this journal recorded (for
+        this shard). The run takes that run's unfinished items (and its failures, with
+        ``retry_failed``). None means: stage the input as usual."""
+        if self.read_only:
+            raise JournalError("a read-only journal (dry run) cannot start a run")
+        found = restart_plan(self.db, input_key, owner_tag(self.shard), retry_failed=retry_failed)
+        if found is None:
+            return None
+        self.run, counts = found
         return RunPlan(**counts)
 
     async def pending(self, chunk: int = 512) -> AsyncIterator[ImageRequest]:

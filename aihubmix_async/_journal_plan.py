@@ -8,7 +8,7 @@ import time
 
 from ._batch import ImageRequest
 
-__all__ = ["apply_plan", "pending_chunk"]
+__all__ = ["apply_plan", "pending_chunk", "restart_plan"]
 
 _COPY = (
     "line = s.line, fp = s.fp, prompt = s.prompt, model = s.model, params = s.params,"
@@ -17,16 +17,27 @@ _COPY = (
 _FROM = "FROM todo t JOIN staged s USING (line) WHERE items.id = s.id AND t.k"
 
 
-def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool
-               ) -> tuple[int, dict[str, int]]:  # fmt: skip
+def _next_run(db: sqlite3.Connection, input_key: str | None, tag: str) -> int:
+    """A new run number; and the input key: every recorded one is void once a run changed the
+    items, so only this run's (if it gives one) stays."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'runs'").fetchone()
+    run = int(row[0] if row else 0) + 1
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('runs', ?)", (run,))
+    db.execute("DELETE FROM meta WHERE key LIKE 'input:%'")
+    if input_key is not None:
+        value = json.dumps({"key": input_key, "run": run})
+        db.execute("INSERT INTO meta VALUES (?, ?)", (f"input:{tag}", value))
+    return run
+
+
+def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
+               input_key: str | None, tag: str) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Record the plan of a new run in one transaction; returns (run number, RunPlan counts).
     Changed done items to regenerate have their files moved to the trash table."""
     now = time.time()
     db.execute("BEGIN IMMEDIATE")
     try:
-        row = db.execute("SELECT value FROM meta WHERE key = 'runs'").fetchone()
-        run = (row[0] if row else 0) + 1
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('runs', ?)", (run,))
+        run = _next_run(db, input_key, tag)
         args = {"run": run, "now": now}
         counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
         db.execute(
@@ -96,3 +107,50 @@ def pending_chunk(db: sqlite3.Connection, run: int, after: int, limit: int
                                task_id=resume)  # fmt: skip
         out.append((request, line))
     return out
+
+
+def restart_plan(db: sqlite3.Connection, input_key: str, tag: str, *, retry_failed: bool
+                 ) -> tuple[int, dict[str, int]] | None:  # fmt: skip
+    """A new run over the items of the last run of this input, without staging, if the last
+    run that changed the journal recorded ``input_key`` for this owner; else None."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (f"input:{tag}",)).fetchone()
+        recorded = json.loads(row[0]) if row else {}
+        previous = recorded.get("run")
+        skipped_failed = db.execute(  # failed items an earlier run left alone: not sure they
+            "SELECT 1 FROM items WHERE state = 'failed' AND run IS NOT ? LIMIT 1", (previous,)
+        ).fetchone()  # belong to this input: a full ingest decides
+        if recorded.get("key") != input_key or (retry_failed and skipped_failed):
+            db.execute("ROLLBACK")
+            return None
+        run = _next_run(db, input_key, tag)
+        args = {"run": run, "previous": previous, "now": time.time()}
+        resumed = db.execute(
+            "UPDATE items SET run = :run WHERE run = :previous"
+            " AND state IN ('pending', 'submitted')",
+            args,
+        ).rowcount
+        (tasks,) = db.execute(
+            "SELECT count(*) FROM items WHERE run = :run AND state = 'submitted'", args
+        ).fetchone()
+        retried = skipped = 0
+        if retry_failed:
+            retried = db.execute(
+                "UPDATE items SET run = :run, updated = :now, state = CASE WHEN task_id IS NULL"
+                " THEN 'pending' ELSE 'submitted' END WHERE run = :previous AND state = 'failed'",
+                args,
+            ).rowcount
+        else:
+            (skipped,) = db.execute("SELECT count(*) FROM items WHERE state = 'failed'").fetchone()
+        (done,) = db.execute("SELECT count(*) FROM items WHERE state = 'done'").fetchone()
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return run, {
+        "to_run": resumed + retried, "new": 0, "resumed": resumed, "resumed_tasks": tasks,
+        "retried": retried, "skipped_done": done, "skipped_failed": skipped, "regenerated": 0,
+        "kept_changed": 0,
+    }  # fmt: skip
