@@ -28,6 +28,7 @@ ITEMS = 2000
 KILLS = 20
 CONCURRENCY = 16
 TASK_MODEL = "bfl/flux-kontext-max"
+LATENCY = 0.05  # the sandbox's delay before answering a submit
 
 
 class SandboxProcess:
@@ -90,7 +91,7 @@ def test_kill_9_loop_then_resume_bills_each_item_once(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(_lines()) + "\n")
     out = tmp_path / "out"
-    server = SandboxProcess("--latency", "0.05", "--pending-polls", "2")
+    server = SandboxProcess("--latency", str(LATENCY), "--pending-polls", "2")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIHUBMIX_")}
     env.update(AIHUBMIX_API_KEY=DEFAULT_API_KEY, AIHUBMIX_BASE_URL=server.base_url)
     command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-o", str(out),
@@ -98,6 +99,7 @@ def test_kill_9_loop_then_resume_bills_each_item_once(tmp_path: Path) -> None:
     rng = random.Random(20)
     lost: list[int] = []  # per kill: sync submits that did not end durable
     unjournaled: list[int] = []  # per kill: task submits whose task id was not yet durable
+    unanswered: list[int] = []  # per kill: submits still waiting for their answer
     try:
         for _ in range(KILLS):
             stats = server.stats()
@@ -111,6 +113,7 @@ def test_kill_9_loop_then_resume_bills_each_item_once(tmp_path: Path) -> None:
                     break  # nothing left to do, or it finished
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.02, 0.4))
+            killed_at = time.monotonic()  # the sandbox's clock too (CLOCK_MONOTONIC)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             stats = server.stats()
@@ -118,6 +121,10 @@ def test_kill_9_loop_then_resume_bills_each_item_once(tmp_path: Path) -> None:
             lost.append(_sync_submits(stats) - before - (done - done_before))
             unjournaled.append(stats["by_model"].get(TASK_MODEL, 0) - tasks_before
                                - (journaled - journaled_before))  # fmt: skip
+            # Submits (any model) that arrived less than the sandbox latency before the kill:
+            # their answer was not sent yet, so no task id could have been known.
+            unanswered.append(sum(killed_at - LATENCY < t <= killed_at
+                                  for t in stats["submit_times"]))  # fmt: skip
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         if final.returncode != 0:  # a task finished upstream just before a kill: rerun once
             final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
