@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
 
+from . import __version__
 from ._cli_client import open_client
 from ._journal import (
     Committed,
@@ -26,7 +28,7 @@ from ._journal import (
 )
 from ._preflight import BatchSettings, preflight
 from ._progress import Reporter, make_reporter, say
-from ._prompts import BadLine, BadLines, PromptReader, open_source
+from ._prompts import BadLine, BadLines, PromptReader, input_key, open_source
 from ._registry import Registry
 from ._stopping import Stopped, Stopper, in_daemon_thread
 
@@ -137,18 +139,45 @@ async def run_batch(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, settings: BatchSettings, journal: Journal,
                stopper: Stopper) -> int:  # fmt: skip
     bad = BadLines()
-    with stopper.scope(billing=False):
-        report = await in_daemon_thread(_stage, journal, args, settings, bad, stopper)
-    _report_input(bad, report)
-    plan = await anyio.to_thread.run_sync(
-        lambda: journal.start_run(report, on_change=args.on_change, retry_failed=args.retry_failed)
-    )
+    key = await anyio.to_thread.run_sync(_input_key, args, settings)
+    plan = None
+    if key is not None:  # the same file and settings as the last run: no need to read it
+        plan = await anyio.to_thread.run_sync(
+            partial(journal.restart, key, retry_failed=args.retry_failed)
+        )
+        if plan is not None:
+            say("[aihubmix] prompts and settings unchanged since the last run: not re-read",
+                sys.stderr)  # fmt: skip
+    if plan is None:
+        with stopper.scope(billing=False):
+            report = await in_daemon_thread(_stage, journal, args, settings, bad, stopper)
+        _report_input(bad, report)
+        if bad.count:  # a rerun must report the bad lines again: it reads the input
+            key = None
+        plan = await anyio.to_thread.run_sync(
+            lambda: journal.start_run(
+                report, on_change=args.on_change, retry_failed=args.retry_failed, input_key=key
+            )
+        )
     say(_plan_line(plan), sys.stderr)
     reporter = make_reporter(plan.to_run)
     stopper.tell = reporter.note
     await _generate(args, settings, journal, stopper, reporter)
     reporter.close()
     return _summary(args, bad, plan, reporter, stopper)
+
+
+def _input_key(args: argparse.Namespace, settings: BatchSettings) -> str | None:
+    """What makes a rerun provably the same as the last one (None: read the input again
+    regardless). The change policy is part of it: after ``--on-change keep`` the kept items
+    still differ from their lines, and ``--on-change regenerate`` must find them. Local image
+    files are part of fingerprints but not of the prompts file: never skipped then."""
+    if args.allow_local_files:
+        return None
+    return input_key(settings.source, {
+        "model": settings.model, "params": settings.params, "shard": settings.shard,
+        "format": settings.fmt, "on_change": args.on_change, "version": __version__,
+    })  # fmt: skip
 
 
 def _plan_line(plan: RunPlan) -> str:
@@ -175,7 +204,7 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
 
     async with (
         open_client(args, settings.concurrency) as client,
-        journal.writer(on_durable=saved) as writer,
+        journal.writer(on_durable=saved, backlog=settings.concurrency) as writer,
     ):
         # Only the batch is cancelled (grace over, or a second signal): the writer still
         # commits every outcome received (put() queues before it waits for room).

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -33,6 +35,7 @@ __all__ = [
     "PromptLine",
     "PromptReader",
     "format_of",
+    "input_key",
     "open_source",
     "parse_param",
 ]
@@ -99,6 +102,19 @@ def format_of(source: str, explicit: str | None) -> str | None:
         return explicit
     dot = source.rfind(".")
     return _SUFFIXES.get(source[dot:].lower()) if dot > 0 else None
+
+
+def input_key(source: str, settings: Mapping[str, Any]) -> str | None:
+    """A digest of a prompts file's bytes and the run's ``settings``: equal keys mean the same
+    input, so a rerun may skip reading it again. None when the source cannot be re-read (stdin,
+    a pipe, a FIFO): those are always read in full."""
+    if source == "-" or not os.path.isfile(source):
+        return None
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    with open(source, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def open_source(source: str) -> IO[bytes]:

@@ -107,3 +107,26 @@ def test_status_of_a_folder_without_a_journal(cli: Any, tmp_path: Path) -> None:
     done = cli("status", tmp_path)
     assert done.code == 2
     assert "has no run journal" in done.err
+
+
+def test_unchanged_input_is_not_read_again(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
+    """Rerunning the same command on the same file resumes from the journal without reading
+    the file again (its failures retried); any change to the file or a setting reads it."""
+    prompts = jsonl(tmp_path / "p.jsonl", [{"id": "a", "prompt": "a fox"},
+                                           {"id": "b", "prompt": "a cat"}])  # fmt: skip
+    out = tmp_path / "out"
+    api.fail("status", status=400, message="no foxes today")
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", out, "--concurrency", "1").code == 1
+    again = cli("batch", prompts, "-m", "dall-e-3", "-o", out)
+    assert again.code == 0, again.err
+    assert "unchanged since the last run: not re-read" in again.err
+    assert "1 to generate: 0 new, 1 failed before, retried; 1 already done" in again.err
+    assert sorted(r["id"] for r in metadata(out)) == ["a", "b"]
+    with prompts.open("a") as handle:
+        handle.write('{"id": "c", "prompt": "an owl"}\n')
+    grown = cli("batch", prompts, "-m", "dall-e-3", "-o", out)
+    assert "not re-read" not in grown.err
+    assert "1 to generate: 1 new; 2 already done" in grown.err
+    other = cli("batch", prompts, "-m", "gpt-image-1", "-o", out, "--on-change", "keep")
+    assert "not re-read" not in other.err
+    assert api.submits == 4
