@@ -95,25 +95,6 @@ def test_models_loads_neither_the_sandbox_nor_aiohttp_web() -> None:
     assert "LOADED []" in done.stdout
 
 
-def _low_open_files_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-
-
-def test_concurrency_is_fitted_to_the_open_files_limit(tmp_path: Path) -> None:
-    """Finding 7: --concurrency 2000 under ``ulimit -n 256`` is lowered with a message, and
-    every item is generated and committed (not billed and lost to EMFILE)."""
-    prompts = prompts_file(tmp_path, 300)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-m", "dall-e-3",
-               "-o", str(out), "--sandbox", "--concurrency", "2000"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          preexec_fn=_low_open_files_limit)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "note: --concurrency 2000 needs about" in done.stderr
-    assert "running with --concurrency 112" in done.stderr
-    assert len(metadata(out)) == 300
-
-
 def test_sandbox_flag_needs_no_key(cli: Any, tmp_path: Path) -> None:
     """--sandbox runs without a key (and says so by finishing)."""
     assert DEFAULT_API_KEY  # the in-process sandbox's own key is used
@@ -142,29 +123,41 @@ def test_older_dataset_folder_is_refused(api: ThreadSandbox, cli: Any, tmp_path:
     assert api.requests == 0
 
 
-def _limits(soft: int, hard: int) -> Any:
-    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+def batch_under_open_files_limit(
+    tmp_path: Path, soft: int, hard: int, *extra: str, items: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """The command (in-process sandbox) as a process whose ``ulimit -n`` is soft/hard."""
+    prompts = prompts_file(tmp_path, items)
+    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-m", "dall-e-3",
+               "-o", str(tmp_path / "out"), "--sandbox", *extra]  # fmt: skip
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+
+
+def test_concurrency_is_fitted_to_the_open_files_limit(tmp_path: Path) -> None:
+    """Finding 7: --concurrency 2000 under ``ulimit -n 256`` is lowered with a message, and
+    every item is generated and committed (not billed and lost to EMFILE)."""
+    done = batch_under_open_files_limit(tmp_path, 256, 256, "--concurrency", "2000")
+    assert done.returncode == 0, done.stderr
+    assert "note: --concurrency 2000 needs about" in done.stderr
+    assert "running with --concurrency 112" in done.stderr
+    assert len(metadata(tmp_path / "out")) == 300
 
 
 def test_open_files_soft_limit_is_raised_when_the_hard_one_allows(tmp_path: Path) -> None:
     """Finding 7: a soft ``ulimit -n`` below what the concurrency needs is raised towards the
     hard limit (no note, nothing lowered) and every item is committed."""
-    prompts = prompts_file(tmp_path, 300)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-m", "dall-e-3",
-               "-o", str(out), "--sandbox", "--concurrency", "500"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          preexec_fn=_limits(256, 4096))  # fmt: skip
+    done = batch_under_open_files_limit(tmp_path, 256, 4096, "--concurrency", "500")
     assert done.returncode == 0, done.stderr
     assert "note:" not in done.stderr
-    assert len(metadata(out)) == 300
+    assert len(metadata(tmp_path / "out")) == 300
 
 
 def test_open_files_limit_too_low_for_anything(tmp_path: Path) -> None:
     """Finding 7: a limit that cannot carry a single generation is refused with exit 2."""
-    command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts_file(tmp_path)),
-               "-m", "dall-e-3", "-o", str(tmp_path / "out"), "--sandbox", "--dry-run"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                          preexec_fn=_limits(33, 33))  # fmt: skip
+    done = batch_under_open_files_limit(tmp_path, 33, 33, "--dry-run", items=3)
     assert done.returncode == 2, done.stderr
     assert "too low for even one generation" in done.stderr
