@@ -150,5 +150,6 @@ def test_kill_9_loop_then_resume_bills_each_item_once(tmp_path: Path) -> None:
     assert max(in_flight) <= 3 * CONCURRENCY, in_flight
     print(
         f"kill -9 loop: {KILLS} kills; re-billed sync submits {rebilled} {lost};"
-        f" task submits lost before their id was journaled {sum(unjournaled)} {unjournaled}"
+        f" task submits lost before their id was journaled {sum(unjournaled)} {unjournaled};"
+        f" submits (any model) unanswered at the kill {unanswered}"
     )
