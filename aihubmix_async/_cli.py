@@ -2,34 +2,36 @@
 
 Argument parsing is the standard library's argparse: no dependency for the core install. The
 progress bar uses tqdm when the ``cli`` extra is installed and the terminal is interactive.
+The sandbox (and with it ``aiohttp.web``) is imported only by ``--sandbox``, ``demo`` and
+``sandbox``: the other commands start faster and never load a server.
+
+Exit status: 0 done; 1 finished, but some items failed or some lines were bad (a rerun retries
+the failures); 2 refused before anything was sent (usage, preflight, colliding ids, changed
+items); 3 an I/O error such as a full disk (rerun to resume); the journal's code for a folder
+another process is writing; 130/143 stopped by SIGINT/SIGTERM (rerun to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
-from ._batch import ImageRequest
-from ._client import Client
-from ._config import PollPolicy
-from ._dataset import BadLine, DatasetWriter, InputItem, parse_param, read_items, safe_name
-from ._errors import AIHubMixError, InvalidRequestError
-from ._progress import make_reporter
+from ._cli_client import open_client
+from ._errors import AIHubMixError
+from ._preflight import parse_params
+from ._progress import say
 from ._registry import Registry
-from .sandbox import DEFAULT_API_KEY, serve
-from .sandbox import __main__ as sandbox_command
 
 __all__ = ["main", "run"]
 
@@ -43,153 +45,32 @@ DEMO_PROMPTS: tuple[tuple[str, str], ...] = (
     ("qwen-image", "a tea house in the mountains"),
     ("stability/Stable-Diffusion-3-5-Large", "an astronaut gardening on the moon"),
 )
-_FAST_POLL = PollPolicy(initial_interval=0.05, max_interval=0.5)
+EXIT_REFUSED = 2
+EXIT_IO = 3
 
 
-def _params(values: Sequence[str]) -> dict[str, Any]:
-    try:
-        return dict(parse_param(v) for v in values)
-    except ValueError as exc:
-        raise InvalidRequestError(str(exc)) from None
-
-
-@contextlib.asynccontextmanager
-async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
-    """A client for the real API, or for an in-process sandbox with ``--sandbox``."""
-    options: dict[str, Any] = {"max_concurrency": max(getattr(args, "concurrency", 16), 1)}
-    if getattr(args, "rpm", None):
-        options["rpm"] = args.rpm
-    if args.sandbox:
-        async with serve() as sandbox:
-            client = Client(api_key=DEFAULT_API_KEY, base_url=sandbox.base_url,
-                            poll=_FAST_POLL, **options)  # fmt: skip
-            async with client:
-                yield client
-        return
-    async with Client(base_url=args.base_url, **options) as client:
-        yield client
-
-
-# --- generate ---------------------------------------------------------------------------------
+# --- generate, models, sandbox, demo ----------------------------------------------------------
 
 
 async def _generate(args: argparse.Namespace) -> int:
-    params = _params(args.param)
-    async with _client(args) as client:
+    from ._journal_files import safe_name
+
+    params = parse_params(args.param)
+    async with open_client(args) as client:
         result = await client.generate(args.model, args.prompt, **params)
     stem = safe_name(args.name or args.prompt[:40].strip().replace(" ", "-"))
     for k, image in enumerate(result.images):
         path = await image.save(
             Path(args.out) / f"{stem}{'' if k == 0 else f'-{k}'}{image.extension}"
         )
-        print(path)
+        say(str(path))
     return 0
-
-
-# --- batch ------------------------------------------------------------------------------------
-
-
-def _shard(text: str | None) -> tuple[int, int]:
-    if not text:
-        return 0, 1
-    try:
-        i, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise InvalidRequestError(f"--shard expects I/N, got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise InvalidRequestError(f"--shard I/N needs 0 <= I < N, got {text!r}")
-    return i, n
-
-
-def _count(source: str) -> int | None:
-    if source == "-":
-        return None
-    with open(source, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
-
-
-def _dry_run(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    registry = Registry.default()
-    bad = good = 0
-    for entry in read_items(args.prompts, args.format):
-        if isinstance(entry, InputItem):
-            request = entry.request
-            model = request.model or args.model
-            try:
-                if model is None:
-                    raise InvalidRequestError("no model: give -m or a 'model' on the line")
-                adapter, path = registry.resolve(model)
-                adapter.build_request(path, request.prompt, {**params, **request.params})
-            except InvalidRequestError as exc:
-                entry = BadLine(line=entry.line, index=entry.index, message=str(exc))
-        if isinstance(entry, BadLine):
-            bad += 1
-            print(f"line {entry.line}: {entry.message}", file=sys.stderr)
-        else:
-            good += 1
-    print(f"{good} line(s) valid, {bad} invalid; nothing was sent")
-    return 1 if bad else 0
-
-
-async def _batch(args: argparse.Namespace) -> int:
-    params = _params(args.param)
-    shard_i, shard_n = _shard(args.shard)
-    if args.dry_run:
-        return _dry_run(args, params)
-    writer = DatasetWriter(Path(args.out))
-    done = await anyio.to_thread.run_sync(writer.recover)
-    lines: dict[str, int] = {}  # in-flight item id -> input line, for the records
-    bad_lines: list[BadLine] = []
-    skipped = 0
-
-    def pending() -> Iterator[ImageRequest]:
-        nonlocal skipped
-        for entry in read_items(args.prompts, args.format):
-            if entry.index % shard_n != shard_i:
-                continue
-            if isinstance(entry, BadLine):
-                bad_lines.append(entry)
-                print(f"line {entry.line}: {entry.message}", file=sys.stderr)
-                continue
-            if entry.request.id in done:
-                skipped += 1
-                continue
-            lines[str(entry.request.id)] = entry.line
-            yield entry.request
-
-    total = _count(args.prompts)
-    if total is not None and shard_n > 1:
-        total = len(range(shard_i, total, shard_n))
-    reporter = make_reporter(None if total is None else max(total - len(done), 0))
-    written = failed = 0
-    async with _client(args) as client, client.batch(
-        pending(), model=args.model, concurrency=args.concurrency, on_progress=reporter,
-        **params,
-    ) as outcomes:  # fmt: skip
-        async for outcome in outcomes:
-            line = lines.pop(str(outcome.request.id), 0)
-            if outcome.ok:
-                await anyio.to_thread.run_sync(writer.write, outcome, line)
-                written += 1
-            else:
-                await anyio.to_thread.run_sync(writer.write_error, outcome, line)
-                failed += 1
-    reporter.close()
-    summary = outcomes.summary
-    print(
-        f"{written} written, {failed} failed, {len(bad_lines)} bad line(s),"
-        f" {skipped} already done, {summary.retries} retries, {summary.elapsed:.1f}s -> {args.out}"
-    )
-    return 0 if failed == 0 and not bad_lines and summary.cancelled == 0 else 1
-
-
-# --- models, sandbox, demo --------------------------------------------------------------------
 
 
 def _models(args: argparse.Namespace) -> int:
     for info in Registry.default().models():
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
-        print(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]")
+        say(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]")
         for p in info.params:
             if p.choices:
                 allowed = " | ".join(map(str, p.choices))
@@ -198,17 +79,22 @@ def _models(args: argparse.Namespace) -> int:
             else:
                 allowed = p.type
             note = f"  # {p.description}" if p.description else ""
-            print(f"    {p.name}: {allowed}{note}")
+            say(f"    {p.name}: {allowed}{note}")
     return 0
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    await sandbox_command.serve_forever(args)
+def _sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import __main__ as sandbox_command  # only now: it loads aiohttp.web
+
+    sandbox_command.main(list(args.options))
     return 0
 
 
 async def _demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: sample prompts through the sandbox into a dataset."""
+    from ._cli_batch import run_batch
+    from ._journal_files import safe_name
+
     rows = [
         json.dumps({"prompt": f"{prompt} #{i}", "model": model, "id": f"{safe_name(model)}-{i}"})
         for i in range(args.repeat)
@@ -217,17 +103,61 @@ async def _demo(args: argparse.Namespace) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
         handle.write("\n".join(rows) + "\n")
     source = Path(handle.name)
-    batch_args = argparse.Namespace(
-        prompts=str(source), format="jsonl", model=None, out=args.out, concurrency=8, rpm=None,
-        param=[], shard=None, dry_run=False, sandbox=True, base_url=None,
-    )  # fmt: skip
+    batch_args = _parser().parse_args(
+        ["batch", str(source), "-o", args.out, "--concurrency", "8", "--sandbox"]
+    )
     try:
-        return await _batch(batch_args)
+        return await run_batch(batch_args)
     finally:
         await anyio.Path(source).unlink(missing_ok=True)
 
 
+async def _batch(args: argparse.Namespace) -> int:
+    from ._cli_batch import dry_run, run_batch
+
+    return await (dry_run(args) if args.dry_run else run_batch(args))
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from ._cli_batch import show_status
+
+    return await show_status(Path(args.folder))
+
+
 # --- entry ------------------------------------------------------------------------------------
+
+
+def _add_batch(commands: Any, connection: Any) -> None:
+    bat = commands.add_parser(
+        "batch",
+        help="a prompt file into an image dataset, resumably",
+        epilog="exit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
+        " retries failures); 2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
+        " folder is in use; 130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
+    )
+    bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
+    bat.add_argument("-m", "--model", help="model for lines that name none")
+    bat.add_argument("-o", "--out", required=True)
+    bat.add_argument("--format", choices=["text", "jsonl", "csv"])
+    bat.add_argument("--concurrency", type=int, default=16)
+    bat.add_argument("--rpm", type=float, help="generations per minute, spaced evenly")
+    bat.add_argument("--shard", metavar="I/N",
+                     help="run shard I of N (items picked by a hash of their id); the shards"
+                          " of one split may run at once into one folder")  # fmt: skip
+    bat.add_argument("--dry-run", action="store_true",
+                     help="check every line and the folder's journal, send nothing")  # fmt: skip
+    bat.add_argument("--on-change", choices=["refuse", "regenerate", "keep"], default="refuse",
+                     help="items done before whose model, prompt or parameters changed:"
+                          " refuse to run (default), generate them again, or keep the old"
+                          " images")  # fmt: skip
+    bat.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
+                     help="leave items that failed in an earlier run as they are")  # fmt: skip
+    bat.add_argument("--allow-local-files", action="store_true",
+                     help="let lines name local image files (read and uploaded)")  # fmt: skip
+    bat.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                     help="on SIGINT/SIGTERM, how long generations in flight (already billed)"
+                          " get to be saved (default 30)")  # fmt: skip
+    connection(bat)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -251,23 +181,13 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--out", default=".")
     gen.add_argument("--name", help="file name stem (default: from the prompt)")
     connection(gen)
-
-    bat = commands.add_parser("batch", help="a prompt file into an image dataset, resumably")
-    bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
-    bat.add_argument("-m", "--model", help="model for lines that name none")
-    bat.add_argument("-o", "--out", required=True)
-    bat.add_argument("--format", choices=["text", "jsonl", "csv"])
-    bat.add_argument("--concurrency", type=int, default=16)
-    bat.add_argument("--rpm", type=float, help="generations per minute, spaced evenly")
-    bat.add_argument("--shard", metavar="I/N", help="take items whose index mod N is I")
-    bat.add_argument("--dry-run", action="store_true", help="validate every line, send nothing")
-    connection(bat)
-
+    _add_batch(commands, connection)
+    status = commands.add_parser("status", help="what a batch output folder holds")
+    status.add_argument("folder")
     commands.add_parser("models", help="list models and their parameters")
-
-    srv = commands.add_parser("sandbox", help="serve the built-in emulator")
-    sandbox_command.add_arguments(srv)
-
+    # The sandbox's own parser reads its options (loading it here would load aiohttp.web).
+    commands.add_parser("sandbox", help="serve the built-in emulator (--help for its options)",
+                        add_help=False)  # fmt: skip
     demo = commands.add_parser("demo", help="sample prompts through the sandbox into a dataset")
     demo.add_argument("-o", "--out", default="demo-images")
     demo.add_argument("--repeat", type=int, default=3, help="rounds of the sample prompts")
@@ -275,7 +195,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "sandbox":
+        args.options = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     verbose = getattr(args, "verbose", 0)
     if verbose:
         logging.basicConfig(
@@ -286,20 +211,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(args)
-        if args.command == "batch" and args.dry_run:
-            return _dry_run(args, _params(args.param))
-        handler = {"generate": _generate, "batch": _batch, "sandbox": _serve, "demo": _demo}
+        if args.command == "sandbox":
+            return _sandbox(args)
+        handler = {"generate": _generate, "batch": _batch, "demo": _demo, "status": _status}
         return asyncio.run(handler[args.command](args))
     except AIHubMixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        say(f"error: {exc}", sys.stderr)
+        return EXIT_REFUSED
     except OSError as exc:  # full disk, read-only folder, unreadable prompt file ...
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}; rerun the same command to resume",
-              file=sys.stderr)  # fmt: skip
-        return 3
+        say(f"error: {exc.strerror or exc}{where}; rerun the same command to resume", sys.stderr)
+        return EXIT_IO
+    except sqlite3.DatabaseError as exc:  # the journal on a full disk: the same remedy
+        say(f"error: run journal: {exc}; rerun the same command to resume", sys.stderr)
+        return EXIT_IO
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        say("interrupted; rerun the same command to resume", sys.stderr)
         return 130
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aihubmix_async._dataset import safe_name
+from aihubmix_async._journal_files import safe_name
 
 from ..test_cli import SandboxProcess, cli, cli_env, image_files, metadata
 

@@ -1,0 +1,350 @@
+"""The committer: outcomes in, durable rows and files out, in groups, off the event loop.
+
+One writer thread takes everything queued since its last commit as one group: it writes the
+group's image files under temporary names, makes them durable with ONE ``syncfs`` (not an
+fsync per file), commits ONE transaction for all its rows (task ids, results, failures),
+renames the files into place, appends the new lines to ``metadata.jsonl``/``errors.jsonl``,
+and only then tells the event loop (one ``call_soon_threadsafe`` per group) which items are
+durable. The renames need no fsync of their own: a done row with its file still under the
+temporary name is finished by the recovery of the next open. While a group commits the next one
+queues up, so groups grow with the load and the loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from ._batch import ImageRequest, Outcome
+from ._errors import TransportError
+from ._journal_files import (
+    ERRORS,
+    METADATA,
+    append_lines,
+    dump_line,
+    error_row,
+    file_name,
+    metadata_rows,
+    sync_files,
+    write_file,
+)
+from ._journal_lock import owner_tag
+from ._journal_types import Committed, JournalFolder, JournalWriteError
+
+__all__ = ["JournalWriter"]
+
+logger = logging.getLogger("aihubmix_async.journal")
+
+#: Test-only: called with the name of each commit step ("temps", "committed", "renamed");
+#: raising a BaseException there stops the writer between steps like a crash would.
+test_hook: Callable[[str], None] | None = None
+
+_STOP = object()
+_ROW = "id, line, prompt, model, params, stem, state, attempts, task_id"
+
+
+class _Task:
+    __slots__ = ("future", "id", "request_id", "task_id")
+
+    def __init__(self, item_id: str, task_id: str, request_id: str | None,
+                 future: asyncio.Future[None]) -> None:  # fmt: skip
+        self.id, self.task_id, self.request_id, self.future = item_id, task_id, request_id, future
+
+
+def _step(name: str) -> None:
+    if test_hook is not None:
+        test_hook(name)
+
+
+def _error_fields(outcome: Outcome) -> tuple[str, str, int | None, str | None, bool]:
+    error = outcome.error
+    assert error is not None
+    message = getattr(error, "message", None) or str(error)
+    status = getattr(error, "status_code", None)
+    request_id = getattr(error, "request_id", None)
+    retryable = (
+        isinstance(error, TransportError | OSError)
+        or status in (408, 409, 429)
+        or (isinstance(status, int) and status >= 500)
+    )
+    return type(error).__name__, message, status, request_id, retryable
+
+
+class JournalWriter:
+    """``async with journal.writer(on_durable=...) as writer``: :meth:`put` every outcome,
+    pass :meth:`record_task` as the batch's ``on_task``. Leaving the block commits what is
+    queued and re-exports ``metadata.jsonl``/``errors.jsonl``. ``on_durable`` is called on the
+    event loop for each item once it is on disk (its errors are logged, never raised)."""
+
+    def __init__(self, journal: JournalFolder, *, on_durable: Callable[[Committed], object] | None,
+                 sync: bool, max_group: int, backlog: int) -> None:  # fmt: skip
+        self._journal = journal
+        self._on_durable = on_durable
+        self._sync = sync
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Backpressure: outcomes received but not yet durable are billed work a crash would
+        # lose, so at most `backlog` of them wait for the disk (the batch then stops pulling).
+        self._slots = asyncio.Semaphore(backlog)
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dirty_key = f"dirty:{owner_tag(journal.shard)}"
+        self.committed = 0
+        self._debt = 0
+
+    # --- the event loop side --------------------------------------------------------------
+
+    async def __aenter__(self) -> JournalWriter:
+        self._loop = asyncio.get_running_loop()
+        self._journal.set_meta(self._dirty_key, os.getpid())
+        self._thread = threading.Thread(target=self._run, name="aihubmix-journal", daemon=True)
+        self._thread.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._thread is not None
+        self._queue.put(_STOP)
+        await anyio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
+        if self._failure is None:
+            await anyio.to_thread.run_sync(self._finish)
+        if self._failure is not None and exc_info[0] is None:
+            raise self._error()
+
+    def _finish(self) -> None:
+        self._journal.export()
+        self._journal.db.execute("DELETE FROM meta WHERE key = ?", (self._dirty_key,))
+
+    def _error(self) -> JournalWriteError:
+        cause = self._failure
+        where = f" ({cause.filename})" if isinstance(cause, OSError) and cause.filename else ""
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+        error = JournalWriteError(
+            f"cannot commit results to {str(self._journal.out)!r}: {reason}{where};"
+            " everything reported done is kept: fix this and rerun the same command to resume"
+        )
+        error.__cause__ = cause
+        return error
+
+    async def put(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next group commit, then wait only if the disk lags far
+        behind (the outcome is queued even if that wait is cancelled). Raises
+        JournalWriteError once a commit failed (stop the batch then)."""
+        if self._failure is not None:
+            raise self._error()
+        self._queue.put(outcome)  # first: a cancelled wait below never drops a billed result
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._debt += 1  # the slot this outcome will free is not to be given back
+            raise
+
+    async def record_task(self, request: ImageRequest, task_id: str,
+                          request_id: str | None = None) -> None:  # fmt: skip
+        """The batch's ``on_task``: journal the task id (durably) before polling starts, so a
+        resumed run polls it instead of paying for a new submit."""
+        if self._failure is not None:
+            raise self._error()
+        assert self._loop is not None
+        assert request.id is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(_Task(request.id, task_id, request_id, future))
+        await future
+
+    def _deliver(self, done: list[Committed], tasks: list[_Task], error: BaseException | None
+                 ) -> None:  # fmt: skip
+        for task in tasks:
+            if not task.future.done():
+                if error is None:
+                    task.future.set_result(None)
+                else:
+                    task.future.set_exception(self._error())
+        for committed in done:
+            if self._debt:
+                self._debt -= 1
+            else:
+                self._slots.release()
+            self.committed += 1
+            if self._on_durable is not None:
+                try:
+                    self._on_durable(committed)
+                except Exception:
+                    logger.exception("on_durable callback failed (ignored)")
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        db = sqlite3.connect(self._journal.db_path, isolation_level=None, timeout=60.0)
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.execute("PRAGMA synchronous = FULL")
+        try:
+            stop = False
+            while not stop:
+                group = [self._queue.get()]
+                while len(group) < self._max_group:
+                    try:
+                        group.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in group:
+                    stop = True
+                    group = [g for g in group if g is not _STOP]
+                if group and self._failure is None:
+                    self._group(db, group)
+        finally:
+            db.close()
+
+    def _group(self, db: sqlite3.Connection, group: list[Any]) -> None:
+        assert self._loop is not None
+        tasks = [g for g in group if isinstance(g, _Task)]
+        outcomes: list[Outcome] = [g for g in group if not isinstance(g, _Task)]
+        try:
+            done = self._commit(db, tasks, outcomes)
+        except BaseException as exc:
+            self._failure = exc
+            logger.error("journal commit failed: %s", exc)
+            # Nothing more is committed by this writer: the run must stop. What the failed
+            # group left on disk is reconciled by the recovery of the next open.
+            self._loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
+            return
+        self._loop.call_soon_threadsafe(self._deliver, done, tasks, None)
+
+    def _commit(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome]
+                ) -> list[Committed]:  # fmt: skip
+        out, tmp = self._journal.out, self._journal.tmp
+        ids = [str(o.request.id) for o in outcomes]
+        rows: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in db.execute(f"SELECT {_ROW} FROM items WHERE id IN ({marks})", chunk):
+                rows[row[0]] = row
+        files: dict[str, list[tuple[str, str]]] = {}
+        temps: list[tuple[Path, Path]] = []
+        try:
+            for outcome in outcomes:
+                row = rows.get(str(outcome.request.id))
+                if outcome.result is None or row is None or row[6] == "done":
+                    continue
+                names = files[row[0]] = []
+                for k, image in enumerate(outcome.result.images):
+                    name = file_name(row[5], k, image.extension)
+                    path = tmp / f"{name}.part"
+                    temps.append((path, out / name))
+                    data: bytes | None = image.data  # None only with download=False
+                    if not data:
+                        raise ValueError(f"item {row[0]!r}: an image was not downloaded")
+                    write_file(path, data)
+                    names.append((name, image.mime_type))
+            if temps and self._sync:
+                sync_files(tmp, [path for path, _ in temps])
+            _step("temps")
+            lines = self._transaction(db, tasks, outcomes, rows, files)
+        except Exception:
+            for path, _ in temps:
+                path.unlink(missing_ok=True)
+            raise
+        _step("committed")
+        for path, final in temps:
+            os.replace(path, final)
+        _step("renamed")
+        self._append(lines)
+        return [
+            Committed(id=str(o.request.id), line=rows[str(o.request.id)][1], ok=o.ok,
+                      files=tuple(n for n, _ in files.get(str(o.request.id), ())), outcome=o)
+            for o in outcomes if str(o.request.id) in rows
+        ]  # fmt: skip
+
+    def _transaction(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome],
+                     rows: dict[str, tuple[Any, ...]], files: dict[str, list[tuple[str, str]]]
+                     ) -> tuple[list[bytes], list[bytes]]:  # fmt: skip
+        now = time.time()
+        meta: list[bytes] = []
+        errors: list[bytes] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?,"
+                " request_id), updated = ? WHERE id = ? AND state != 'done'",
+                [(t.task_id, t.request_id, now, t.id) for t in tasks],
+            )
+            for outcome in outcomes:
+                row = rows.get(str(outcome.request.id))
+                if row is None or row[6] == "done":
+                    continue
+                if outcome.result is not None:
+                    meta.extend(self._done(db, outcome, row, files[row[0]], now))
+                else:
+                    errors.append(self._failed(db, outcome, row, now))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return meta, errors
+
+    @staticmethod
+    def _done(db: sqlite3.Connection, outcome: Outcome, row: tuple[Any, ...],
+              names: list[tuple[str, str]], now: float) -> list[bytes]:  # fmt: skip
+        result = outcome.result
+        assert result is not None
+        usage = result.usage
+        usage_json = None
+        if usage is not None:
+            usage_json = json.dumps({"input_tokens": usage.input_tokens,
+                                     "output_tokens": usage.output_tokens,
+                                     "total_tokens": usage.total_tokens})  # fmt: skip
+        files_json = json.dumps(names)
+        task_id = result.task_id or row[8]
+        attempts = row[7] + outcome.attempts
+        db.execute(
+            "UPDATE items SET state = 'done', files = ?, usage = ?, request_id = ?, task_id = ?,"
+            " attempts = ?, elapsed = ?, updated = ?, error_type = NULL, error_message = NULL,"
+            " status_code = NULL, retryable = NULL WHERE id = ?",
+            (files_json, usage_json, result.request_id, task_id, attempts, outcome.elapsed, now,
+             row[0]),
+        )  # fmt: skip
+        record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
+                  outcome.elapsed, attempts, usage_json)  # fmt: skip
+        return [dump_line(r) for r in metadata_rows(record)]
+
+    @staticmethod
+    def _failed(db: sqlite3.Connection, outcome: Outcome, row: tuple[Any, ...], now: float
+                ) -> bytes:  # fmt: skip
+        kind, message, status, request_id, retryable = _error_fields(outcome)
+        # A task whose polling broke off (network, timeout) may still finish: keep its id so
+        # the next run polls it rather than paying again. A task that failed is submitted anew.
+        known = getattr(outcome, "task_id", None) or row[8]
+        task_id = known if isinstance(outcome.error, TransportError) else None
+        attempts = row[7] + outcome.attempts
+        db.execute(
+            "UPDATE items SET state = 'failed', error_type = ?, error_message = ?,"
+            " status_code = ?, request_id = coalesce(?, request_id), retryable = ?, task_id = ?,"
+            " attempts = ?, elapsed = ?, updated = ? WHERE id = ?",
+            (kind, message, status, request_id, retryable, task_id, attempts, outcome.elapsed,
+             now, row[0]),
+        )  # fmt: skip
+        return dump_line(error_row((row[0], row[1], row[2], row[3], kind, message, status,
+                                    request_id, task_id, attempts, retryable)))  # fmt: skip
+
+    def _append(self, lines: tuple[list[bytes], list[bytes]]) -> None:
+        # Live lines for readers during the run; the files are rewritten from the journal at
+        # the end (and after a crash), so a failed append loses nothing.
+        for name, chunk in zip((METADATA, ERRORS), lines, strict=True):
+            if chunk:
+                try:
+                    append_lines(self._journal.out / name, b"".join(chunk))
+                except OSError as exc:
+                    logger.warning("could not append to %s (rewritten at the end): %s", name, exc)
