@@ -128,14 +128,3 @@ async def test_hooks_and_logging_see_each_attempt(
     assert "retrying POST" in text
     assert "request_id=req_" in text
     assert (sandbox.api_key or "unset") not in text
-
-
-async def test_documented_empty_reference_image_is_sent_as_is(
-    client: Client, sandbox: Sandbox
-) -> None:
-    """The docs' Qwen and iRAG examples send refer_image "" for no reference: it is not read as a
-    file path, and reaches the server as written."""
-    for model in ("qwen-image", "irag-1.0"):
-        assert (await client.generate(model, "a sunset", refer_image="")).images
-    assert sandbox.stats.submits == 2
-    assert sandbox.stats.image_inputs == {}

@@ -3,7 +3,8 @@
 The count field is ``numberOfImages`` in the docs' examples and ``sampleCount`` in the Chinese
 table; both are accepted (not together). The ultra model makes one image per request, the
 others four by default. Response shape is undocumented: a URL list is most likely;
-``output[]`` of ``{url}`` / ``{b64_json}`` / strings and ``files[].uri`` are all accepted.
+``output[]`` of ``{url}`` / ``{b64_json}`` / strings, ``files[].uri`` and Google's native
+``predictions[].bytesBase64Encoded`` (+ ``mimeType``) are all accepted.
 """
 
 from __future__ import annotations
@@ -52,8 +53,16 @@ class ImagenAdapter(Adapter):
     )
     params_class = ImagenParams
     answer = Answer(
-        shapes=("output[].url", "output[].b64_json", "output[] strings"),
+        shapes=(
+            "output[].url",
+            "output[].b64_json",
+            "output[] strings",
+            "predictions[].bytesBase64Encoded",
+        ),
         count_params=("numberOfImages", "sampleCount"),
         default_count=4,
     )
-    expected = "output[] of {url} / {b64_json} / URL strings, or output.files[].uri"
+    expected = (
+        "output[] of {url} / {b64_json} / URL strings, output.files[].uri, or"
+        " predictions[].bytesBase64Encoded"
+    )
