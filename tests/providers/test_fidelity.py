@@ -136,18 +136,26 @@ async def test_base64_of_a_non_image_is_refused_without_quoting_it(
 # --- item 10: Imagen's native predictions[].bytesBase64Encoded -----------------------------------
 
 
+NATIVE = [
+    {"bytesBase64Encoded": BIG_PNG_B64, "mimeType": "image/png"},
+    {"mimeType": "image/jpeg", "bytesBase64Encoded": base64.b64encode(jpeg()).decode()},
+]
+FILTERED = "Your current safety filter threshold filtered out 2 generated images."
+
+
 @pytest.fixture
 async def native_imagen() -> AsyncIterator[tuple[str, list[Any]]]:
-    """A server answering Imagen calls in Google's native form; records the request bodies."""
+    """A server answering Imagen calls in Google's native form (every image filtered when the
+    prompt says "filtered"); records the request bodies."""
     seen: list[Any] = []
 
     async def predict(request: web.Request) -> web.Response:
-        seen.append(await request.json())
-        answer = [
-            {"bytesBase64Encoded": BIG_PNG_B64, "mimeType": "image/png"},
-            {"mimeType": "image/jpeg", "bytesBase64Encoded": base64.b64encode(jpeg()).decode()},
-        ]
-        return web.json_response({"predictions": answer})
+        body = await request.json()
+        seen.append(body)
+        if body["input"]["prompt"] == "filtered":
+            answer: list[Any] = [{"raiFilteredReason": FILTERED}]
+            return web.json_response({"predictions": answer}, headers={"X-Request-Id": "req_f"})
+        return web.json_response({"predictions": NATIVE})
 
     app = web.Application()
     app.router.add_post("/v1/models/google/{model}/predictions", predict)
@@ -174,3 +182,15 @@ async def test_imagen_native_predictions_form_is_read(
     assert [decode_image(image.data)[0] for image in result.images] == ["PNG", "JPEG"]
     assert [image.mime_type for image in result.images] == ["image/png", "image/jpeg"]
     assert BIG_PNG_B64 not in str(result.raw)
+
+
+async def test_imagen_native_form_all_filtered_says_why(
+    native_imagen: tuple[str, list[Any]],
+) -> None:
+    """When Google filtered every image the error carries its raiFilteredReason and the request
+    id, instead of a bare "no image"."""
+    base_url, _ = native_imagen
+    async with Client(api_key="sk-test", base_url=base_url) as client:
+        with pytest.raises(ah.ResponseFormatError, match="filtered: Your current safety") as caught:
+            await client.generate("imagen-4.0-generate-001", "filtered")
+    assert caught.value.request_id == "req_f"
