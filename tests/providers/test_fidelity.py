@@ -7,14 +7,18 @@ from __future__ import annotations
 import base64
 import textwrap
 from collections.abc import AsyncIterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 import aihubmix_async as ah
-from aihubmix_async import Client
+from aihubmix_async import Client, ImageInput
+from aihubmix_async.providers.flux import FluxAsyncAdapter
 from aihubmix_async.sandbox import Sandbox
 from aihubmix_async.sandbox._images import jpeg, png, png_of_size
 
@@ -80,6 +84,19 @@ async def test_flux_refuses_ratios_outside_the_range_before_sending(
     assert sandbox.stats.requests == 0
 
 
+@given(st.integers(1, 9999), st.integers(1, 9999))
+def test_flux_ratio_rule_is_exactly_the_documented_range(width: int, height: int) -> None:
+    """Every whole W:H is accepted exactly when 9/21 <= W/H <= 21/9, and sent as written."""
+    ratio = f"{width}:{height}"
+    adapter = FluxAsyncAdapter()
+    if Fraction(9, 21) <= Fraction(width, height) <= Fraction(21, 9):
+        request = adapter.build_request("bfl/flux-kontext-max", "x", {"aspect_ratio": ratio})
+        assert request.json == {"input": {"prompt": "x", "aspect_ratio": ratio}}
+    else:
+        with pytest.raises(ah.InvalidRequestError, match="between 21:9 and 9:21"):
+            adapter.build_request("bfl/flux-kontext-max", "x", {"aspect_ratio": ratio})
+
+
 # --- item 9: Flux input_image as bare base64 -----------------------------------------------------
 
 
@@ -96,6 +113,15 @@ async def test_flux_input_image_bare_base64_is_sent_as_base64(
         )
         assert result.images
     assert sandbox.stats.image_inputs == {"input_image:base64": 3}
+
+
+@given(st.sampled_from([PNG, jpeg(), png(3, 5)]), st.integers(0, 120))
+def test_bare_base64_of_any_image_decodes_to_its_bytes(image: bytes, width: int) -> None:
+    """Base64 of an image, with or without line breaks at any width, is that image."""
+    text = base64.b64encode(image).decode()
+    if width:
+        text = "\n".join(textwrap.wrap(text, width))
+    assert ImageInput.of(text).data == image
 
 
 async def test_bare_base64_goes_to_data_uri_families_too(client: Client, sandbox: Sandbox) -> None:
