@@ -48,9 +48,9 @@ class ImageInput:
             if value.startswith("data:"):
                 return cls._checked(_decode_data_uri(value), max_bytes)
             data = _decode_bare_base64(value)
-            return cls._checked(_read_path(value) if data is None else data, max_bytes)
+            return cls._checked(_read_path(value, max_bytes) if data is None else data, max_bytes)
         if isinstance(value, os.PathLike):
-            return cls._checked(_read_path(os.fspath(value)), max_bytes)
+            return cls._checked(_read_path(os.fspath(value), max_bytes), max_bytes)
         if isinstance(value, bytes | bytearray | memoryview):
             return cls._checked(bytes(value), max_bytes)
         if hasattr(value, "read"):
@@ -106,8 +106,7 @@ def _decode_bare_base64(text: str) -> bytes | None:
     if len(text) > _MAX_PATH:
         raise InvalidRequestError(
             f"input image {_shown(text)} is neither a file path nor base64 of a PNG, JPEG, WebP"
-            " or GIF image",
-            field="image",
+            " or GIF image"
         )
     return None
 
@@ -116,15 +115,16 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def _read_path(path: str) -> bytes:
+def _read_path(path: str, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of the file: enough to refuse an oversize one without
+    reading it whole (a huge file, a device or a FIFO that never ends)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            return handle.read(max_bytes + 1)
     except OSError as exc:
         raise InvalidRequestError(
             f"cannot read input image {_shown(path)}: {exc.strerror}"
-            " (not an http(s) URL, data: URI or base64 image either)",
-            field="image",
+            " (not an http(s) URL, data: URI or base64 image either)"
         ) from None
 
 

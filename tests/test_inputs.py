@@ -128,3 +128,15 @@ async def test_hooks_and_logging_see_each_attempt(
     assert "retrying POST" in text
     assert "request_id=req_" in text
     assert (sandbox.api_key or "unset") not in text
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+async def test_an_endless_file_is_refused_without_reading_it_whole(sandbox: Sandbox) -> None:
+    """A path to something that never ends (a device, a FIFO) or a huge file is read only up to
+    the input cap, then refused as too large; nothing is sent."""
+    async with make_client(sandbox, max_input_bytes=1024) as small:
+        with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
+            await small.generate("flux-kontext-max", "x", input_image="/dev/zero")
+        with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
+            await small.generate("flux-kontext-max", "x", input_image=Path("/dev/zero"))
+    assert sandbox.stats.requests == 0
