@@ -25,7 +25,12 @@ class ImageInput:
     """An input image: a URL passed through as is, or bytes sent inline (base64 / data URI).
 
     Build one with :meth:`of` from a file path, bytes, a binary file object, an ``http(s)`` URL,
-    a ``data:`` URI or a Pillow image; or pass any of those directly as an image parameter.
+    a ``data:`` URI, a bare base64 string or a Pillow image; or pass any of those directly as an
+    image parameter.
+
+    A string that is neither a URL nor a ``data:`` URI is bare base64 when it decodes (strictly;
+    line breaks allowed) to PNG, JPEG, WebP or GIF bytes, and a file path otherwise: no file path
+    decodes to an image's magic bytes, so the two cannot be confused.
     """
 
     url: str | None = None
@@ -42,9 +47,10 @@ class ImageInput:
                 return cls(url=value)
             if value.startswith("data:"):
                 return cls._checked(_decode_data_uri(value), max_bytes)
-            return cls._checked(_read_path(value), max_bytes)
+            data = _decode_bare_base64(value)
+            return cls._checked(_read_path(value, max_bytes) if data is None else data, max_bytes)
         if isinstance(value, os.PathLike):
-            return cls._checked(_read_path(os.fspath(value)), max_bytes)
+            return cls._checked(_read_path(os.fspath(value), max_bytes), max_bytes)
         if isinstance(value, bytes | bytearray | memoryview):
             return cls._checked(bytes(value), max_bytes)
         if hasattr(value, "read"):
@@ -81,12 +87,45 @@ class ImageInput:
         return text if encoding == "base64" else f"data:{self.mime_type};base64,{text}"
 
 
-def _read_path(path: str) -> bytes:
+#: Longer strings are not file paths (PATH_MAX is 4096 on Linux): base64 that is not an image.
+_MAX_PATH = 4096
+_SHOWN = 60  # characters of a refused value quoted in the error (never a whole base64 blob)
+
+
+def _decode_bare_base64(text: str) -> bytes | None:
+    """The image bytes of a bare base64 string, or None when it is not base64 of an image."""
+    if len(text) < 16:  # shorter than any image's base64: a (short) path
+        return None
+    compact = "".join(text.split())  # ``base64`` tools wrap lines at 76 characters
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    if sniff_mime_type(data).startswith("image/"):
+        return data
+    if len(text) > _MAX_PATH:
+        raise InvalidRequestError(
+            f"input image {_shown(text)} is neither a file path nor base64 of a PNG, JPEG, WebP"
+            " or GIF image"
+        )
+    return None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+def _read_path(path: str, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of the file: enough to refuse an oversize one without
+    reading it whole (a huge file, a device or a FIFO that never ends)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            return handle.read(max_bytes + 1)
     except OSError as exc:
-        raise InvalidRequestError(f"cannot read input image {path!r}: {exc.strerror}") from None
+        raise InvalidRequestError(
+            f"cannot read input image {_shown(path)}: {exc.strerror}"
+            " (not an http(s) URL, data: URI or base64 image either)"
+        ) from None
 
 
 def _decode_data_uri(uri: str) -> bytes:

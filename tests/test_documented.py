@@ -64,7 +64,7 @@ def test_every_family_has_documented_examples() -> None:
 def build(family: str, row: dict[str, Any]) -> PreparedRequest:
     adapter, path = REGISTRY.resolve(row["model"])
     assert adapter.name == family
-    return adapter.build_request(path, row["prompt"], row["params"])
+    return adapter.build_request(path, row["prompt"], with_png(row["params"]))
 
 
 @pytest.mark.parametrize(("family", "row"), rows("requests"))
@@ -79,7 +79,7 @@ def test_adapter_builds_the_documented_body(family: str, row: dict[str, Any]) ->
     request = build(family, row)
     assert request.path == row["path"]
     assert request.auth == row.get("auth", "bearer")
-    assert request.json == row["body"]
+    assert request.json == with_png(row["body"])
 
 
 @pytest.mark.parametrize(("family", "row"), rows("responses"))

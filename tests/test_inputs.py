@@ -130,12 +130,13 @@ async def test_hooks_and_logging_see_each_attempt(
     assert (sandbox.api_key or "unset") not in text
 
 
-async def test_documented_empty_reference_image_is_sent_as_is(
-    client: Client, sandbox: Sandbox
-) -> None:
-    """The docs' Qwen and iRAG examples send refer_image "" for no reference: it is not read as a
-    file path, and reaches the server as written."""
-    for model in ("qwen-image", "irag-1.0"):
-        assert (await client.generate(model, "a sunset", refer_image="")).images
-    assert sandbox.stats.submits == 2
-    assert sandbox.stats.image_inputs == {}
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+async def test_an_endless_file_is_refused_without_reading_it_whole(sandbox: Sandbox) -> None:
+    """A path to something that never ends (a device, a FIFO) or a huge file is read only up to
+    the input cap, then refused as too large; nothing is sent."""
+    async with make_client(sandbox, max_input_bytes=1024) as small:
+        with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
+            await small.generate("flux-kontext-max", "x", input_image="/dev/zero")
+        with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
+            await small.generate("flux-kontext-max", "x", input_image=Path("/dev/zero"))
+    assert sandbox.stats.requests == 0

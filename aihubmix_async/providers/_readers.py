@@ -91,14 +91,15 @@ def read_images(body: JSONValue, expected: str) -> tuple[RawImage, ...]:
 
     Accepted: ``output`` as a list (URL strings, ``{url}``, ``{b64_json}``, ``{bytesBase64}``)
     or as an object (``b64_json[]``, ``urls[]``, ``files[].uri``); OpenAI-compatible ``data[]``;
-    BFL ``result.sample``; top-level ``url`` / ``urls`` / ``image`` / ``image_url``.
+    BFL ``result.sample``; Google's native Imagen form ``predictions[].bytesBase64Encoded`` (+
+    ``mimeType``); top-level ``url`` / ``urls`` / ``image`` / ``image_url``.
     """
     if not isinstance(body, dict):
         raise ResponseFormatError(
             f"response is a JSON {type(body).__name__}, not an object", expected=expected
         )
     images: list[RawImage] = []
-    for key in ("output", "data", "result"):
+    for key in ("output", "data", "result", "predictions"):
         if key in body and body[key] is not None:
             images.extend(_from_item(body[key], expected))
     if not images:

@@ -275,6 +275,14 @@ SHAPES: dict[str, Shape] = {
             ),
         ),
         Shape(
+            name="predictions[].bytesBase64Encoded",
+            inline=True,
+            render=lambda images, fmt, usage: {
+                "predictions": [{"bytesBase64Encoded": b, "mimeType": f"image/{fmt}"}
+                                for b in images]
+            },
+        ),
+        Shape(
             name="data[].b64_json",
             inline=True,
             render=lambda images, fmt, usage: _usage(

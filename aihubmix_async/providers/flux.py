@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from .._errors import InvalidRequestError
@@ -27,12 +29,34 @@ __all__ = [
     "FluxSyncParams",
 ]
 
-_RATIOS = ("21:9", "16:9", "3:2", "4:3", "1:1", "3:4", "2:3", "9:16", "9:21")
+_RATIO = re.compile(r"([1-9][0-9]{0,3}):([1-9][0-9]{0,3})")
+
+
+def check_aspect_ratio(value: str | None) -> None:
+    """Any ``W:H`` from 21:9 to 9:21 (reference §4a: "aspect_ratio from 21:9 to 9:21"), not
+    just the common presets: ``2:1``, ``7:3``, ``5:4`` are all valid."""
+    if value is None:
+        return
+    match = _RATIO.fullmatch(value)
+    if match is None:
+        raise InvalidRequestError(
+            f"parameter 'aspect_ratio' must be W:H with positive whole numbers (e.g. '16:9');"
+            f" got {value!r}",
+            field="aspect_ratio",
+        )
+    width, height = int(match[1]), int(match[2])
+    if width * 9 > height * 21 or height * 9 > width * 21:  # W/H > 21/9 or H/W > 21/9
+        raise InvalidRequestError(
+            f"parameter 'aspect_ratio' must be between 21:9 and 9:21; got {value!r}",
+            field="aspect_ratio",
+        )
 
 
 @attrs.frozen(kw_only=True)
 class FluxAsyncParams:
-    aspect_ratio: str | None = param(str, choices=_RATIOS)
+    aspect_ratio: str | None = param(
+        str, description="W:H from 21:9 to 9:21, e.g. 16:9, 1:1, 2:1, 7:3, 4:5"
+    )
     safety_tolerance: int | None = param(
         int, minimum=0, maximum=6, description="0 strict .. 6 lenient; <= 2 with input_image"
     )
@@ -44,6 +68,7 @@ class FluxAsyncParams:
     height: int | None = param(int, minimum=64, maximum=4096)
 
     def __attrs_post_init__(self) -> None:
+        check_aspect_ratio(self.aspect_ratio)
         if self.input_image is not None and (self.safety_tolerance or 0) > 2:
             raise InvalidRequestError(
                 "parameter 'safety_tolerance' must be at most 2 with an 'input_image';"

@@ -3,15 +3,18 @@
 The count field is ``numberOfImages`` in the docs' examples and ``sampleCount`` in the Chinese
 table; both are accepted (not together). The ultra model makes one image per request, the
 others four by default. Response shape is undocumented: a URL list is most likely;
-``output[]`` of ``{url}`` / ``{b64_json}`` / strings and ``files[].uri`` are all accepted.
+``output[]`` of ``{url}`` / ``{b64_json}`` / strings, ``files[].uri`` and Google's native
+``predictions[].bytesBase64Encoded`` (+ ``mimeType``) are all accepted; when Google filtered
+every image, its ``raiFilteredReason`` is in the error.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from .._errors import InvalidRequestError
-from ._base import Adapter, Answer, ModelSpec, param
+from .._errors import InvalidRequestError, ResponseFormatError
+from .._types import JSONValue
+from ._base import Adapter, Answer, ModelSpec, Parsed, param
 
 __all__ = ["ImagenAdapter", "ImagenParams"]
 
@@ -52,8 +55,33 @@ class ImagenAdapter(Adapter):
     )
     params_class = ImagenParams
     answer = Answer(
-        shapes=("output[].url", "output[].b64_json", "output[] strings"),
+        shapes=(
+            "output[].url",
+            "output[].b64_json",
+            "output[] strings",
+            "predictions[].bytesBase64Encoded",
+        ),
         count_params=("numberOfImages", "sampleCount"),
         default_count=4,
     )
-    expected = "output[] of {url} / {b64_json} / URL strings, or output.files[].uri"
+    expected = (
+        "output[] of {url} / {b64_json} / URL strings, output.files[].uri, or"
+        " predictions[].bytesBase64Encoded"
+    )
+
+    def parse(self, body: JSONValue) -> Parsed:
+        try:
+            return super().parse(body)
+        except ResponseFormatError:
+            predictions = body.get("predictions") if isinstance(body, dict) else None
+            reasons = [
+                str(p["raiFilteredReason"])
+                for p in (predictions if isinstance(predictions, list) else [])
+                if isinstance(p, dict) and p.get("raiFilteredReason")
+            ]
+            if not reasons:
+                raise
+            raise ResponseFormatError(
+                f"response contains no image (filtered: {'; '.join(reasons)})",
+                expected=self.expects,
+            ) from None

@@ -88,7 +88,10 @@ def _check_images(name: str, values: Any, prefix: str, seen: Counter[str]) -> Pr
     """Image inputs must be an http(s) URL, a base64 data: URI, bare base64 or an uploaded file
     of a real image."""
     for value in values if isinstance(values, list) else [values]:
-        if value is None or value == "":
+        if value is None:
+            continue
+        if value == "":  # the docs' "no reference image"; recorded so tests see it arrived
+            seen[f"{name}:empty"] += 1
             continue
         if isinstance(value, bytes):
             form, data = "multipart", value
