@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from . import _json
+from ._adaptive import AdaptiveLimiter
 from ._config import RetryPolicy
 from ._errors import AIHubMixError, RateLimitError, ResponseFormatError, error_for_response
 from ._models import CallStats, RequestEvent, ResponseEvent, sniff_mime_type
@@ -133,8 +134,12 @@ class Exchange:
         retry: RetryPolicy,
         on_request: Callable[[RequestEvent], object] | None,
         on_response: Callable[[ResponseEvent], object] | None,
+        adaptive: AdaptiveLimiter | None = None,
     ) -> None:
         self.ready = ready
+        #: The client's adaptive limit (``concurrency="auto"``): gates API requests, not
+        #: downloads, and hears each answer's status; a no-op while no auto batch runs.
+        self.adaptive = adaptive or AdaptiveLimiter(max_concurrency)
         # asyncio's semaphore: aiohttp pins us to asyncio anyway, and unlike anyio's limiter it
         # does not yield to the loop when a slot is free (measured: ~10 us per request).
         self._limiter = asyncio.Semaphore(max_concurrency)
@@ -178,7 +183,8 @@ class Exchange:
             try:
                 if self._paused_until:
                     await self._wait_if_paused()
-                async with limiter:
+                slot = self.adaptive.slot(parse is not IMAGE)
+                async with slot, limiter:
                     response = await transport.request(
                         method,
                         url,
@@ -191,6 +197,7 @@ class Exchange:
                         allow_redirects=parse is IMAGE,
                         model=model,
                     )
+                    slot.report(response.status)
                 data, value = interpret(response, model, parse)
             except AIHubMixError as exc:
                 if hooked:
