@@ -77,6 +77,7 @@ class Batch:
     ) -> None:
         #: The client's adaptive limit, engaged while this batch runs (``concurrency="auto"``).
         self._adaptive = adaptive if concurrency == "auto" else None
+        self._engagement = contextlib.ExitStack()
         concurrency = _worker_count(concurrency, adaptive)
         self._generator = generator
         self._model = model
@@ -115,6 +116,8 @@ class Batch:
 
     async def __aenter__(self) -> Batch:
         self._generator.ready()
+        if self._adaptive is not None:  # from here until exit, every API request is gated
+            self._engagement.enter_context(self._adaptive.engaged())
         self._clock = time.perf_counter()
         self._workers = anyio.CancelScope()
         self._task_group = anyio.create_task_group()
@@ -134,13 +137,13 @@ class Batch:
             # loop body then propagates as itself, not wrapped in an ExceptionGroup.
             await self._task_group.__aexit__(None, None, None)
         finally:
+            self._engagement.close()
             self._closed = True
             self._elapsed = time.perf_counter() - self._clock
 
     async def _run(self) -> None:
         assert self._workers is not None
-        adaptive = self._adaptive.engaged() if self._adaptive else contextlib.nullcontext()
-        with self._workers, adaptive:
+        with self._workers:
             async with anyio.create_task_group() as workers:
                 for _ in range(self._concurrency):
                     workers.start_soon(self._worker)

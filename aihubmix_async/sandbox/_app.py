@@ -118,7 +118,7 @@ class Sandbox:
         kind = _kind(request)
         self.stats.enter(kind)
         try:
-            if self.key_limit.active and kind in ("submit", "poll"):
+            if kind in ("submit", "poll"):
                 response = await self._limited(request, handler, kind)
             else:
                 response = await handler(request)
@@ -130,7 +130,7 @@ class Sandbox:
     async def _limited(
         self, request: web.Request, handler: Handler, kind: str
     ) -> web.StreamResponse:
-        """``handler`` under the per-key limit, or an immediate 429 beyond it."""
+        """``handler`` counted against its key, or an immediate 429 beyond the key's limit."""
         headers = request.headers
         key = headers.get("Authorization") or headers.get("x-goog-api-key") or ""
         admitted = self.key_limit.admit(key)
