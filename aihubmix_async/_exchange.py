@@ -227,8 +227,10 @@ class Exchange:
         delay = hint if hint is not None else backoff_delay(attempt - 1, policy)
         if delay > policy.max_retry_after:
             return None
-        # Pause the whole client, not just this request: the limit is per key.
-        self._paused_until = max(self._paused_until, anyio.current_time() + delay)
+        # Pause the whole client, not just this request: the limit is per key. Under an engaged
+        # adaptive limit a bare 429 already cut the client's concurrency; no pause on top.
+        if hint is not None or not self.adaptive.engaged_count:
+            self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         return delay
 
     async def _wait_if_paused(self) -> None:

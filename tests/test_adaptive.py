@@ -9,7 +9,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from aihubmix_async import Client, InvalidRequestError, RateLimitError, RetryPolicy
+from aihubmix_async import Client, InvalidRequestError, RateLimitError, RetryPolicy, set_testing
 from aihubmix_async.sandbox import Sandbox, serve
 
 from .support import collect, make_client, wait_until
@@ -162,3 +162,24 @@ async def test_the_sandbox_limits_concurrent_requests_per_key() -> None:
     assert sandbox.stats.max_key_in_flight == 2
     assert results.count("429") == sandbox.stats.limited >= 1
     assert results.count("ok") >= 2
+
+
+async def test_under_auto_a_bare_429_cuts_the_figure_instead_of_pausing_the_client() -> None:
+    """A 429 without Retry-After waits out only its own backoff (a minute here) while the
+    other items go on under the cut figure; the client-wide pause would stall them all."""
+    slow = RetryPolicy(max_retries=3, initial_backoff=60.0, max_backoff=60.0)
+    with set_testing(False):
+        async with serve(latency=0.05, key_concurrency=1) as sandbox:
+            async with make_client(sandbox, max_concurrency=4, retry=slow) as client:
+                done = 0
+                # Only a stalled client reaches this bound (the items take well under a second).
+                with anyio.fail_after(20):
+                    async with client.batch(
+                        [f"p{i}" for i in range(12)], model=MODEL, concurrency="auto"
+                    ) as batch:
+                        async for outcome in batch:
+                            done += outcome.ok
+                            if done == 3:
+                                break
+    assert sandbox.stats.limited >= 1  # the key did refuse one
+    assert done == 3
