@@ -1,6 +1,6 @@
 """concurrency="auto" vs a fixed concurrency at the same maximum, against a key-limited sandbox.
 
-    python benchmarks/bench_adaptive.py            # 400 requests, key limit 8, maximum 32
+    python benchmarks/bench_adaptive.py            # 150 requests, key limit 8, maximum 32
     python benchmarks/bench_adaptive.py --quick    # smaller, for a smoke run
     python benchmarks/bench_adaptive.py --limit 4 --maximum 64 --n 300
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import sys
@@ -98,7 +99,7 @@ async def run(args: argparse.Namespace) -> None:
                     api_key=DEFAULT_API_KEY, base_url=base_url, max_concurrency=maximum, retry=RETRY
                 )
                 clients.append(client)
-                runners[name] = lambda c=client, k=concurrency: sdk_run(c, n, k)
+                runners[name] = functools.partial(sdk_run, client, n, concurrency)
             raw_max, raw_limit = (
                 raw_runner(session, base_url, maximum),
                 raw_runner(session, base_url, limit),
@@ -107,13 +108,13 @@ async def run(args: argparse.Namespace) -> None:
             runners[f"raw aiohttp {limit} (knows the limit)"] = lambda: raw_limit(n)
             walls: dict[str, list[float]] = {name: [] for name in runners}
             refusals: dict[str, list[int]] = {name: [] for name in runners}
-            for repeat in range(args.repeats + 1):  # the first round warms up
+            # No warm-up round: "auto" starts cold in the first repeat, as a fresh client would.
+            for _ in range(args.repeats):
                 for name, runner in runners.items():
                     before = await limited_count(session, base_url)
                     measured = await measure(n, runner)
-                    if repeat:
-                        walls[name].append(measured.wall)
-                        refusals[name].append(await limited_count(session, base_url) - before)
+                    walls[name].append(measured.wall)
+                    refusals[name].append(await limited_count(session, base_url) - before)
             for client in clients:
                 await client.aclose()
     fixed = median(walls[f"SDK fixed {maximum}"])
@@ -129,7 +130,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--n", type=int, default=150)
     parser.add_argument("--limit", type=int, default=8, help="the sandbox's per-key limit")
     parser.add_argument("--maximum", type=int, default=32, help="the client's max_concurrency")
     parser.add_argument("--latency", type=float, default=0.05)
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.repeats = 100, 1
+        args.n, args.repeats = 60, 1
     asyncio.run(run(args))
 
 
