@@ -8,14 +8,16 @@ lazily, so nothing is sized to it: memory stays flat for millions of prompts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
+from ._adaptive import AdaptiveLimiter
 from ._errors import InvalidRequestError
 from ._generation import Generator
 from ._models import (
@@ -63,7 +65,7 @@ class Batch:
         *,
         model: str | None,
         params: Mapping[str, Any],
-        concurrency: int,
+        concurrency: int | Literal["auto"],
         ordered: bool,
         fail_fast: bool,
         rpm: float | None,
@@ -71,11 +73,12 @@ class Batch:
         download: bool,
         on_progress: ProgressHook | None,
         on_task: BatchTaskHook | None = None,
+        adaptive: AdaptiveLimiter | None = None,
     ) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidRequestError(
-                f"concurrency must be an integer >= 1, got {concurrency!r}", field="concurrency"
-            )
+        #: The client's adaptive limit, engaged while this batch runs (``concurrency="auto"``).
+        self._adaptive = adaptive if concurrency == "auto" else None
+        self._engagement = contextlib.ExitStack()
+        concurrency = _worker_count(concurrency, adaptive)
         self._generator = generator
         self._model = model
         self._params = dict(params)
@@ -113,6 +116,8 @@ class Batch:
 
     async def __aenter__(self) -> Batch:
         self._generator.ready()
+        if self._adaptive is not None:  # from here until exit, every API request is gated
+            self._engagement.enter_context(self._adaptive.engaged())
         self._clock = time.perf_counter()
         self._workers = anyio.CancelScope()
         self._task_group = anyio.create_task_group()
@@ -132,6 +137,7 @@ class Batch:
             # loop body then propagates as itself, not wrapped in an ExceptionGroup.
             await self._task_group.__aexit__(None, None, None)
         finally:
+            self._engagement.close()
             self._closed = True
             self._elapsed = time.perf_counter() - self._clock
 
@@ -342,6 +348,23 @@ class Batch:
                 await returned
         except Exception:  # a progress display must never end the batch or lose an outcome
             logger.exception("on_progress hook raised; ignored (item %d)", outcome.index)
+
+
+def _worker_count(concurrency: object, adaptive: AdaptiveLimiter | None) -> int:
+    """Workers to run: ``concurrency``, or for "auto" the adaptive limit's maximum (the
+    limiter, not the worker count, then decides how many requests are in flight)."""
+    if concurrency == "auto":
+        if adaptive is None:
+            raise InvalidRequestError(
+                'concurrency="auto" needs a client-wide adaptive limit', field="concurrency"
+            )
+        return adaptive.maximum
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidRequestError(
+            f'concurrency must be an integer >= 1 or "auto", got {concurrency!r}',
+            field="concurrency",
+        )
+    return concurrency
 
 
 def _as_request(item: Any) -> ImageRequest:

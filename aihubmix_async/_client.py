@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import AsyncIterable, Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from ._batch import Batch, BatchTaskHook, ProgressHook
 from ._config import (
@@ -105,6 +105,7 @@ class Client:
             on_request=on_request,
             on_response=on_response,
         )
+        self._adaptive = exchange.adaptive  # concurrency="auto": one figure per client
         self._generator = Generator(
             config=config,
             registry=self._registry,
@@ -206,7 +207,7 @@ class Client:
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         model: str | None = None,
-        concurrency: int | None = None,
+        concurrency: int | Literal["auto"] | None = None,
         ordered: bool = False,
         fail_fast: bool = False,
         rpm: float | None = None,
@@ -221,7 +222,10 @@ class Client:
         ``items`` (any iterable or async iterable, pulled lazily) holds prompts, mappings with
         ``prompt`` and optional ``model`` / ``id`` / parameters, or :class:`ImageRequest`. At most
         ``concurrency`` items run at once (default: the client's ``max_concurrency``), and all
-        HTTP requests share the client's limit. Every item ends as exactly one
+        HTTP requests share the client's limit. ``concurrency="auto"`` adapts instead: the
+        client's API requests start low, grow while answers succeed and halve on 429/503,
+        never above ``max_concurrency`` (one figure per client, shared by every batch and
+        single call while an auto batch runs). Every item ends as exactly one
         :class:`Outcome`; one failure never stops the batch unless ``fail_fast``. ``ordered``
         yields in input order (bounded reorder buffer). ``rpm`` spaces this batch's
         generations smoothly; ``deadline`` bounds each item; ``on_progress`` is called (or
@@ -249,4 +253,5 @@ class Client:
             download=download,
             on_progress=on_progress,
             on_task=on_task,
+            adaptive=self._adaptive,
         )

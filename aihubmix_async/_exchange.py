@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from . import _json
+from ._adaptive import AdaptiveLimiter
 from ._config import RetryPolicy
 from ._errors import AIHubMixError, RateLimitError, ResponseFormatError, error_for_response
 from ._models import CallStats, RequestEvent, ResponseEvent, sniff_mime_type
@@ -133,8 +134,12 @@ class Exchange:
         retry: RetryPolicy,
         on_request: Callable[[RequestEvent], object] | None,
         on_response: Callable[[ResponseEvent], object] | None,
+        adaptive: AdaptiveLimiter | None = None,
     ) -> None:
         self.ready = ready
+        #: The client's adaptive limit (``concurrency="auto"``): gates API requests, not
+        #: downloads, and hears each answer's status; a no-op while no auto batch runs.
+        self.adaptive = adaptive or AdaptiveLimiter(max_concurrency)
         # asyncio's semaphore: aiohttp pins us to asyncio anyway, and unlike anyio's limiter it
         # does not yield to the loop when a slot is free (measured: ~10 us per request).
         self._limiter = asyncio.Semaphore(max_concurrency)
@@ -178,7 +183,8 @@ class Exchange:
             try:
                 if self._paused_until:
                     await self._wait_if_paused()
-                async with limiter:
+                slot = self.adaptive.slot(parse is not IMAGE)
+                async with slot, limiter:
                     response = await transport.request(
                         method,
                         url,
@@ -191,6 +197,7 @@ class Exchange:
                         allow_redirects=parse is IMAGE,
                         model=model,
                     )
+                    slot.report(response.status)
                 data, value = interpret(response, model, parse)
             except AIHubMixError as exc:
                 if hooked:
@@ -220,8 +227,10 @@ class Exchange:
         delay = hint if hint is not None else backoff_delay(attempt - 1, policy)
         if delay > policy.max_retry_after:
             return None
-        # Pause the whole client, not just this request: the limit is per key.
-        self._paused_until = max(self._paused_until, anyio.current_time() + delay)
+        # Pause the whole client, not just this request: the limit is per key. Under an engaged
+        # adaptive limit a bare 429 already cut the client's concurrency; no pause on top.
+        if hint is not None or not self.adaptive.engaged_count:
+            self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         return delay
 
     async def _wait_if_paused(self) -> None:

@@ -55,7 +55,8 @@ async def serve(
     Image URLs point at a second listener on ``cdn_host`` (another loopback address, so a
     different origin); if it cannot be bound, a second port on ``host`` is used instead.
     ``options`` go to :class:`Sandbox` (``api_key``, ``pending_polls``, ``latency``,
-    ``image_bytes``, ``openai_form``, ``redirect_downloads``, ``registry``).
+    ``image_bytes``, ``openai_form``, ``redirect_downloads``, ``registry``, and the per-key
+    limit ``key_concurrency`` / ``key_rpm``: API requests beyond it are answered 429).
     """
     sandbox = Sandbox(**options)
     runner, sandbox.base_url = await _start(sandbox.api_app(), host, port)

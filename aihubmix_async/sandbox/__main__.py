@@ -15,6 +15,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
         "latency": args.latency,
         "image_bytes": args.image_bytes,
         "pending_polls": args.pending_polls,
+        "key_concurrency": args.key_concurrency,
+        "key_rpm": args.key_rpm,
     }
     async with serve(host=args.host, port=args.port, **options) as sandbox:
         print(f"AIHubMix sandbox on {sandbox.base_url} (images on {sandbox.cdn_url})", flush=True)
@@ -30,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each submit")
     parser.add_argument("--image-bytes", type=int, default=0, help="size of generated PNGs")
     parser.add_argument("--pending-polls", type=int, default=1, help="polls before a task is done")
+    parser.add_argument(
+        "--key-concurrency", type=int, default=None, metavar="N",
+        help="answer 429 beyond N API requests in flight per key",
+    )  # fmt: skip
+    parser.add_argument(
+        "--key-rpm", type=int, default=None, metavar="N",
+        help="answer 429 beyond N API requests per minute per key",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ from ..providers._spec import Unwrapped
 from ._families import Problem, check_body, find_family, render_answer
 from ._faults import Fault, FaultScript
 from ._images import jpeg, png, png_of_size
+from ._limits import KeyLimit
 from ._stats import MAX_EVENTS, Event, SandboxStats
 from ._tasks import TaskStore
 
@@ -48,8 +49,12 @@ class Sandbox:
         openai_form: str = "object",
         redirect_downloads: bool = False,
         registry: Registry | None = None,
+        key_concurrency: int | None = None,
+        key_rpm: int | None = None,
     ) -> None:
         self.api_key = api_key
+        #: Per-key limit on API requests (submits and polls): beyond it, an immediate 429.
+        self.key_limit = KeyLimit(concurrency=key_concurrency, rpm=key_rpm)
         self.pending_polls = pending_polls
         self.latency = latency
         self.image_bytes = image_bytes
@@ -113,11 +118,32 @@ class Sandbox:
         kind = _kind(request)
         self.stats.enter(kind)
         try:
-            response = await handler(request)
+            if kind in ("submit", "poll"):
+                response = await self._limited(request, handler, kind)
+            else:
+                response = await handler(request)
             response.headers.setdefault("X-Request-Id", f"req_{next(self._ids):08d}")
             return response
         finally:
             self.stats.leave(kind)
+
+    async def _limited(
+        self, request: web.Request, handler: Handler, kind: str
+    ) -> web.StreamResponse:
+        """``handler`` counted against its key, or an immediate 429 beyond the key's limit."""
+        headers = request.headers
+        key = headers.get("Authorization") or headers.get("x-goog-api-key") or ""
+        admitted = self.key_limit.admit(key)
+        if not isinstance(admitted, int):
+            self.stats.limited += 1
+            self.record("tasks" if kind == "poll" else "submit", None, "limited")
+            return _error(429, admitted.message, "rate_limit_exceeded", admitted.retry_after)
+        self.stats.key_in_flight_seen.append(admitted)
+        self.stats.max_key_in_flight = max(self.stats.max_key_in_flight, admitted)
+        try:
+            return await handler(request)
+        finally:
+            self.key_limit.leave(key)
 
     # --- helpers ---------------------------------------------------------------------------
 

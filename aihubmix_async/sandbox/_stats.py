@@ -16,7 +16,8 @@ MAX_EVENTS = 100_000
 class Event(NamedTuple):
     """One thing the emulator saw, in arrival order.
 
-    ``kind`` is "submit", "poll", "download", "rejected" (a 4xx the emulator chose),
+    ``kind`` is "submit", "poll", "download", "rejected" (a 4xx the emulator chose), "limited"
+    (a 429 from the per-key limit; route "submit" or "tasks"),
     "unauthorized" or "fault:<route>:<kind>[:<status>]"; ``route`` the family route name
     ("predictions", "images/generations", "images/edits", "gemini"), "tasks" or "cdn".
     """
@@ -51,6 +52,12 @@ class SandboxStats:
     by_model: Counter[str] = attrs.Factory(Counter)
     #: Image inputs seen, keyed "parameter:form" (form: url, data_uri, base64 or multipart).
     image_inputs: Counter[str] = attrs.Factory(Counter)
+    #: Requests answered 429 by the per-key limit (``key_concurrency`` / ``key_rpm``).
+    limited: int = 0
+    #: The key's requests in flight as each admitted request arrived (arrival order, bounded),
+    #: and the most ever: what a client's concurrency looked like from the server.
+    key_in_flight_seen: deque[int] = attrs.Factory(lambda: deque(maxlen=MAX_EVENTS))
+    max_key_in_flight: int = 0
     #: Monotonic arrival times of the most recent generation submits.
     submit_times: deque[float] = attrs.Factory(lambda: deque(maxlen=10_000))
 
@@ -73,4 +80,5 @@ class SandboxStats:
         for name in ("in_flight_by_kind", "max_in_flight_by_kind"):
             data[name] = dict(getattr(self, name))
         data["submit_times"] = list(self.submit_times)
+        data["key_in_flight_seen"] = list(self.key_in_flight_seen)
         return data

@@ -1,0 +1,161 @@
+"""Adaptive concurrency for a client's API requests: additive increase, multiplicative decrease.
+
+The limit starts low, grows while answers succeed (by one per success until the first
+throttle, then by about one per round of ``limit`` successes), is cut by ``decrease`` on a 429
+or 503, and never exceeds ``maximum``. One limiter belongs to one client, so every batch and
+single call shares the figure (the provider's limit is per key). Throttles from requests sent
+before the last cut belong to the same congestion episode and do not cut again.
+
+It gates only while engaged (``with limiter.engaged():``, which ``batch(concurrency="auto")``
+does for its run); otherwise :meth:`slot` hands out a no-op slot and costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import deque
+from collections.abc import Iterator
+from typing import Final
+
+__all__ = ["THROTTLE_STATUSES", "AdaptiveLimiter", "Slot"]
+
+#: Answers that mean "too much at once": the limit is cut.
+THROTTLE_STATUSES: Final = frozenset({429, 503})
+DEFAULT_START: Final = 2
+DEFAULT_DECREASE: Final = 0.5
+
+
+class Slot:
+    """One request's place under the limit: ``async with limiter.slot() as slot:``, then
+    ``slot.report(status)`` once the answer's status is known (no report = no verdict)."""
+
+    __slots__ = ("_epoch", "_limiter", "_status")
+
+    def __init__(self, limiter: AdaptiveLimiter | None) -> None:
+        self._limiter = limiter
+        self._epoch = 0
+        self._status: int | None = None
+
+    def report(self, status: int) -> None:
+        self._status = status
+
+    async def __aenter__(self) -> Slot:
+        if self._limiter is not None:
+            self._epoch = await self._limiter._acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._limiter is not None:
+            self._limiter._release(self._epoch, self._status)
+
+
+#: The slot of an idle limiter (or a request it does not govern): no wait, no bookkeeping.
+_FREE = Slot(None)
+
+
+class AdaptiveLimiter:
+    """An AIMD concurrency limit between 1 and ``maximum``, starting at ``start``."""
+
+    def __init__(
+        self, maximum: int, *, start: int = DEFAULT_START, decrease: float = DEFAULT_DECREASE
+    ) -> None:
+        if not isinstance(maximum, int) or maximum < 1:
+            raise ValueError(f"maximum must be an integer >= 1, got {maximum!r}")
+        if not 0 < decrease < 1:
+            raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
+        self.maximum = maximum
+        self.decrease = decrease
+        self._limit = float(max(1, min(start, maximum)))
+        #: Below this the limit grows by one per success (slow start); above, by 1/limit.
+        self._threshold = float(maximum)
+        self._epoch = 0  # bumped on every cut
+        self._engaged = 0
+        self.in_flight = 0
+        #: Most requests in flight at once under this limiter (for tests and reports).
+        self.peak = 0
+        #: 429/503 answers seen, and how many of them cut the limit.
+        self.throttled = 0
+        self.cuts = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveLimiter(limit={self.limit}, maximum={self.maximum}, "
+            f"in_flight={self.in_flight}, throttled={self.throttled})"
+        )
+
+    @property
+    def limit(self) -> int:
+        """How many requests may be in flight now."""
+        return max(1, math.floor(self._limit))
+
+    @property
+    def engaged_count(self) -> int:
+        return self._engaged
+
+    @contextlib.contextmanager
+    def engaged(self) -> Iterator[AdaptiveLimiter]:
+        """Gate the client's API requests while the block runs (nestable, shared)."""
+        self._engaged += 1
+        try:
+            yield self
+        finally:
+            self._engaged -= 1
+
+    def slot(self, governed: bool = True) -> Slot:
+        """A slot for one request; a free one when idle or when ``governed`` is false (image
+        downloads go to a CDN, not against the key)."""
+        return Slot(self) if governed and self._engaged else _FREE
+
+    # --- the gate ------------------------------------------------------------------------------
+
+    async def _acquire(self) -> int:
+        if self.in_flight >= self.limit or self._waiters:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
+            try:
+                await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    self.in_flight -= 1  # handed a place, then cancelled: pass it on
+                    self._wake()
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(future)
+                raise
+            # _wake counted this request in already.
+        else:
+            self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        return self._epoch
+
+    def _release(self, epoch: int, status: int | None) -> None:
+        self.in_flight -= 1
+        if status is not None:
+            if status in THROTTLE_STATUSES:
+                self._throttle(epoch)
+            elif 200 <= status < 300:
+                self._grow()
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            future = self._waiters.popleft()
+            if not future.done():
+                self.in_flight += 1
+                future.set_result(None)
+
+    def _grow(self) -> None:
+        step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
+        self._limit = min(float(self.maximum), self._limit + step)
+
+    def _throttle(self, epoch: int) -> None:
+        self.throttled += 1
+        if epoch != self._epoch:  # sent before the last cut: the same episode
+            return
+        self._limit = max(1.0, self._limit * self.decrease)
+        self._threshold = self._limit
+        self._epoch += 1
+        self.cuts += 1
