@@ -127,6 +127,18 @@ async def _status(args: argparse.Namespace) -> int:
 # --- entry ------------------------------------------------------------------------------------
 
 
+def _concurrency(text: str) -> int | str:
+    """``--concurrency``: a whole number, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'auto', got {text!r}"
+        ) from None
+
+
 def _add_batch(commands: Any, connection: Any) -> None:
     bat = commands.add_parser(
         "batch",
@@ -139,7 +151,11 @@ def _add_batch(commands: Any, connection: Any) -> None:
     bat.add_argument("-m", "--model", help="model for lines that name none")
     bat.add_argument("-o", "--out", required=True)
     bat.add_argument("--format", choices=["text", "jsonl", "csv"])
-    bat.add_argument("--concurrency", type=int, default=16)
+    bat.add_argument("--concurrency", type=_concurrency, default=16, metavar="N|auto",
+                     help="items at once (default 16); auto starts low, grows while answers"
+                          " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip
+    bat.add_argument("--max-concurrency", type=int, default=64, metavar="N",
+                     help="the ceiling of --concurrency auto (default 64)")  # fmt: skip
     bat.add_argument("--rpm", type=float, help="generations per minute, spaced evenly")
     bat.add_argument("--shard", metavar="I/N",
                      help="run shard I of N (items picked by a hash of their id); the shards"

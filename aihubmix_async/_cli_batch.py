@@ -41,6 +41,7 @@ def _settings(args: argparse.Namespace, *, need_key: bool) -> BatchSettings:
     return preflight(
         source=args.prompts, fmt=args.format, model=args.model, params=args.param,
         shard=args.shard, concurrency=args.concurrency, sandbox=args.sandbox,
+        max_concurrency=args.max_concurrency,
         need_key=need_key, registry=Registry.default(),
     )  # fmt: skip
 
@@ -211,7 +212,7 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
         with stopper.scope(billing=True):
             async with client.batch(
                 journal.pending(),
-                concurrency=settings.concurrency,
+                concurrency="auto" if settings.adaptive else settings.concurrency,
                 rpm=args.rpm,
                 on_task=writer.record_task,
             ) as outcomes:

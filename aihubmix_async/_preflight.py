@@ -37,7 +37,8 @@ class BatchSettings:
     model: str | None
     params: dict[str, Any]
     shard: tuple[int, int]
-    concurrency: int
+    concurrency: int  #: items at once, or with ``adaptive`` the ceiling
+    adaptive: bool = False  #: ``--concurrency auto``
     notes: tuple[str, ...] = ()  #: what preflight changed, for the user (e.g. concurrency)
 
 
@@ -64,10 +65,11 @@ def preflight(
     model: str | None,
     params: Sequence[str],
     shard: str | None,
-    concurrency: int,
+    concurrency: int | str,
     sandbox: bool,
     need_key: bool,
     registry: Registry,
+    max_concurrency: int = 64,
 ) -> BatchSettings:
     """Every check that needs no input line; raises InvalidRequestError/ConfigurationError."""
     values = parse_params(params)
@@ -84,8 +86,12 @@ def preflight(
             adapter.build_request(path, "preflight", values)
     elif fmt == "text":
         raise InvalidRequestError("a text prompts file needs a model: give -m MODEL")
+    adaptive = concurrency == "auto"
+    if adaptive:
+        concurrency = max_concurrency  # the ceiling is what the open files must carry
     if not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"--concurrency must be >= 1, got {concurrency}")
+        flag = "--max-concurrency" if adaptive else "--concurrency"
+        raise InvalidRequestError(f"{flag} must be >= 1, got {concurrency}")
     # An in-process sandbox holds the server end of every connection too.
     fitted, note = fit_open_files(concurrency, per_item=2 if sandbox else 1)
     return BatchSettings(
@@ -95,6 +101,7 @@ def preflight(
         params=values,
         shard=parse_shard(shard),
         concurrency=fitted,
+        adaptive=adaptive,
         notes=(note,) if note else (),
     )
 
