@@ -26,6 +26,8 @@ KEY = "sk-hostile-answers-0123456789"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
+#: Without the task-id check a walking poll would wait out the poll deadline: keep it short.
+QUICK_POLL = ah.PollPolicy(initial_interval=0.01, max_interval=0.01, deadline=1.0)
 HTML = b"<!doctype html><html><body>Cloudflare: checking your browser</body></html>"
 
 
@@ -240,7 +242,7 @@ async def test_unsafe_task_ids_are_refused_before_any_poll(start: Start, task_id
         return web.json_response({"status": "Pending"})
 
     url = await start(answer)
-    async with client_for(url) as client:
+    async with client_for(url, poll=QUICK_POLL) as client:
         with pytest.raises(ah.ResponseFormatError, match="not safe in a URL path"):
             await client.generate("flux-kontext-max", "a fox")
     assert gets == []
@@ -254,7 +256,7 @@ async def test_unsafe_task_id_to_resume_is_refused_unsent(start: Start) -> None:
         return web.json_response({"status": "Pending"})
 
     url = await start(answer)
-    async with client_for(url) as client:
+    async with client_for(url, poll=QUICK_POLL) as client:
         with pytest.raises(ah.InvalidRequestError, match="not safe in a URL path"):
             await client.generate("flux-kontext-max", "a fox", task_id="..")
     assert requests == []
