@@ -21,7 +21,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Start = Callable[[Handler], Awaitable[str]]
 
 PNG_B64 = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
+    "hQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 REFUSED = {"error": {"message": "rate limited", "type": "rate_limit"}}
 
@@ -167,11 +168,12 @@ async def test_batch_breaker_ends_a_batch_the_server_refuses(start: Start) -> No
         with anyio.fail_after(60):
             batch = client.batch(prompts, model="gpt-image-1", concurrency=4, give_up_after=0.3)
             async with batch as outcomes:
-                with pytest.raises(ah.BatchAbortedError, match="give_up_after=0.3s") as caught:
+                with pytest.raises(ah.BatchAbortedError, match=r"give_up_after=0\.3s") as caught:
                     async for outcome in outcomes:
                         received.append(outcome)
     assert caught.value.refusing_for >= 0.3
-    assert received and all(isinstance(o.error, ah.RateLimitError) for o in received)
+    assert received
+    assert all(isinstance(o.error, ah.RateLimitError) for o in received)
     assert outcomes.summary.started == len(received) == prompts.pulled  # nothing lost
 
 

@@ -167,7 +167,8 @@ async def test_key_echoed_by_the_server_is_redacted(
 
     async def answer(request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
-        return web.json_response({"error": {"message": f"bad header {auth}", "code": auth}}, status=503)
+        error = {"message": f"bad header {auth}", "code": auth}
+        return web.json_response({"error": error}, status=503)
 
     url = await start(answer)
     caplog.set_level(logging.DEBUG, logger="aihubmix_async")
@@ -222,7 +223,8 @@ async def test_redirect_loop_leaves_no_aiohttp_object_in_the_chain(start: Start)
 def test_credentials_in_base_url_are_refused(base_url: str) -> None:
     with pytest.raises(ah.ConfigurationError, match="api_key") as caught:
         Client(base_url=base_url)
-    assert KEY not in str(caught.value) and KEY not in repr(caught.value)
+    assert KEY not in str(caught.value)
+    assert KEY not in repr(caught.value)
 
 
 # --- 4. task ids that walk ----------------------------------------------------------------------
@@ -266,7 +268,9 @@ async def test_unsafe_task_id_to_resume_is_refused_unsent(start: Start) -> None:
 
 
 async def test_signed_image_url_is_sent_exactly_as_received(start: Start) -> None:
-    signed = "/img%3Aone.png?X-Amz-Credential=AKIA%2F20260101%2Fus&X-Amz-Date=2026%3A01&sig=a%2Bb%3D"
+    signed = (
+        "/img%3Aone.png?X-Amz-Credential=AKIA%2F20260101%2Fus&X-Amz-Date=2026%3A01&sig=a%2Bb%3D"
+    )
     downloads: list[str] = []
 
     async def answer(request: web.Request) -> web.StreamResponse:
