@@ -107,7 +107,10 @@ class Transport:
         ``%3A`` to ``:`` breaks their signature). No aiohttp exception rides along in the SDK
         error's ``__context__``: some (``TooManyRedirects``) hold the request headers.
         """
-        target: str | yarl.URL = yarl.URL(url, encoded=True) if exact_url else url
+        # As is only when already fit for the wire; a URL with spaces or non-ASCII characters
+        # is left to yarl to encode (sending those raw would be a malformed request line).
+        exact = exact_url and url.isascii() and url.isprintable() and " " not in url
+        target: str | yarl.URL = yarl.URL(url, encoded=True) if exact else url
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))

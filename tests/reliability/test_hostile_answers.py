@@ -284,3 +284,21 @@ async def test_signed_image_url_is_sent_exactly_as_received(start: Start) -> Non
         result = await client.generate("dall-e-3", "a cat")
     assert downloads == [signed]
     assert result.images[0].data == PNG
+
+
+async def test_image_url_with_spaces_and_unicode_is_still_encoded(start: Start) -> None:
+    """A URL not fit for the wire as is (a CDN file name in Chinese, a space) is encoded."""
+    downloads: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            url = f"{request.url.origin()}/图 片.png?a=1"
+            return web.json_response({"data": [{"url": url}]})
+        downloads.append(request.raw_path)
+        return web.Response(body=PNG, headers={"Content-Type": "image/png"})
+
+    url = await start(answer)
+    async with client_for(url) as client:
+        result = await client.generate("dall-e-3", "a cat")
+    assert downloads == ["/%E5%9B%BE%20%E7%89%87.png?a=1"]
+    assert result.images[0].data == PNG
