@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -16,34 +16,13 @@ from aihubmix_async import Client, Outcome, RetryPolicy, set_testing
 from aihubmix_async.sandbox import Sandbox
 
 from ..support import make_client
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Start = Callable[[Handler], Awaitable[str]]
+from .conftest import Start
 
 PNG_B64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
     "hQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 REFUSED = {"error": {"message": "rate limited", "type": "rate_limit"}}
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    runners: list[web.AppRunner] = []
-
-    async def run(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield run
-    for runner in runners:
-        await runner.cleanup()
 
 
 def client_for(base_url: str, **options: object) -> Client:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -14,6 +14,7 @@ from aihubmix_async import Client
 from aihubmix_async.sandbox import Sandbox, serve
 
 from ..support import make_client
+from .conftest import Start
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -24,25 +25,9 @@ class Hostile:
 
 
 @pytest.fixture
-async def hostile() -> AsyncIterator[tuple[Hostile, Callable[[Handler], Awaitable[str]]]]:
-    """Start a one-route server on 127.0.0.1 with the handler a test gives; yields its URL."""
-    state = Hostile()
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield state, start
-    for runner in runners:
-        await runner.cleanup()
+def hostile(start: Start) -> tuple[Hostile, Start]:
+    """A fresh byte counter and the loopback server starter (see conftest)."""
+    return Hostile(), start
 
 
 def client_for(base_url: str, **options: object) -> Client:

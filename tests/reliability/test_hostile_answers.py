@@ -11,7 +11,6 @@ import functools
 import logging
 import resource
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -19,8 +18,7 @@ from aiohttp import web
 import aihubmix_async as ah
 from aihubmix_async import Client
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Start = Callable[[Handler], Awaitable[str]]
+from .conftest import Start
 
 KEY = "sk-hostile-answers-0123456789"
 PNG = base64.b64decode(
@@ -29,26 +27,6 @@ PNG = base64.b64decode(
 #: Without the task-id check a walking poll would wait out the poll deadline: keep it short.
 QUICK_POLL = ah.PollPolicy(initial_interval=0.01, max_interval=0.01, deadline=1.0)
 HTML = b"<!doctype html><html><body>Cloudflare: checking your browser</body></html>"
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    """Start one-route servers on 127.0.0.1 with the handler a test gives; yields their URL."""
-    runners: list[web.AppRunner] = []
-
-    async def run(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield run
-    for runner in runners:
-        await runner.cleanup()
 
 
 def client_for(base_url: str, **options: object) -> Client:
