@@ -11,6 +11,7 @@ import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -281,6 +282,11 @@ class Generator:
             raise ResponseFormatError(
                 "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
             )
+        if not _well_formed(url):
+            raise ResponseFormatError(
+                "image URL is malformed (host or port)", expected="an http(s) image URL",
+                model=model,
+            )  # fmt: skip
         if not download:
             return GeneratedImage(data=None, mime_type=_claimed_type(item.mime_type), url=url)
         # The key goes only to the API's own hosts, never to the hosts image URLs point at.
@@ -290,6 +296,16 @@ class Generator:
             billed=False, model=model, stats=stats, parse=IMAGE,
         )  # fmt: skip
         return GeneratedImage(data=response.body, mime_type=mime, url=url)
+
+
+def _well_formed(url: str) -> bool:
+    """Whether the URL's host and port parse (a bad port or IPv6 literal raised ValueError
+    from deep in aiohttp)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
 
 
 def _check_task_id(task_id: str, request_id: str | None, model: str) -> None:

@@ -201,7 +201,9 @@ def _too_large(max_bytes: int, model: str | None) -> ResponseFormatError:
 
 def _host(url: str) -> str:
     # Never echo full URLs (they may carry signed query strings); the host is enough to act on.
+    # Never the userinfo either (user:password@ is a credential).
     try:
-        return urlsplit(url).netloc or "?"
+        netloc = urlsplit(url).netloc
     except ValueError:
         return "?"
+    return netloc.rpartition("@")[2] or "?"
