@@ -93,6 +93,23 @@ async def test_gzip_bomb_download_is_refused_at_the_decoded_cap(start: Start) ->
     assert peak_rss_mb() - before < 150
 
 
+@pytest.mark.parametrize("wbits", [15, -15, 31], ids=["deflate-zlib", "deflate-raw", "gzip"])
+async def test_small_bomb_is_refused_in_every_encoding(start: Start, wbits: int) -> None:
+    """A fast variant: 8 MB of JSON squeezed into ~8 KB, against a 1 MB cap."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    body = packer.compress(b'{"data": [{"b64_json": "' + b"A" * (8 << 20)) + packer.flush()
+    encoding = "gzip" if wbits == 31 else "deflate"
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+        return web.Response(body=body, headers=headers)
+
+    url = await start(answer)
+    async with client_for(url, max_response_bytes=1 << 20) as client:
+        with pytest.raises(ah.ResponseFormatError, match="larger than max_response_bytes"):
+            await client.generate("gpt-image-1", "a cat")
+
+
 async def test_small_gzip_answer_is_still_read(start: Start) -> None:
     """The decoded-size count does not refuse ordinary compressed answers."""
     body = zlib.compress(b'{"data": [{"b64_json": "' + base64.b64encode(PNG) + b'"}]}', wbits=31)
