@@ -110,13 +110,22 @@ async def test_slow_drip_is_cut_by_the_timeout(
 
 
 @pytest.mark.parametrize(
-    "image_url",
-    ["file:///etc/passwd", "ftp://cdn.example/a.png", "javascript:alert(1)", "gopher://x"],
+    ("image_url", "problem"),
+    [
+        ("file:///etc/passwd", "unsupported scheme"),
+        ("ftp://cdn.example/a.png", "unsupported scheme"),
+        ("javascript:alert(1)", "unsupported scheme"),
+        ("gopher://x", "unsupported scheme"),
+        # A bad port or IPv6 literal raised a bare ValueError from deep in aiohttp.
+        ("http://127.0.0.1:99999/a.png", "is malformed"),
+        ("http://[::1/a.png", "is malformed"),
+    ],
 )
-async def test_non_http_image_urls_are_refused(
-    hostile: tuple[Hostile, Callable[[Handler], Awaitable[str]]], image_url: str
+async def test_non_http_or_malformed_image_urls_are_refused(
+    hostile: tuple[Hostile, Callable[[Handler], Awaitable[str]]], image_url: str, problem: str
 ) -> None:
-    """Download URLs with schemes other than http/https are refused, never fetched."""
+    """Download URLs with schemes other than http/https, or that do not parse, are refused
+    with a typed error, never fetched."""
     _, start = hostile
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -124,7 +133,7 @@ async def test_non_http_image_urls_are_refused(
 
     url = await start(answer)
     async with client_for(url) as client:
-        with pytest.raises(ah.ResponseFormatError, match="unsupported scheme"):
+        with pytest.raises(ah.ResponseFormatError, match=problem):
             await client.generate("dall-e-3", "a cat")
 
 
