@@ -39,9 +39,10 @@ IMAGE: Callable[[Any], Any] = sniff_mime_type
 
 
 def _redact(url: str) -> str:
-    """scheme://host/path: query strings of signed image URLs stay out of hooks and logs."""
+    """scheme://host/path: query strings of signed image URLs (and any user:password@) stay
+    out of hooks and logs."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def interpret(

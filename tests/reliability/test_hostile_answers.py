@@ -304,7 +304,9 @@ async def test_userinfo_of_an_image_url_is_not_echoed(start: Start) -> None:
         return web.json_response({"data": [{"url": "http://user:s3cret@127.0.0.1:1/a.png"}]})
 
     url = await start(answer)
-    async with client_for(url) as client:
+    events: list[str] = []
+    async with client_for(url, on_request=lambda event: events.append(event.url)) as client:
         with pytest.raises(ah.ConnectError) as caught:
             await client.generate("dall-e-3", "a cat")
     assert "s3cret" not in str(caught.value)
+    assert events[-1] == "http://127.0.0.1:1/a.png"
