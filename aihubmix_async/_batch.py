@@ -18,7 +18,7 @@ from typing import Any, Literal
 import anyio
 
 from ._adaptive import AdaptiveLimiter
-from ._errors import InvalidRequestError
+from ._errors import BatchAbortedError, InvalidRequestError, RateLimitError
 from ._generation import Generator
 from ._models import (
     BatchProgress,
@@ -74,6 +74,7 @@ class Batch:
         on_progress: ProgressHook | None,
         on_task: BatchTaskHook | None = None,
         adaptive: AdaptiveLimiter | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         #: The client's adaptive limit, engaged while this batch runs (``concurrency="auto"``).
         self._adaptive = adaptive if concurrency == "auto" else None
@@ -90,6 +91,7 @@ class Batch:
         self._download = download
         self._on_progress = on_progress
         self._on_task = on_task
+        self._give_up_after = give_up_after
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
@@ -219,7 +221,8 @@ class Batch:
     # --- the worker side ------------------------------------------------------------------------
 
     def _finished_pulling(self) -> bool:
-        return self._stopped or self._exhausted
+        # A closed client ends the batch: the rest of the input is not pulled (not started).
+        return self._stopped or self._exhausted or self._generator.closed
 
     async def _pull(self) -> tuple[int, Any] | None:
         if self._finished_pulling():
@@ -290,6 +293,8 @@ class Batch:
                 except Exception as exc:  # every item ends as an outcome, whatever went wrong
                     error = exc
             outcome = self._account(index, request, result, error, stats, started)
+            if isinstance(error, RateLimitError) and self._give_up_after is not None:
+                self._check_breaker()
             if self._on_progress is not None:
                 await self._report(outcome)
             await queue.put(outcome)
@@ -325,6 +330,20 @@ class Batch:
             self._retried += 1
             self._retries += outcome.attempts - 1
         return outcome
+
+    def _check_breaker(self) -> None:
+        """End the batch once the server has refused everything for ``give_up_after`` s."""
+        assert self._give_up_after is not None
+        refusing_for = self._generator.refusing_for()
+        if refusing_for >= self._give_up_after and not self._stopped:
+            self._stopped = True
+            if self._input_error is None:
+                self._input_error = BatchAbortedError(
+                    f"batch stopped: the server answered only 429 for {refusing_for:.0f}s"
+                    f" (give_up_after={self._give_up_after:g}s); items not started are in"
+                    " summary.not_started",
+                    refusing_for=refusing_for,
+                )
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
         on_task = self._on_task

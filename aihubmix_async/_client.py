@@ -31,7 +31,10 @@ from ._ratelimit import RateLimiter
 from ._registry import Registry
 from ._transport import Transport
 
-__all__ = ["Client"]
+__all__ = ["DEFAULT_GIVE_UP_AFTER", "Client"]
+
+#: A batch whose every answer has been a 429 for this long stops (``batch(give_up_after=)``).
+DEFAULT_GIVE_UP_AFTER = 600.0
 
 
 def _check_rpm(rpm: float | None) -> None:
@@ -102,6 +105,7 @@ class Client:
             timeout=config.timeout,
             max_response_bytes=config.max_response_bytes,
             retry=config.retry,
+            secret=config.api_key,
             on_request=on_request,
             on_response=on_response,
         )
@@ -152,6 +156,7 @@ class Client:
         """Close the owned HTTP session (a borrowed one is left open). Idempotent."""
         transport, self._transport = self._transport, None
         self._state = _State.CLOSED
+        self._generator.closed = True  # a running batch stops pulling its input
         if transport is not None:
             # From another loop (the opening one is gone) closing is best effort.
             same_loop = asyncio.get_running_loop() is self._loop
@@ -215,6 +220,7 @@ class Client:
         download: bool = True,
         on_progress: ProgressHook | None = None,
         on_task: BatchTaskHook | None = None,
+        give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
         **params: Any,
     ) -> Batch:
         """Fan out many generations; an async context manager around a stream of outcomes.
@@ -235,11 +241,25 @@ class Client:
         a task id, before the first poll, so the caller can journal it durably; if it raises,
         the item fails with that error and the task is not polled. An item whose
         :attr:`ImageRequest.task_id` is set resumes that task instead of submitting.
+
+        ``give_up_after`` (seconds, default 600; ``None``: never) is the batch's breaker: once
+        the server has answered nothing but 429 for that long, no further item starts and
+        iteration ends with :class:`BatchAbortedError` after the running items are delivered
+        (the rest count in ``summary.not_started``). ``client.aclose()`` also stops a running
+        batch from pulling its input.
         """
         if model is not None:
             adapter, path = self._registry.resolve(model)
             adapter.build_request(path, "parameter check", params)  # refuse bad params up front
         _check_rpm(rpm)
+        if give_up_after is not None and not (
+            isinstance(give_up_after, int | float) and 0 < give_up_after < float("inf")
+        ):
+            raise InvalidRequestError(
+                f"give_up_after must be a positive number of seconds or None,"
+                f" got {give_up_after!r}",
+                field="give_up_after",
+            )
         return Batch(
             self._generator,
             items,
@@ -254,4 +274,5 @@ class Client:
             on_progress=on_progress,
             on_task=on_task,
             adaptive=self._adaptive,
+            give_up_after=give_up_after,
         )

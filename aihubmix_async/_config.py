@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._errors import InvalidRequestError
+from ._errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -74,6 +74,9 @@ class RetryPolicy:
     max_backoff: float = attrs.field(default=8.0, validator=_positive)
     #: A Retry-After longer than this is not waited for: the error is raised instead.
     max_retry_after: float = attrs.field(default=120.0, validator=_positive)
+    #: The most one call (a generation: submit, polls, downloads) waits between retries in
+    #: all; a server answering 429 forever cannot hold an item longer than this.
+    max_retry_wait: float = attrs.field(default=300.0, validator=_positive)
     retry_unsafe_posts: bool = False
 
 
@@ -96,8 +99,24 @@ def origin_of(url: str) -> str:
 
 
 def _check_url(name: str, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        has_userinfo = "@" in parts.netloc
+        hostname = parts.hostname
+    except ValueError:  # e.g. a bad port: say so without echoing what may hold a secret
+        raise InvalidRequestError(f"{name} is not a valid URL", field=name) from None
+    # Credentials in the URL would show in reprs and logs and be sent to every host: refuse
+    # them without echoing the URL (the message must not leak what it refuses).
+    if has_userinfo:
+        raise ConfigurationError(
+            f"{name} must not carry credentials (user:password@); pass the key as api_key"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{name} must not carry a query string or fragment (a key there would leak);"
+            " pass the key as api_key"
+        )
+    if parts.scheme not in ("http", "https") or not hostname:
         raise InvalidRequestError(f"{name} must be an http(s) URL, got {url!r}", field=name)
     return url.rstrip("/")
 

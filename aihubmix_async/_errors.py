@@ -15,10 +15,12 @@
     │   ├── ConnectError                no connection was made (nothing was sent)
     │   └── RequestTimeout              (also TimeoutError)
     ├── ResponseFormatError         a body the SDK cannot parse (what was expected)
+    ├── BatchAbortedError           a batch's breaker: the server refused everything too long
     └── GenerationFailedError       the provider accepted the job but produced no image
         └── ContentPolicyError          rejected by moderation
 
-Messages are built from the fields; none of them ever contains the API key.
+Messages are built from the fields; none of them ever contains the API key (a server that
+echoes it back is redacted by :func:`redact_secret`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchAbortedError",
     "ConfigurationError",
     "ConnectError",
     "ContentPolicyError",
@@ -41,6 +44,7 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "TransportError",
+    "redact_secret",
 ]
 
 
@@ -228,6 +232,18 @@ class ResponseFormatError(AIHubMixError):
         return [f"expected {self.expected}", *super()._details()]
 
 
+class BatchAbortedError(AIHubMixError):
+    """A batch's breaker tripped: the server answered nothing but 429 for ``refusing_for``
+    seconds (``give_up_after``). Raised from the outcome stream once the items already running
+    are delivered; items never started count in ``summary.not_started``."""
+
+    refusing_for: float
+
+    def __init__(self, message: str, *, refusing_for: float, model: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.refusing_for = refusing_for
+
+
 class GenerationFailedError(AIHubMixError):
     """The provider accepted the request but the generation failed."""
 
@@ -317,3 +333,20 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
 }
+
+
+_REDACTED = "***"
+
+
+def redact_secret(error: AIHubMixError, secret: str | None) -> AIHubMixError:
+    """Remove ``secret`` (the API key) from every text of ``error``, in place: a server may
+    echo the request's ``Authorization`` header in its error message."""
+    if not secret:
+        return error
+    for name, value in vars(error).items():
+        if isinstance(value, str) and secret in value:
+            setattr(error, name, value.replace(secret, _REDACTED))
+    error.args = tuple(
+        a.replace(secret, _REDACTED) if isinstance(a, str) else a for a in error.args
+    )
+    return error

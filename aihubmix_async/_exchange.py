@@ -19,8 +19,14 @@ import anyio
 from . import _json
 from ._adaptive import AdaptiveLimiter
 from ._config import RetryPolicy
-from ._errors import AIHubMixError, RateLimitError, ResponseFormatError, error_for_response
-from ._models import CallStats, RequestEvent, ResponseEvent, sniff_mime_type
+from ._errors import (
+    AIHubMixError,
+    RateLimitError,
+    ResponseFormatError,
+    error_for_response,
+    redact_secret,
+)
+from ._models import CallStats, RequestEvent, ResponseEvent, image_type, sniff_mime_type
 from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, should_retry
 from ._transport import Response, Transport
 from ._types import JSONValue
@@ -34,9 +40,10 @@ IMAGE: Callable[[Any], Any] = sniff_mime_type
 
 
 def _redact(url: str) -> str:
-    """scheme://host/path: query strings of signed image URLs stay out of hooks and logs."""
+    """scheme://host/path: query strings of signed image URLs (and any user:password@) stay
+    out of hooks and logs."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def interpret(
@@ -105,11 +112,13 @@ def _log_exchange(method: str, url: str, model: str, response: Response, attempt
 
 
 def _image_type(response: Response, model: str) -> str:
-    """The MIME type of downloaded image bytes; a ResponseFormatError for anything else."""
-    mime = sniff_mime_type(response.body, response.content_type)
-    if not mime.startswith("image/"):
+    """The MIME type of downloaded image bytes; a ResponseFormatError for anything else.
+    The bytes decide, whatever the Content-Type claims (an HTML page is never an image)."""
+    mime = image_type(response.body)
+    if mime is None:
+        claimed = response.content_type or "no Content-Type"
         raise ResponseFormatError(
-            f"downloaded file is not an image ({mime})",
+            f"downloaded file is not a PNG, JPEG, WebP or GIF image (claimed {claimed})",
             expected="image bytes",
             request_id=response.request_id,
             model=model,
@@ -132,6 +141,7 @@ class Exchange:
         timeout: float,
         max_response_bytes: int,
         retry: RetryPolicy,
+        secret: str | None = None,
         on_request: Callable[[RequestEvent], object] | None,
         on_response: Callable[[ResponseEvent], object] | None,
         adaptive: AdaptiveLimiter | None = None,
@@ -146,11 +156,22 @@ class Exchange:
         self._timeout = timeout
         self._max_bytes = max_response_bytes
         self._retry = retry
+        #: Redacted from every error: a server may echo the Authorization header back.
+        self._secret = secret
         self._on_request = on_request
         self._on_response = on_response
         self._hooked = on_request is not None or on_response is not None
-        #: Monotonic time until which every request waits (a 429 pauses the whole key).
+        #: Monotonic time until which every request waits (a 429 with Retry-After pauses the
+        #: whole key).
         self._paused_until = 0.0
+        #: Monotonic time of the first 429 since the last answer that was not one (None: the
+        #: last answer was not a 429). A batch's breaker reads it through refusing_for().
+        self._refused_since: float | None = None
+
+    def refusing_for(self) -> float:
+        """Seconds the server has answered nothing but 429 to this client (0 if it is not)."""
+        since = self._refused_since
+        return 0.0 if since is None else anyio.current_time() - since
 
     async def call(
         self,
@@ -195,41 +216,62 @@ class Exchange:
                         # Image hosts may redirect (aiohttp drops Authorization when the
                         # origin changes); API calls never follow redirects.
                         allow_redirects=parse is IMAGE,
+                        exact_url=parse is IMAGE,  # signed URLs: sent exactly as received
                         model=model,
                     )
                     slot.report(response.status)
                 data, value = interpret(response, model, parse)
             except AIHubMixError as exc:
+                self._note_refusal(exc)
+                if self._secret:
+                    redact_secret(exc, self._secret)
                 if hooked:
                     self._emit_response(method, url, model, attempt, started, None, exc)
-                delay = self._retry_delay(exc, attempt, billed, policy)
+                delay = self._retry_delay(exc, attempt, billed, policy, stats.waited)
                 if delay is None:
                     raise
                 _log_retry(method, url, model, exc, attempt, delay)
                 stats.retries += 1
+                stats.waited += delay
                 await retry_sleep(delay)
                 continue
+            self._refused_since = None
             if hooked:
                 self._emit_response(method, url, model, attempt, started, response, None)
             if logger.isEnabledFor(logging.DEBUG):
                 _log_exchange(method, url, model, response, attempt)
             return response, data, value
 
+    def _note_refusal(self, exc: AIHubMixError) -> None:
+        if isinstance(exc, RateLimitError):
+            if self._refused_since is None:
+                self._refused_since = anyio.current_time()
+        elif getattr(exc, "status_code", None) is not None:
+            self._refused_since = None  # the server answered something else: not refusing
+
     def _retry_delay(
-        self, exc: AIHubMixError, attempt: int, billed: bool, policy: RetryPolicy
+        self,
+        exc: AIHubMixError,
+        attempt: int,
+        billed: bool,
+        policy: RetryPolicy,
+        waited: float,
     ) -> float | None:
-        """Seconds to wait before the next attempt, or None to raise ``exc`` now."""
+        """Seconds to wait before the next attempt, or None to raise ``exc`` now (retries
+        used up, not retryable, or the call's ``max_retry_wait`` budget would be passed)."""
         if attempt > policy.max_retries or not should_retry(exc, billed=billed, policy=policy):
             return None
         if not isinstance(exc, RateLimitError):
-            return backoff_delay(attempt - 1, policy)
+            delay = backoff_delay(attempt - 1, policy)
+            return delay if waited + delay <= policy.max_retry_wait else None
         hint = exc.retry_after
         delay = hint if hint is not None else backoff_delay(attempt - 1, policy)
-        if delay > policy.max_retry_after:
+        if delay > policy.max_retry_after or waited + delay > policy.max_retry_wait:
             return None
-        # Pause the whole client, not just this request: the limit is per key. Under an engaged
-        # adaptive limit a bare 429 already cut the client's concurrency; no pause on top.
-        if hint is not None or not self.adaptive.engaged_count:
+        if hint is not None:
+            # The server named a time for the key: pause the whole client, not just this
+            # request. A bare 429 backs off only the request that got it (and, under an
+            # engaged adaptive limit, has already cut the client's concurrency).
             self._paused_until = max(self._paused_until, anyio.current_time() + delay)
         return delay
 

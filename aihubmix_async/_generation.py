@@ -11,6 +11,7 @@ import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -24,14 +25,15 @@ from ._errors import (
     InvalidRequestError,
     RequestTimeout,
     ResponseFormatError,
+    redact_secret,
 )
 from ._exchange import IMAGE, Exchange
 from ._inputs import encode_image_param
-from ._models import CallStats, GeneratedImage, ImageResult, sniff_mime_type
+from ._models import CallStats, GeneratedImage, ImageResult, image_type, sniff_mime_type
 from ._ratelimit import RateLimiter
 from ._registry import Registry
 from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
-from .providers._base import elide_inline_images
+from .providers._base import elide_inline_images, is_safe_task_id
 
 __all__ = ["Generator", "TaskHook"]
 
@@ -81,6 +83,12 @@ class Generator:
         self._image_headers = {"User-Agent": USER_AGENT}
         self._api_prefixes = (config.base_url + "/", config.tasks_url + "/")
         self._trusted = config.trusted_origins()
+        #: Set by ``Client.aclose()``: a batch stops pulling its input once it is.
+        self.closed = False
+
+    def refusing_for(self) -> float:
+        """Seconds the server has answered this client nothing but 429 (0 if it is not)."""
+        return self._exchange.refusing_for()
 
     def ready(self) -> None:
         """Open the client's session now (a batch does this on entry)."""
@@ -126,6 +134,7 @@ class Generator:
                         elide_inline_images(data)  # decoded into images: do not hold it twice
                     task_id = parsed.task_id
                     if task_id is not None:
+                        _check_task_id(task_id, request_id, path)  # before it is journalled
                         stats.task_id = task_id
                         if on_task is not None:  # journal it before polling: a crash resumes
                             returned = on_task(task_id, request_id)
@@ -161,6 +170,12 @@ class Generator:
         if not isinstance(task_id, str) or not task_id:
             raise InvalidRequestError(
                 f"task_id must be a non-empty string, got {task_id!r}", field="task_id"
+            )
+        if not is_safe_task_id(task_id):
+            raise InvalidRequestError(
+                f"task_id {task_id[:40]!r} is not safe in a URL path (letters, digits and"
+                " . _ - : @ + = ~ only, at most 256, not '.' or '..')",
+                field="task_id",
             )
         if not self._config.api_key:
             raise ConfigurationError(_NO_KEY)
@@ -216,12 +231,13 @@ class Generator:
                 return state.parsed  # type: ignore[no-any-return]
             if state.status is not TaskStatus.PENDING:
                 moderated = state.status is TaskStatus.MODERATED
-                raise (ContentPolicyError if moderated else GenerationFailedError)(
+                failed = (ContentPolicyError if moderated else GenerationFailedError)(
                     f"task ended {state.status.value}: {state.message or 'no detail'}",
                     request_id=request_id,
                     model=model,
                     task_id=task_id,
                 )
+                raise redact_secret(failed, self._config.api_key)  # the server's own words
             if anyio.current_time() + interval > give_up:
                 raise RequestTimeout(
                     f"task {task_id} still pending after the {policy.deadline:g}s poll deadline",
@@ -252,14 +268,25 @@ class Generator:
         self, item: RawImage, download: bool, model: str, stats: CallStats
     ) -> GeneratedImage:
         if item.data is not None:
-            return GeneratedImage(
-                data=item.data, mime_type=sniff_mime_type(item.data, item.mime_type)
-            )
+            mime = image_type(item.data)  # the bytes decide, whatever mimeType claims
+            if mime is None:
+                raise ResponseFormatError(
+                    f"inline image is not a PNG, JPEG, WebP or GIF image"
+                    f" (claimed {item.mime_type or 'no type'})",
+                    expected="image bytes",
+                    model=model,
+                )
+            return GeneratedImage(data=item.data, mime_type=mime)
         url = item.url or ""
         if not url.startswith(("https://", "http://")):
             raise ResponseFormatError(
                 "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
             )
+        if not _well_formed(url):
+            raise ResponseFormatError(
+                "image URL is malformed (host or port)", expected="an http(s) image URL",
+                model=model,
+            )  # fmt: skip
         if not download:
             return GeneratedImage(data=None, mime_type=_claimed_type(item.mime_type), url=url)
         # The key goes only to the API's own hosts, never to the hosts image URLs point at.
@@ -269,6 +296,26 @@ class Generator:
             billed=False, model=model, stats=stats, parse=IMAGE,
         )  # fmt: skip
         return GeneratedImage(data=response.body, mime_type=mime, url=url)
+
+
+def _well_formed(url: str) -> bool:
+    """Whether the URL's host and port parse (a bad port or IPv6 literal raised ValueError
+    from deep in aiohttp)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
+
+
+def _check_task_id(task_id: str, request_id: str | None, model: str) -> None:
+    if not is_safe_task_id(task_id):
+        raise ResponseFormatError(
+            f"task id {task_id[:40]!r} is not safe in a URL path",
+            expected="a task id of letters, digits and . _ - : @ + = ~ (at most 256)",
+            request_id=request_id,
+            model=model,
+        )
 
 
 def _claimed_type(mime_type: str | None) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "ResponseEvent",
     "Usage",
     "extension_for",
+    "image_type",
     "request_from_mapping",
     "sniff_mime_type",
     "write_atomic",
@@ -42,8 +43,8 @@ _EXTENSIONS = {
 }
 
 
-def sniff_mime_type(data: bytes, fallback: str | None = None) -> str:
-    """The image type by its magic bytes; the server's claim only when the bytes don't say."""
+def image_type(data: bytes) -> str | None:
+    """The image type the magic bytes prove (PNG, JPEG, WebP, GIF), else ``None``."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):
@@ -52,6 +53,15 @@ def sniff_mime_type(data: bytes, fallback: str | None = None) -> str:
         return "image/webp"
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
+    return None
+
+
+def sniff_mime_type(data: bytes, fallback: str | None = None) -> str:
+    """The image type by its magic bytes; the server's claim only when the bytes don't say
+    (for display only: whether bytes *are* an image is :func:`image_type`'s call)."""
+    proven = image_type(data)
+    if proven is not None:
+        return proven
     if fallback:
         fallback = fallback.lower()
         return fallback if "/" in fallback else f"image/{'jpeg' if fallback == 'jpg' else fallback}"
@@ -98,6 +108,8 @@ class CallStats:
 
     requests: int = 0
     retries: int = 0
+    #: Seconds spent waiting before retries (bounded by ``RetryPolicy.max_retry_wait``).
+    waited: float = 0.0
     #: The server's task id once a submit answered one (or the resumed task's id).
     task_id: str | None = None
 

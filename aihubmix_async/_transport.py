@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from ._errors import (
     AIHubMixError,
@@ -97,24 +98,37 @@ class Transport:
         timeout: float,  # noqa: ASYNC109 - aiohttp enforces it per request
         max_bytes: int,
         allow_redirects: bool = False,
+        exact_url: bool = False,
         model: str | None = None,
     ) -> Response:
-        """Send one request; every failure becomes an SDK error naming ``model``."""
+        """Send one request; every failure becomes an SDK error naming ``model``.
+
+        ``exact_url`` sends the URL byte for byte as given (signed image URLs: re-encoding
+        ``%3A`` to ``:`` breaks their signature). No aiohttp exception rides along in the SDK
+        error's ``__context__``: some (``TooManyRedirects``) hold the request headers.
+        """
+        # As is only when already fit for the wire; a URL with spaces or non-ASCII characters
+        # is left to yarl to encode (sending those raw would be a malformed request line).
+        exact = exact_url and url.isascii() and url.isprintable() and " " not in url
+        target: str | yarl.URL = yarl.URL(url, encoded=True) if exact else url
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
             self._timeouts[timeout] = client_timeout
+        failure: AIHubMixError
         try:
             async with self._session.request(
                 method,
-                url,
+                target,
                 headers=headers,
                 data=body,
                 timeout=client_timeout,
                 allow_redirects=allow_redirects,
             ) as resp:
                 length = resp.content_length
-                if length is not None and length <= max_bytes:
+                # Content-Length counts the bytes on the wire: of a compressed body it says
+                # nothing about the decoded size, which is what the cap is about.
+                if length is not None and length <= max_bytes and _identity(resp):
                     data = await resp.read()  # the common case, without another coroutine layer
                 else:
                     data = await _read_capped(resp, max_bytes, model)
@@ -127,7 +141,9 @@ class Transport:
         except AIHubMixError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _error_for(exc, method, url, timeout, model) from None
+            failure = _error_for(exc, method, url, timeout, model)
+        # Raised outside the except block, so the aiohttp exception is not its __context__.
+        raise failure
 
 
 def _error_for(
@@ -151,9 +167,13 @@ def _error_for(
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, model: str | None) -> bytes:
-    """Read the body, refusing one larger than ``max_bytes`` without buffering it whole."""
+    """Read the body, refusing one larger than ``max_bytes`` without buffering it whole.
+
+    The count is of decoded bytes (aiohttp inflates gzip/deflate/br in bounded steps as the
+    stream is read), so a small compressed body inflating to gigabytes stops at the cap.
+    """
     length = resp.content_length
-    if length is not None:
+    if length is not None and _identity(resp):
         if length > max_bytes:
             raise _too_large(max_bytes, model)
         return await resp.read()
@@ -163,6 +183,12 @@ async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int, model: str 
         if len(chunks) > max_bytes:
             raise _too_large(max_bytes, model)
     return bytes(chunks)
+
+
+def _identity(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the body arrives as sent: no Content-Encoding for aiohttp to decode."""
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    return encoding in ("", "identity")
 
 
 def _too_large(max_bytes: int, model: str | None) -> ResponseFormatError:
@@ -175,7 +201,9 @@ def _too_large(max_bytes: int, model: str | None) -> ResponseFormatError:
 
 def _host(url: str) -> str:
     # Never echo full URLs (they may carry signed query strings); the host is enough to act on.
+    # Never the userinfo either (user:password@ is a credential).
     try:
-        return urlsplit(url).netloc or "?"
+        netloc = urlsplit(url).netloc
     except ValueError:
         return "?"
+    return netloc.rpartition("@")[2] or "?"

@@ -10,6 +10,7 @@ modules and are re-exported here for compatibility.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -58,6 +59,15 @@ __all__ = [
     "read_images",
     "read_usage",
 ]
+
+
+#: A task id safe as one URL path segment: no '/', '%', control characters, '.' or '..'.
+_SAFE_TASK_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._:@+=~\-]{0,255}")
+
+
+def is_safe_task_id(task_id: object) -> bool:
+    """Whether ``task_id`` may go into a poll URL as one path segment, as is."""
+    return isinstance(task_id, str) and _SAFE_TASK_ID.fullmatch(task_id) is not None
 
 
 @runtime_checkable
@@ -255,7 +265,17 @@ class Adapter:
         return TaskState(status=TaskStatus.PENDING, message=raw)
 
     def task_path(self, task_id: str) -> str:
-        """The poll path (below the tasks URL) of a task this family's submit answered."""
+        """The poll path (below the tasks URL) of a task this family's submit answered.
+
+        The id must be safe as one path segment: ``..`` would make the poll (which carries
+        the key) walk to another path of the API."""
+        if not is_safe_task_id(task_id):
+            raise ResponseFormatError(
+                f"task id {task_id[:40]!r} is not safe in a URL path"
+                if isinstance(task_id, str)
+                else "task id is not a string",
+                expected="a task id of letters, digits and . _ - : @ + = ~ (at most 256)",
+            )
         return (self.tasks or TaskVocabulary(done=(), failed=())).path(task_id)
 
     # --- what the family documents (for the registry, the docs and the emulator) -------------

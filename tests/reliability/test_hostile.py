@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -14,6 +14,7 @@ from aihubmix_async import Client
 from aihubmix_async.sandbox import Sandbox, serve
 
 from ..support import make_client
+from .conftest import Start
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -24,25 +25,9 @@ class Hostile:
 
 
 @pytest.fixture
-async def hostile() -> AsyncIterator[tuple[Hostile, Callable[[Handler], Awaitable[str]]]]:
-    """Start a one-route server on 127.0.0.1 with the handler a test gives; yields its URL."""
-    state = Hostile()
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    yield state, start
-    for runner in runners:
-        await runner.cleanup()
+def hostile(start: Start) -> tuple[Hostile, Start]:
+    """A fresh byte counter and the loopback server starter (see conftest)."""
+    return Hostile(), start
 
 
 def client_for(base_url: str, **options: object) -> Client:
@@ -125,13 +110,22 @@ async def test_slow_drip_is_cut_by_the_timeout(
 
 
 @pytest.mark.parametrize(
-    "image_url",
-    ["file:///etc/passwd", "ftp://cdn.example/a.png", "javascript:alert(1)", "gopher://x"],
+    ("image_url", "problem"),
+    [
+        ("file:///etc/passwd", "unsupported scheme"),
+        ("ftp://cdn.example/a.png", "unsupported scheme"),
+        ("javascript:alert(1)", "unsupported scheme"),
+        ("gopher://x", "unsupported scheme"),
+        # A bad port or IPv6 literal raised a bare ValueError from deep in aiohttp.
+        ("http://127.0.0.1:99999/a.png", "is malformed"),
+        ("http://[::1/a.png", "is malformed"),
+    ],
 )
-async def test_non_http_image_urls_are_refused(
-    hostile: tuple[Hostile, Callable[[Handler], Awaitable[str]]], image_url: str
+async def test_non_http_or_malformed_image_urls_are_refused(
+    hostile: tuple[Hostile, Callable[[Handler], Awaitable[str]]], image_url: str, problem: str
 ) -> None:
-    """Download URLs with schemes other than http/https are refused, never fetched."""
+    """Download URLs with schemes other than http/https, or that do not parse, are refused
+    with a typed error, never fetched."""
     _, start = hostile
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -139,7 +133,7 @@ async def test_non_http_image_urls_are_refused(
 
     url = await start(answer)
     async with client_for(url) as client:
-        with pytest.raises(ah.ResponseFormatError, match="unsupported scheme"):
+        with pytest.raises(ah.ResponseFormatError, match=problem):
             await client.generate("dall-e-3", "a cat")
 
 
