@@ -69,7 +69,8 @@ class BlockingClient:
 
     def batch(self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any) -> Iterator[Outcome]:
         """Like :meth:`Client.batch`: yields outcomes as they finish. Stopping the iteration
-        early (``break``, or closing the generator) cancels what is still running."""
+        early (``break``, or closing the generator) cancels what is still running.
+        """
         portal = self._running()
         runner = self._client.batch(items, **kwargs)
         with portal.wrap_async_context_manager(runner) as outcomes:

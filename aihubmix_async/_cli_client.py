@@ -20,7 +20,8 @@ async def open_client(
     args: argparse.Namespace, concurrency: int | None = None
 ) -> AsyncIterator[Client]:
     """A client for the real API, or for an in-process sandbox with ``--sandbox`` (imported
-    only then: it loads ``aiohttp.web``)."""
+    only then: it loads ``aiohttp.web``).
+    """
     options: dict[str, Any] = {"max_concurrency": max(concurrency or 16, 1)}
     if getattr(args, "rpm", None):
         options["rpm"] = args.rpm

@@ -117,7 +117,8 @@ def _shown(text: str) -> str:
 
 def _read_path(path: str, max_bytes: int) -> bytes:
     """At most ``max_bytes + 1`` bytes of the file: enough to refuse an oversize one without
-    reading it whole (a huge file, a device or a FIFO that never ends)."""
+    reading it whole (a huge file, a device or a FIFO that never ends).
+    """
     try:
         with open(path, "rb") as handle:
             return handle.read(max_bytes + 1)
@@ -144,7 +145,8 @@ def _is_wire_ready(value: Any) -> bool:
 
 def encode_image_param(value: Any, encoding: str, max_bytes: int) -> Any:
     """Turn an image parameter (one image or a list) into the family's wire form: a URL, a
-    data URI or bare base64 string, or (encoding "file") the bytes to upload as a RawImage."""
+    data URI or bare base64 string, or (encoding "file") the bytes to upload as a RawImage.
+    """
     if isinstance(value, list | tuple):
         return [encode_image_param(item, encoding, max_bytes) for item in value]
     if encoding == "data_uri" and _is_wire_ready(value):

@@ -49,7 +49,8 @@ _MODE = 0o666
 
 def safe_name(item_id: str) -> str:
     """A file stem from an id that cannot leave the folder: no separators, ``..``, NUL, ``~``
-    or reserved device names. A changed id gets a short hash so distinct ids stay distinct."""
+    or reserved device names. A changed id gets a short hash so distinct ids stay distinct.
+    """
     stem = _UNSAFE.sub("_", item_id).strip("._")[:100]
     if stem.lower().split(".")[0] in _RESERVED:  # Windows devices, whatever the extension
         stem = f"_{stem}"
@@ -100,7 +101,8 @@ _syncfs = _load_syncfs()
 
 def sync_files(folder: Path, paths: list[Path]) -> None:
     """Make the data of ``paths`` (all in ``folder``'s file system) durable: one ``syncfs``
-    for the whole group on Linux instead of one fsync per file; fsync each elsewhere."""
+    for the whole group on Linux instead of one fsync per file; fsync each elsewhere.
+    """
     if _syncfs is not None:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -127,7 +129,8 @@ def fsync_dir(path: Path) -> None:
 
 def append_lines(path: Path, payload: bytes) -> None:
     """Append whole lines in one go; on failure (full disk) cut the file back to where it was,
-    so a reader never sees half a line. The file is re-exported from the journal anyway."""
+    so a reader never sees half a line. The file is re-exported from the journal anyway.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _MODE)
     try:
         start = os.fstat(fd).st_size

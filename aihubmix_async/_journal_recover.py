@@ -52,7 +52,8 @@ def _finish_temp(db: sqlite3.Connection, out: Path, entry: os.DirEntry[str]) -> 
 
 def recover(journal: JournalFolder, lock: FolderLock) -> None:
     """Reconcile files and rows after a crash (see the module docstring); re-export
-    ``metadata.jsonl``/``errors.jsonl`` if a run ended without its final export."""
+    ``metadata.jsonl``/``errors.jsonl`` if a run ended without its final export.
+    """
     db, out = journal.db, journal.out
     empty_trash(db, out)
     renamed = False

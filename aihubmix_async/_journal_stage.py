@@ -78,7 +78,8 @@ def bare_identity(prompt: str, model: str, params: Mapping[str, Any] | None = No
                   registry: Registry | None = None) -> tuple[str, str, str, str]:  # fmt: skip
     """(default id, fingerprint, model path, parameter JSON) that staging gives a text line
     ``prompt`` under ``-m model`` and ``--param`` ``params`` (its first occurrence): for
-    tools and benchmarks that build a journal directly."""
+    tools and benchmarks that build a journal directly.
+    """
     adapter, path = (registry or Registry.default()).resolve(model)
     suffix, params_json = _under(path, adapter.image_params, params or {})
     key = hashlib.sha256(prompt.encode() + b"\0\0{}").hexdigest()
@@ -132,7 +133,8 @@ class Stager:
 
     def _keyed(self, request: ImageRequest, prompt: bytes) -> tuple[str, str, str, str]:
         """(identity, fingerprint suffix, model path, parameter JSON) of a line that names its
-        own model or parameters."""
+        own model or parameters.
+        """
         model = request.model or self._model
         if model is None:
             raise InvalidRequestError("no model: give -m or a 'model' on the line", field="model")
@@ -154,7 +156,8 @@ class Stager:
         cannot be stored such as a lone surrogate): report it as a bad line.
 
         The fingerprint is the identity digest (prompt, the line's own model and parameters)
-        followed by a digest of the resolved model path and the merged canonical parameters."""
+        followed by a digest of the resolved model path and the merged canonical parameters.
+        """
         item_id = request.id
         try:
             prompt = request.prompt.encode()
@@ -196,7 +199,8 @@ class Stager:
 
     def finish(self, *, examples: int = 5) -> StageReport:
         """Number repeated lines, find collisions and compare with the journal. Writes only
-        temporary tables: safe on a read-only journal (``--dry-run``)."""
+        temporary tables: safe on a read-only journal (``--dry-run``).
+        """
         self._flush()
         db = self._db
         if db.in_transaction:
@@ -258,7 +262,8 @@ class Stager:
 
 def _number_repeats(db: sqlite3.Connection) -> None:
     """The 2nd, 3rd ... identical line without an id gets ``-2``, ``-3`` (in line order).
-    Leaves the table ``dups``: every key that was repeated or that numbering made."""
+    Leaves the table ``dups``: every key that was repeated or that numbering made.
+    """
     db.execute("DROP TABLE IF EXISTS temp.dups")
     db.execute(
         "CREATE TEMP TABLE dups AS SELECT stem_key FROM staged GROUP BY stem_key"

@@ -85,7 +85,8 @@ class JournalWriter:
     """``async with journal.writer(on_durable=...) as writer``: :meth:`put` every outcome,
     pass :meth:`record_task` as the batch's ``on_task``. Leaving the block commits what is
     queued and re-exports ``metadata.jsonl``/``errors.jsonl``. ``on_durable`` is called on the
-    event loop for each item once it is on disk (its errors are logged, never raised)."""
+    event loop for each item once it is on disk (its errors are logged, never raised).
+    """
 
     def __init__(self, journal: JournalFolder, *, on_durable: Callable[[Committed], object] | None,
                  sync: bool, max_group: int, backlog: int) -> None:  # fmt: skip
@@ -140,7 +141,8 @@ class JournalWriter:
     async def put(self, outcome: Outcome) -> None:
         """Queue an outcome for the next group commit, then wait only if the disk lags far
         behind (the outcome is queued even if that wait is cancelled). Raises
-        JournalWriteError once a commit failed (stop the batch then)."""
+        JournalWriteError once a commit failed (stop the batch then).
+        """
         if self._failure is not None:
             raise self._error()
         self._queue.put(outcome)  # first: a cancelled wait below never drops a billed result
@@ -153,7 +155,8 @@ class JournalWriter:
     async def record_task(self, request: ImageRequest, task_id: str,
                           request_id: str | None = None) -> None:  # fmt: skip
         """The batch's ``on_task``: journal the task id (durably) before polling starts, so a
-        resumed run polls it instead of paying for a new submit."""
+        resumed run polls it instead of paying for a new submit.
+        """
         if self._failure is not None:
             raise self._error()
         assert self._loop is not None

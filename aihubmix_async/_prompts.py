@@ -107,7 +107,8 @@ def format_of(source: str, explicit: str | None) -> str | None:
 def input_key(source: str, settings: Mapping[str, Any]) -> str | None:
     """A digest of a prompts file's bytes and the run's ``settings``: equal keys mean the same
     input, so a rerun may skip reading it again. None when the source cannot be re-read (stdin,
-    a pipe, a FIFO): those are always read in full."""
+    a pipe, a FIFO): those are always read in full.
+    """
     if source == "-" or not os.path.isfile(source):
         return None
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -211,7 +212,8 @@ class PromptReader:
         """The line if what it asks is valid: a model that resolves, parameters the model
         takes, no local files unless allowed (the request itself is handed on as read).
         Adapters check nothing of a prompt but that it is not blank, so the verdict is
-        remembered per distinct (model, parameters) of a line: most lines cost a lookup."""
+        remembered per distinct (model, parameters) of a line: most lines cost a lookup.
+        """
         if request.task_id is not None:  # the journal resumes tasks itself, by item id
             raise InvalidRequestError("'task_id' is not a prompts-file field")
         own = request.params

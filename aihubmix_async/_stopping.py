@@ -64,7 +64,8 @@ class Stopper:
     @contextlib.contextmanager
     def scope(self, *, billing: bool) -> Iterator[anyio.CancelScope]:
         """The phase a signal acts on. Not ``billing``: a signal cancels it and
-        :class:`Stopped` is raised. ``billing``: see :meth:`_on_signal`."""
+        :class:`Stopped` is raised. ``billing``: see :meth:`_on_signal`.
+        """
         with anyio.CancelScope() as scope:
             self._scope, self._billing = scope, billing
             if self.signum is not None:
@@ -78,7 +79,8 @@ class Stopper:
 
     def watch(self, batch: Any) -> None:
         """The running batch: ``batch.stop()`` on the first signal (at once if it came
-        already), so it pulls no new item and lets the ones in flight finish."""
+        already), so it pulls no new item and lets the ones in flight finish.
+        """
         self._batch = batch
         if self.signum is not None:
             batch.stop()
@@ -109,7 +111,8 @@ class Stopper:
 
 async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a daemon thread. Cancelling the wait abandons the thread (it may be
-    blocked reading a FIFO nobody writes): it cannot hold up the process's exit."""
+    blocked reading a FIFO nobody writes): it cannot hold up the process's exit.
+    """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 

@@ -46,7 +46,8 @@ def lifespan(
     factory: Callable[[], Client] = Client,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """A lifespan that opens one client (``factory()``, by default ``Client()`` configured from
-    the environment) for the whole process and closes it at shutdown."""
+    the environment) for the whole process and closes it at shutdown.
+    """
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,5 +99,6 @@ def _answer(_: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Map SDK errors to HTTP answers: invalid parameters -> 422, upstream 429 -> 429 with
     Retry-After, timeouts -> 504, upstream unavailable -> 503, other upstream faults -> 502.
-    Bodies carry the message and the upstream request id, never the API key."""
+    Bodies carry the message and the upstream request id, never the API key.
+    """
     app.add_exception_handler(AIHubMixError, _answer)

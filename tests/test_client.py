@@ -185,7 +185,8 @@ async def test_raising_response_hooks_never_break_a_billed_success(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     """on_request/on_response errors are logged (with traceback) and swallowed: the result that
-    was paid for is returned, and the request is not sent again."""
+    was paid for is returned, and the request is not sent again.
+    """
 
     def broken(event: object) -> None:
         raise RuntimeError("metrics backend down")

@@ -60,7 +60,8 @@ async def test_local_forms_reach_the_family_shape(
 
 async def test_gpt_image_edit_upload(client: Client, sandbox: Sandbox) -> None:
     """A local image for gpt-image is uploaded to /v1/images/edits with its options; the
-    edited images and usage come back; a URL stays on the predictions route."""
+    edited images and usage come back; a URL stays on the predictions route.
+    """
     result = await client.generate(
         "opanai/gpt-image-1",
         "make it blue",
@@ -133,7 +134,8 @@ async def test_hooks_and_logging_see_each_attempt(
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 async def test_an_endless_file_is_refused_without_reading_it_whole(sandbox: Sandbox) -> None:
     """A path to something that never ends (a device, a FIFO) or a huge file is read only up to
-    the input cap, then refused as too large; nothing is sent."""
+    the input cap, then refused as too large; nothing is sent.
+    """
     async with make_client(sandbox, max_input_bytes=1024) as small:
         with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
             await small.generate("flux-kontext-max", "x", input_image="/dev/zero")

@@ -234,7 +234,8 @@ Render = Callable[[list[str], str, "JSONObject | None"], JSONObject]
 @attrs.frozen(kw_only=True)
 class Shape:
     """A documented answer shape: whether it carries images inline (base64) or as URLs, and
-    how to write one (the emulator's side; adapters read every shape with the tolerant reader)."""
+    how to write one (the emulator's side; adapters read every shape with the tolerant reader).
+    """
 
     name: str
     inline: bool
@@ -315,7 +316,8 @@ SHAPES: dict[str, Shape] = {
 @attrs.frozen(kw_only=True)
 class Answer:
     """How a family answers a generation: its shapes (the first is the default), a parameter
-    that switches the shape, the image format, and how many images it makes."""
+    that switches the shape, the image format, and how many images it makes.
+    """
 
     shapes: tuple[str, ...] = ("output[].url",)
     #: (parameter, value, shape): the answer shape when the parameter has that value.

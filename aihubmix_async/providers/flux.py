@@ -34,7 +34,8 @@ _RATIO = re.compile(r"([1-9][0-9]{0,3}):([1-9][0-9]{0,3})")
 
 def check_aspect_ratio(value: str | None) -> None:
     """Any ``W:H`` from 21:9 to 9:21 (reference §4a: "aspect_ratio from 21:9 to 9:21"), not
-    just the common presets: ``2:1``, ``7:3``, ``5:4`` are all valid."""
+    just the common presets: ``2:1``, ``7:3``, ``5:4`` are all valid.
+    """
     if value is None:
         return
     match = _RATIO.fullmatch(value)

@@ -71,7 +71,8 @@ def temps(out: Path) -> list[str]:
 
 def assert_consistent(out: Path) -> list[dict[str, Any]]:
     """Files and rows agree: every image has exactly one metadata row and vice versa, no
-    temporary file is left, and no id appears twice."""
+    temporary file is left, and no id appears twice.
+    """
     rows = metadata(out)
     names = [r["file_name"] for r in rows]
     assert len(names) == len(set(names))

@@ -1,6 +1,7 @@
 """The kill -9 loop: a 2,000-item run with mixed n and a task model, killed 20 times at
 random, then resumed: every item exactly once, no orphan or temporary file, re-billed submits
-bounded by what was in flight at each kill, and no journaled task submitted twice."""
+bounded by what was in flight at each kill, and no journaled task submitted twice.
+"""
 
 from __future__ import annotations
 

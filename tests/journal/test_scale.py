@@ -1,5 +1,6 @@
 """A million items: staging and a resume keep memory flat, collisions are still found
-(finding 9)."""
+(finding 9).
+"""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def _limit_file_size() -> None:
 
 def test_full_disk_gives_a_clear_error_and_a_resumable_state(tmp_path: Path) -> None:
     """Writes failing mid-run (file size limit: a full disk) end with a clear error; the rerun
-    completes with every item exactly once and no partial files."""
+    completes with every item exactly once and no partial files.
+    """
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(
         "".join(json.dumps({"id": f"i{n}", "prompt": f"p{n}"}) + "\n" for n in range(60))
