@@ -26,7 +26,7 @@ async def open_client(
     if getattr(args, "rpm", None):
         options["rpm"] = args.rpm
     if args.sandbox:
-        from .sandbox import DEFAULT_API_KEY, serve
+        from .sandbox import DEFAULT_API_KEY, serve  # noqa: PLC0415  (only now: aiohttp.web)
 
         async with serve() as sandbox:
             client = Client(api_key=DEFAULT_API_KEY, base_url=sandbox.base_url,

@@ -23,7 +23,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import anyio.to_thread
 import attrs
@@ -194,7 +194,7 @@ class Journal:
             raise
         return journal
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio.to_thread
 
@@ -107,7 +107,7 @@ class JournalWriter:
 
     # --- the event loop side --------------------------------------------------------------
 
-    async def __aenter__(self) -> JournalWriter:
+    async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._journal.set_meta(self._dirty_key, os.getpid())
         self._thread = threading.Thread(target=self._run, name="aihubmix-journal", daemon=True)

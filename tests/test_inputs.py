@@ -87,14 +87,16 @@ async def test_urls_pass_through_and_lists_work(client: Client, sandbox: Sandbox
 async def test_bad_inputs_are_refused_before_sending(
     client: Client, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """Unsupported types, non-images, oversize files and missing files raise InvalidRequestError."""
+    """Unsupported types, non-images, oversize files, missing files and an empty ImageInput raise
+    InvalidRequestError.
+    """
     (tmp_path / "notes.txt").write_text("not an image")
     small = make_client(sandbox, max_input_bytes=1024)
     async with small:
         with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
             await small.generate("gpt-image-1", "x", image=png(128, 128))
     for bad in (42, str(tmp_path / "notes.txt"), str(tmp_path / "missing.png"), b"plain text",
-                io.StringIO("text mode")):  # fmt: skip
+                io.StringIO("text mode"), ImageInput()):  # fmt: skip
         with pytest.raises(ah.InvalidRequestError):
             await client.generate("qwen-image-edit", "x", image=bad)
     assert sandbox.stats.requests == 0
