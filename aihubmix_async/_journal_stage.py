@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import sqlite3
 import zlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from ._batch import ImageRequest
@@ -36,10 +36,12 @@ _URL = ("https://", "http://")
 
 
 @functools.lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """The content digest of a local image file (cached while its size and mtime hold)."""
+def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
+    """The content digest of a local image file (cached while its size and mtime hold: those two
+    arguments are only part of the cache key).
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -54,7 +56,7 @@ def _canon(value: Any, images: Mapping[str, str], key: str | None = None) -> Any
     if isinstance(value, str):
         if key in images and not value.startswith(_URL) and not value.startswith("data:"):
             try:  # a local file (the CLI allows them only on request): by its bytes
-                info = os.stat(value)
+                info = Path(value).stat()
                 return "file:" + _file_digest(value, info.st_size, info.st_mtime_ns)
             except OSError:
                 return f"file:{value}"  # unreadable: the generation will say so
@@ -213,7 +215,7 @@ class Stager:
             " GROUP BY stem_key HAVING count(*) > 1"
         )
         groups = db.execute(colliding).fetchmany(10)
-        (count,) = db.execute(f"SELECT count(*) FROM ({colliding})").fetchone()
+        (count,) = db.execute(f"SELECT count(*) FROM ({colliding})").fetchone()  # noqa: S608  (fixed)
         conflicts = []
         for (stem_key,) in groups:
             rows = db.execute(
