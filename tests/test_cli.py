@@ -68,6 +68,7 @@ def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
     return subprocess.run(
         [sys.executable, "-m", "aihubmix_async", *args],
         capture_output=True,
+        check=False,
         text=True,
         env=env,
         input=stdin,

@@ -14,7 +14,7 @@ from aihubmix_async.sandbox import Sandbox, serve
 
 from .support import make_client
 
-SECRET = "sk-sandbox"  # the sandbox's key: must never show up in text the SDK produces
+SECRET = "sk-sandbox"  # noqa: S105  the sandbox's key: must never show up in text the SDK produces
 
 
 async def test_missing_key_fails_at_first_call_not_construction(sandbox: Sandbox) -> None:

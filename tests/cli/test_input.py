@@ -72,7 +72,7 @@ def test_undecodable_csv_byte_is_a_bad_line(api: ThreadSandbox, cli: Any, tmp_pa
 def test_lone_surrogate_is_a_bad_line(
     api: ThreadSandbox, cli: Any, tmp_path: Path, where: str
 ) -> None:
-    """Finding 4: ``\\ud800`` in a JSONL prompt or id is a bad line, in a dry run and a run;
+    r"""Finding 4: ``\ud800`` in a JSONL prompt or id is a bad line, in a dry run and a run;
     the lines after it are generated and a rerun bills nothing again.
     """
     row = {"id": "x", "prompt": "a fox", where: "bad \ud800 text"}
@@ -93,7 +93,7 @@ def test_lone_surrogate_is_a_bad_line(
 
 
 def test_prompts_from_a_pipe_are_read_once(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
-    """Finding 6: ``<(printf 'a\\nb\\n')`` (a pipe given as a path) is read once, not
+    r"""Finding 6: ``<(printf 'a\nb\n')`` (a pipe given as a path) is read once, not
     consumed by a counting pass.
     """
     read_end, write_end = os.pipe()
@@ -113,7 +113,7 @@ def test_prompts_from_a_named_fifo(api: ThreadSandbox, cli: Any, tmp_path: Path)
     os.mkfifo(fifo)
 
     def feed() -> None:
-        with open(fifo, "w") as handle:
+        with fifo.open("w") as handle:
             handle.write('{"prompt": "a fox"}\n{"prompt": "a cat"}\n')
 
     writer = threading.Thread(target=feed)

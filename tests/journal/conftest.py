@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,5 +83,5 @@ def assert_consistent(out: Path) -> list[dict[str, Any]]:
         assert r["image_index"] not in indexes
         indexes.add(r["image_index"])
     for r in rows:
-        assert os.path.getsize(out / r["file_name"]) > 0
+        assert (out / r["file_name"]).stat().st_size > 0
     return rows

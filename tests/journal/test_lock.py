@@ -22,7 +22,7 @@ OPEN = "import sys; from aihubmix_async._journal import Journal; Journal.open(sy
 def open_elsewhere(out: Path, shard: str = "") -> subprocess.CompletedProcess[str]:
     """Journal.open in another process (flock is per process and open file)."""
     code = OPEN.format(f", shard={shard}" if shard else "")
-    return subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+    return subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, check=False,
                           text=True, timeout=60)  # fmt: skip
 
 
