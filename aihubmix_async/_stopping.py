@@ -24,7 +24,7 @@ __all__ = ["Stopped", "Stopper", "in_daemon_thread"]
 T = TypeVar("T")
 
 
-class Stopped(Exception):
+class Stopped(Exception):  # noqa: N818  (a signal stopped the run: not an error)
     """A signal stopped the run before anything was sent."""
 
 
@@ -128,7 +128,7 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
         result, error = None, None
         try:
             result = fn(*args)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is gone: the wait was abandoned
             loop.call_soon_threadsafe(settle, result, error)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,7 +80,8 @@ def _body(error: AIHubMixError, kind: str) -> dict[str, Any]:
 
 
 def _answer(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AIHubMixError)
+    if not isinstance(exc, AIHubMixError):  # installed for AIHubMixError only
+        raise exc
     if isinstance(exc, InvalidRequestError):
         return JSONResponse(_body(exc, "invalid_request"), status_code=422)
     if isinstance(exc, ContentPolicyError):
@@ -91,7 +93,7 @@ def _answer(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(_body(exc, "rate_limited"), status_code=429, headers=headers)
     if isinstance(exc, RequestTimeout):
         return JSONResponse(_body(exc, "upstream_timeout"), status_code=504)
-    if isinstance(exc, APIStatusError) and exc.status_code == 503:
+    if isinstance(exc, APIStatusError) and exc.status_code == HTTPStatus.SERVICE_UNAVAILABLE:
         return JSONResponse(_body(exc, "upstream_unavailable"), status_code=503)
     return JSONResponse(_body(exc, "upstream_error"), status_code=502)
 

@@ -252,17 +252,17 @@ SHAPES: dict[str, Shape] = {
         Shape(
             name="output[].url",
             inline=False,
-            render=lambda images, fmt, usage: {"output": [{"url": u} for u in images]},
+            render=lambda images, *_: {"output": [{"url": u} for u in images]},
         ),
         Shape(
             name="output[] strings",
             inline=False,
-            render=lambda images, fmt, usage: {"output": list(images)},
+            render=lambda images, *_: {"output": list(images)},
         ),
         Shape(
             name="output[].b64_json",
             inline=True,
-            render=lambda images, fmt, usage: _usage(
+            render=lambda images, _fmt, usage: _usage(
                 {"output": [{"b64_json": b} for b in images]}, usage
             ),
         ),
@@ -278,7 +278,7 @@ SHAPES: dict[str, Shape] = {
         Shape(
             name="predictions[].bytesBase64Encoded",
             inline=True,
-            render=lambda images, fmt, usage: {
+            render=lambda images, fmt, _usage: {
                 "predictions": [{"bytesBase64Encoded": b, "mimeType": f"image/{fmt}"}
                                 for b in images]
             },
@@ -286,7 +286,7 @@ SHAPES: dict[str, Shape] = {
         Shape(
             name="data[].b64_json",
             inline=True,
-            render=lambda images, fmt, usage: _usage(
+            render=lambda images, _fmt, usage: _usage(
                 {"created": int(time.time()),
                  "data": [{"b64_json": b, "revised_prompt": None} for b in images]},
                 usage,

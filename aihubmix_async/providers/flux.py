@@ -29,6 +29,7 @@ __all__ = [
     "FluxSyncParams",
 ]
 
+_IMAGE_TOLERANCE = 2  # the highest safety_tolerance allowed with an input_image
 _RATIO = re.compile(r"([1-9][0-9]{0,3}):([1-9][0-9]{0,3})")
 
 
@@ -70,10 +71,10 @@ class FluxAsyncParams:
 
     def __attrs_post_init__(self) -> None:
         check_aspect_ratio(self.aspect_ratio)
-        if self.input_image is not None and (self.safety_tolerance or 0) > 2:
+        if self.input_image is not None and (self.safety_tolerance or 0) > _IMAGE_TOLERANCE:
             raise InvalidRequestError(
-                "parameter 'safety_tolerance' must be at most 2 with an 'input_image';"
-                f" got {self.safety_tolerance}",
+                f"parameter 'safety_tolerance' must be at most {_IMAGE_TOLERANCE} with an"
+                f" 'input_image'; got {self.safety_tolerance}",
                 field="safety_tolerance",
             )
         if (self.width is None) != (self.height is None):
