@@ -10,7 +10,7 @@
 from ._batch import Batch
 from ._blocking import BlockingClient
 from ._client import Client
-from ._config import VERSION as __version__
+from ._config import VERSION as __version__  # noqa: N811  (the dunder is the convention)
 from ._config import ClientConfig, PollPolicy, RetryPolicy
 from ._errors import (
     AIHubMixError,

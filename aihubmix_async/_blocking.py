@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -39,7 +39,7 @@ class BlockingClient:
     def __repr__(self) -> str:
         return f"Blocking{self._client!r}"
 
-    def __enter__(self) -> BlockingClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -69,7 +69,8 @@ class BlockingClient:
 
     def batch(self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any) -> Iterator[Outcome]:
         """Like :meth:`Client.batch`: yields outcomes as they finish. Stopping the iteration
-        early (``break``, or closing the generator) cancels what is still running."""
+        early (``break``, or closing the generator) cancels what is still running.
+        """
         portal = self._running()
         runner = self._client.batch(items, **kwargs)
         with portal.wrap_async_context_manager(runner) as outcomes:

@@ -27,8 +27,10 @@ from typing import Any
 
 import anyio
 
+from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
 from ._errors import AIHubMixError
+from ._journal_files import safe_name
 from ._preflight import parse_params
 from ._progress import say
 from ._registry import Registry
@@ -53,8 +55,6 @@ EXIT_IO = 3
 
 
 async def _generate(args: argparse.Namespace) -> int:
-    from ._journal_files import safe_name
-
     params = parse_params(args.param)
     async with open_client(args) as client:
         result = await client.generate(args.model, args.prompt, **params)
@@ -67,7 +67,7 @@ async def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(args: argparse.Namespace) -> int:
+def _models(_args: argparse.Namespace) -> int:
     for info in Registry.default().models():
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
         say(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]")
@@ -84,7 +84,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import __main__ as sandbox_command  # only now: it loads aiohttp.web
+    # Only now: the sandbox loads aiohttp.web, which the other commands never need.
+    from .sandbox import __main__ as sandbox_command  # noqa: PLC0415
 
     sandbox_command.main(list(args.options))
     return 0
@@ -92,9 +93,6 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: sample prompts through the sandbox into a dataset."""
-    from ._cli_batch import run_batch
-    from ._journal_files import safe_name
-
     rows = [
         json.dumps({"prompt": f"{prompt} #{i}", "model": model, "id": f"{safe_name(model)}-{i}"})
         for i in range(args.repeat)
@@ -113,14 +111,10 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    from ._cli_batch import dry_run, run_batch
-
     return await (dry_run(args) if args.dry_run else run_batch(args))
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from ._cli_batch import show_status
-
     return await show_status(Path(args.folder))
 
 
@@ -210,6 +204,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "models":
+        return _models(args)
+    if args.command == "sandbox":
+        return _sandbox(args)
+    handler = {"generate": _generate, "batch": _batch, "demo": _demo, "status": _status}
+    return asyncio.run(handler[args.command](args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -225,12 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
     try:
-        if args.command == "models":
-            return _models(args)
-        if args.command == "sandbox":
-            return _sandbox(args)
-        handler = {"generate": _generate, "batch": _batch, "demo": _demo, "status": _status}
-        return asyncio.run(handler[args.command](args))
+        return _dispatch(args)
     except AIHubMixError as exc:
         say(f"error: {exc}", sys.stderr)
         return EXIT_REFUSED

@@ -172,7 +172,8 @@ def _input_key(args: argparse.Namespace, settings: BatchSettings) -> str | None:
     """What makes a rerun provably the same as the last one (None: read the input again
     regardless). The change policy is part of it: after ``--on-change keep`` the kept items
     still differ from their lines, and ``--on-change regenerate`` must find them. Local image
-    files are part of fingerprints but not of the prompts file: never skipped then."""
+    files are part of fingerprints but not of the prompts file: never skipped then.
+    """
     if args.allow_local_files:
         return None
     return input_key(settings.source, {

@@ -20,12 +20,13 @@ async def open_client(
     args: argparse.Namespace, concurrency: int | None = None
 ) -> AsyncIterator[Client]:
     """A client for the real API, or for an in-process sandbox with ``--sandbox`` (imported
-    only then: it loads ``aiohttp.web``)."""
+    only then: it loads ``aiohttp.web``).
+    """
     options: dict[str, Any] = {"max_concurrency": max(concurrency or 16, 1)}
     if getattr(args, "rpm", None):
         options["rpm"] = args.rpm
     if args.sandbox:
-        from .sandbox import DEFAULT_API_KEY, serve
+        from .sandbox import DEFAULT_API_KEY, serve  # noqa: PLC0415  (only now: aiohttp.web)
 
         async with serve() as sandbox:
             client = Client(api_key=DEFAULT_API_KEY, base_url=sandbox.base_url,

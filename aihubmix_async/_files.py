@@ -15,7 +15,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -23,7 +23,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def save_into(path: Path, data: bytes, name: str) -> Path:
     """Write ``data`` atomically to ``path``, or to ``path / name`` when ``path`` is a folder
-    (parents are created). Blocking: call it in a worker thread from async code."""
+    (parents are created). Blocking: call it in a worker thread from async code.
+    """
     if path.is_dir():
         path = path / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import os
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -42,30 +43,9 @@ class ImageInput:
         """Read ``value`` (may touch the file system: call from a thread in async code)."""
         if isinstance(value, ImageInput):
             return value
-        if isinstance(value, str):
-            if value.startswith(("https://", "http://")):
-                return cls(url=value)
-            if value.startswith("data:"):
-                return cls._checked(_decode_data_uri(value), max_bytes)
-            data = _decode_bare_base64(value)
-            return cls._checked(_read_path(value, max_bytes) if data is None else data, max_bytes)
-        if isinstance(value, os.PathLike):
-            return cls._checked(_read_path(os.fspath(value), max_bytes), max_bytes)
-        if isinstance(value, bytes | bytearray | memoryview):
-            return cls._checked(bytes(value), max_bytes)
-        if hasattr(value, "read"):
-            data = value.read(max_bytes + 1)
-            if not isinstance(data, bytes):
-                raise InvalidRequestError("image file objects must be opened in binary mode")
-            return cls._checked(data, max_bytes)
-        if type(value).__module__.startswith("PIL.") and hasattr(value, "save"):
-            buffer = io.BytesIO()
-            value.save(buffer, format="PNG")
-            return cls._checked(buffer.getvalue(), max_bytes)
-        raise InvalidRequestError(
-            f"unsupported image input {type(value).__name__}: give a path, bytes, a binary file,"
-            " an http(s) URL, a data: URI or a Pillow image"
-        )
+        if isinstance(value, str) and value.startswith(("https://", "http://")):
+            return cls(url=value)
+        return cls._checked(_bytes_of(value, max_bytes), max_bytes)
 
     @classmethod
     def _checked(cls, data: bytes, max_bytes: int) -> ImageInput:
@@ -82,19 +62,48 @@ class ImageInput:
         """The string a family expects: the URL, else a ``data:`` URI or bare base64."""
         if self.url is not None:
             return self.url
-        assert self.data is not None
+        if self.data is None:
+            raise InvalidRequestError("an ImageInput needs a url or data", field="image")
         text = base64.b64encode(self.data).decode()
         return text if encoding == "base64" else f"data:{self.mime_type};base64,{text}"
 
 
+def _bytes_of(value: Any, max_bytes: int) -> bytes:
+    """The bytes of any input but an http(s) URL (at most ``max_bytes + 1`` from a file)."""
+    if isinstance(value, str):
+        if value.startswith("data:"):
+            return _decode_data_uri(value)
+        data = _decode_bare_base64(value)
+        return _read_path(value, max_bytes) if data is None else data
+    if isinstance(value, os.PathLike):
+        return _read_path(os.fspath(value), max_bytes)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if hasattr(value, "read"):
+        data = value.read(max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise InvalidRequestError("image file objects must be opened in binary mode")
+        return data
+    if type(value).__module__.startswith("PIL.") and hasattr(value, "save"):
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return buffer.getvalue()
+    raise InvalidRequestError(
+        f"unsupported image input {type(value).__name__}: give a path, bytes, a binary file,"
+        " an http(s) URL, a data: URI or a Pillow image"
+    )
+
+
 #: Longer strings are not file paths (PATH_MAX is 4096 on Linux): base64 that is not an image.
 _MAX_PATH = 4096
+#: The base64 of the smallest image is longer: a shorter string is a (short) path.
+_MIN_IMAGE_BASE64 = 16
 _SHOWN = 60  # characters of a refused value quoted in the error (never a whole base64 blob)
 
 
 def _decode_bare_base64(text: str) -> bytes | None:
     """The image bytes of a bare base64 string, or None when it is not base64 of an image."""
-    if len(text) < 16:  # shorter than any image's base64: a (short) path
+    if len(text) < _MIN_IMAGE_BASE64:
         return None
     compact = "".join(text.split())  # ``base64`` tools wrap lines at 76 characters
     try:
@@ -117,9 +126,10 @@ def _shown(text: str) -> str:
 
 def _read_path(path: str, max_bytes: int) -> bytes:
     """At most ``max_bytes + 1`` bytes of the file: enough to refuse an oversize one without
-    reading it whole (a huge file, a device or a FIFO that never ends)."""
+    reading it whole (a huge file, a device or a FIFO that never ends).
+    """
     try:
-        with open(path, "rb") as handle:
+        with Path(path).open("rb") as handle:
             return handle.read(max_bytes + 1)
     except OSError as exc:
         raise InvalidRequestError(
@@ -144,7 +154,8 @@ def _is_wire_ready(value: Any) -> bool:
 
 def encode_image_param(value: Any, encoding: str, max_bytes: int) -> Any:
     """Turn an image parameter (one image or a list) into the family's wire form: a URL, a
-    data URI or bare base64 string, or (encoding "file") the bytes to upload as a RawImage."""
+    data URI or bare base64 string, or (encoding "file") the bytes to upload as a RawImage.
+    """
     if isinstance(value, list | tuple):
         return [encode_image_param(item, encoding, max_bytes) for item in value]
     if encoding == "data_uri" and _is_wire_ready(value):

@@ -23,7 +23,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import anyio.to_thread
 import attrs
@@ -162,7 +162,8 @@ class Journal:
              read_only: bool = False) -> Journal:  # fmt: skip
         """Open (creating) the journal of ``out``: take the folder lock (FolderLockedError at
         once if another process writes it), then recover from any crash. ``read_only`` (for
-        ``--dry-run``) takes no lock, creates nothing and writes nothing."""
+        ``--dry-run``) takes no lock, creates nothing and writes nothing.
+        """
         folder = Path(out)
         journal_dir = folder / JOURNAL_DIR
         if read_only:
@@ -193,7 +194,7 @@ class Journal:
             raise
         return journal
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -210,7 +211,8 @@ class Journal:
     def stager(self, *, model: str | None = None, params: Mapping[str, Any] | None = None,
                registry: Registry | None = None) -> Stager:  # fmt: skip
         """A staging pass for this run's input: ``model``/``params`` are the run's defaults
-        (``-m``, ``--param``); a line's own model and parameters win."""
+        (``-m``, ``--param``); a line's own model and parameters win.
+        """
         return Stager(self.db, model=model, params=params or {}, shard=self.shard,
                       registry=registry or Registry.default())  # fmt: skip
 
@@ -221,7 +223,8 @@ class Journal:
         ``on_change="refuse"``) before anything is written or billed. ``regenerate`` deletes
         the changed items' images now; ``keep`` leaves them as they are. ``input_key`` (a
         digest of the input and the run's settings, from the caller) is recorded with the
-        plan, for :meth:`restart`."""
+        plan, for :meth:`restart`.
+        """
         if report.conflict_count:
             raise InputConflictError(report)
         if report.changed and on_change == "refuse":
@@ -239,7 +242,8 @@ class Journal:
         """Start a run without staging when the input is provably the one staged last:
         ``input_key`` equals the key the last run that changed this journal recorded (for
         this shard). The run takes that run's unfinished items (and its failures, with
-        ``retry_failed``). None means: stage the input as usual."""
+        ``retry_failed``). None means: stage the input as usual.
+        """
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
         found = restart_plan(self.db, input_key, owner_tag(self.shard), retry_failed=retry_failed)
@@ -251,7 +255,8 @@ class Journal:
     async def pending(self, chunk: int = 512) -> AsyncIterator[ImageRequest]:
         """The requests of this run still to do, in line order, read from the journal in
         chunks (never all in memory). Journaled tasks come with ``task_id`` set: polled, not
-        submitted again. Each carries its resolved model, merged parameters and its id."""
+        submitted again. Each carries its resolved model, merged parameters and its id.
+        """
         if self.run is None:
             raise JournalError("start_run() first")
         after = -1
@@ -274,7 +279,8 @@ class Journal:
         """The committer of this run (an async context manager; see JournalWriter).
         ``backlog``: how many received outcomes may wait for the disk before ``put`` waits
         (pass the batch's concurrency: a crash then loses at most that many billed results
-        beyond those in flight). ``sync=False`` skips syncfs/fsync (tests, tmpfs)."""
+        beyond those in flight). ``sync=False`` skips syncfs/fsync (tests, tmpfs).
+        """
         if self.run is None:
             raise JournalError("start_run() first")
         return JournalWriter(self, on_durable=on_durable, sync=sync, max_group=max_group,

@@ -10,6 +10,7 @@ are equal (ignoring case, for case-insensitive file systems), which the journal 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -49,12 +50,14 @@ _MODE = 0o666
 
 def safe_name(item_id: str) -> str:
     """A file stem from an id that cannot leave the folder: no separators, ``..``, NUL, ``~``
-    or reserved device names. A changed id gets a short hash so distinct ids stay distinct."""
+    or reserved device names. A changed id gets a short hash so distinct ids stay distinct.
+    """
     stem = _UNSAFE.sub("_", item_id).strip("._")[:100]
     if stem.lower().split(".")[0] in _RESERVED:  # Windows devices, whatever the extension
         stem = f"_{stem}"
     if not stem or stem != item_id:
-        digest = hashlib.sha1(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        raw = item_id.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:8]  # a name, not a secret
         stem = f"{stem or 'item'}-{digest}"
     return stem
 
@@ -80,17 +83,14 @@ def write_file(path: Path, data: bytes) -> None:
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            path.unlink()
         raise
     os.close(fd)
 
 
 def _load_syncfs() -> Any:
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syncfs
+        return ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):  # not Linux: fsync file by file
         return None
 
@@ -100,7 +100,8 @@ _syncfs = _load_syncfs()
 
 def sync_files(folder: Path, paths: list[Path]) -> None:
     """Make the data of ``paths`` (all in ``folder``'s file system) durable: one ``syncfs``
-    for the whole group on Linux instead of one fsync per file; fsync each elsewhere."""
+    for the whole group on Linux instead of one fsync per file; fsync each elsewhere.
+    """
     if _syncfs is not None:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -127,7 +128,8 @@ def fsync_dir(path: Path) -> None:
 
 def append_lines(path: Path, payload: bytes) -> None:
     """Append whole lines in one go; on failure (full disk) cut the file back to where it was,
-    so a reader never sees half a line. The file is re-exported from the journal anyway."""
+    so a reader never sees half a line. The file is re-exported from the journal anyway.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _MODE)
     try:
         start = os.fstat(fd).st_size
@@ -205,10 +207,10 @@ def _export(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
 
 
@@ -220,7 +222,7 @@ def _chunks(db: sqlite3.Connection, sql: str, render: Any) -> Iterator[bytes]:
 
 def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
     """Rewrite ``metadata.jsonl`` from the journal's done items, in line order, streamed."""
-    sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'done' ORDER BY line, id"
+    sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'done' ORDER BY line, id"  # noqa: S608  (fixed columns)
 
     def render(row: tuple[Any, ...]) -> bytes:
         return b"".join(dump_line(record) for record in metadata_rows(row))
@@ -230,5 +232,5 @@ def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
 
 def export_errors(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
     """Rewrite ``errors.jsonl``: the current failures only (a later success removes a line)."""
-    sql = f"SELECT {_ERROR_COLUMNS} FROM items WHERE state = 'failed' ORDER BY line, id"
+    sql = f"SELECT {_ERROR_COLUMNS} FROM items WHERE state = 'failed' ORDER BY line, id"  # noqa: S608  (fixed columns)
     _export(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))), scratch)

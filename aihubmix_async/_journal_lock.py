@@ -135,7 +135,8 @@ class FolderLock:
 
     def holds(self, tag: str) -> bool:
         """Whether the temporary folder ``tmp-<tag>`` is safe for this run to clean up: its
-        owner cannot be running (it is this run, or its lock is free right now)."""
+        owner cannot be running (it is this run, or its lock is free right now).
+        """
         if tag == owner_tag(self.shard) or tag == "all":
             return True  # a whole run excludes every other run; a shard run excludes whole runs
         path = self.dir / f"shard-{tag}.lock"

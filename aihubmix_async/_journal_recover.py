@@ -30,29 +30,30 @@ def empty_trash(db: sqlite3.Connection, out: Path) -> None:
     names = [name for (name,) in db.execute("SELECT path FROM trash")]
     for name in names:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(out / name)
+            (out / name).unlink()
     if names:
         db.execute("DELETE FROM trash")
 
 
 def _finish_temp(db: sqlite3.Connection, out: Path, entry: os.DirEntry[str]) -> bool:
     if not entry.name.endswith(_PART):  # an export cut short, or a stray file
-        os.unlink(entry.path)
+        Path(entry.path).unlink()
         return False
     name = entry.name.removesuffix(_PART)
     row = db.execute(
         "SELECT state, files FROM items WHERE stem_key = ?", (stem_of(name).lower(),)
     ).fetchone()
     if row and row[0] == "done" and name in (f[0] for f in json.loads(row[1] or "[]")):
-        os.replace(entry.path, out / name)
+        Path(entry.path).replace(out / name)
         return True
-    os.unlink(entry.path)
+    Path(entry.path).unlink()
     return False
 
 
 def recover(journal: JournalFolder, lock: FolderLock) -> None:
     """Reconcile files and rows after a crash (see the module docstring); re-export
-    ``metadata.jsonl``/``errors.jsonl`` if a run ended without its final export."""
+    ``metadata.jsonl``/``errors.jsonl`` if a run ended without its final export.
+    """
     db, out = journal.db, journal.out
     empty_trash(db, out)
     renamed = False

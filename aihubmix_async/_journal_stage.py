@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import sqlite3
 import zlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from ._batch import ImageRequest
@@ -36,10 +36,12 @@ _URL = ("https://", "http://")
 
 
 @functools.lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """The content digest of a local image file (cached while its size and mtime hold)."""
+def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
+    """The content digest of a local image file (cached while its size and mtime hold: those two
+    arguments are only part of the cache key).
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -54,7 +56,7 @@ def _canon(value: Any, images: Mapping[str, str], key: str | None = None) -> Any
     if isinstance(value, str):
         if key in images and not value.startswith(_URL) and not value.startswith("data:"):
             try:  # a local file (the CLI allows them only on request): by its bytes
-                info = os.stat(value)
+                info = Path(value).stat()
                 return "file:" + _file_digest(value, info.st_size, info.st_mtime_ns)
             except OSError:
                 return f"file:{value}"  # unreadable: the generation will say so
@@ -78,7 +80,8 @@ def bare_identity(prompt: str, model: str, params: Mapping[str, Any] | None = No
                   registry: Registry | None = None) -> tuple[str, str, str, str]:  # fmt: skip
     """(default id, fingerprint, model path, parameter JSON) that staging gives a text line
     ``prompt`` under ``-m model`` and ``--param`` ``params`` (its first occurrence): for
-    tools and benchmarks that build a journal directly."""
+    tools and benchmarks that build a journal directly.
+    """
     adapter, path = (registry or Registry.default()).resolve(model)
     suffix, params_json = _under(path, adapter.image_params, params or {})
     key = hashlib.sha256(prompt.encode() + b"\0\0{}").hexdigest()
@@ -132,7 +135,8 @@ class Stager:
 
     def _keyed(self, request: ImageRequest, prompt: bytes) -> tuple[str, str, str, str]:
         """(identity, fingerprint suffix, model path, parameter JSON) of a line that names its
-        own model or parameters."""
+        own model or parameters.
+        """
         model = request.model or self._model
         if model is None:
             raise InvalidRequestError("no model: give -m or a 'model' on the line", field="model")
@@ -154,7 +158,8 @@ class Stager:
         cannot be stored such as a lone surrogate): report it as a bad line.
 
         The fingerprint is the identity digest (prompt, the line's own model and parameters)
-        followed by a digest of the resolved model path and the merged canonical parameters."""
+        followed by a digest of the resolved model path and the merged canonical parameters.
+        """
         item_id = request.id
         try:
             prompt = request.prompt.encode()
@@ -196,7 +201,8 @@ class Stager:
 
     def finish(self, *, examples: int = 5) -> StageReport:
         """Number repeated lines, find collisions and compare with the journal. Writes only
-        temporary tables: safe on a read-only journal (``--dry-run``)."""
+        temporary tables: safe on a read-only journal (``--dry-run``).
+        """
         self._flush()
         db = self._db
         if db.in_transaction:
@@ -209,7 +215,7 @@ class Stager:
             " GROUP BY stem_key HAVING count(*) > 1"
         )
         groups = db.execute(colliding).fetchmany(10)
-        (count,) = db.execute(f"SELECT count(*) FROM ({colliding})").fetchone()
+        (count,) = db.execute(f"SELECT count(*) FROM ({colliding})").fetchone()  # noqa: S608  (fixed)
         conflicts = []
         for (stem_key,) in groups:
             rows = db.execute(
@@ -258,7 +264,8 @@ class Stager:
 
 def _number_repeats(db: sqlite3.Connection) -> None:
     """The 2nd, 3rd ... identical line without an id gets ``-2``, ``-3`` (in line order).
-    Leaves the table ``dups``: every key that was repeated or that numbering made."""
+    Leaves the table ``dups``: every key that was repeated or that numbering made.
+    """
     db.execute("DROP TABLE IF EXISTS temp.dups")
     db.execute(
         "CREATE TEMP TABLE dups AS SELECT stem_key FROM staged GROUP BY stem_key"

@@ -31,7 +31,8 @@ class JournalError(Exception):
 
 class JournalWriteError(JournalError):
     """Results could not be committed (a full disk, a read-only folder): the run must stop.
-    Everything reported durable before stays; the rest is generated again on a rerun."""
+    Everything reported durable before stays; the rest is generated again on a rerun.
+    """
 
     exit_code = 3
 
@@ -39,7 +40,8 @@ class JournalWriteError(JournalError):
 @attrs.frozen
 class Conflict:
     """Input lines that would share an item id or an image file name. ``other`` names an item
-    of an earlier run whose files the line's item would overwrite."""
+    of an earlier run whose files the line's item would overwrite.
+    """
 
     kind: Literal["id", "file name"]
     key: str
@@ -84,7 +86,8 @@ class StageReport:
 
 class InputConflictError(JournalError):
     """Colliding ids or file names in the input (``report.conflicts``): never an overwrite,
-    never a second bill."""
+    never a second bill.
+    """
 
     def __init__(self, report: StageReport) -> None:
         shown = "; ".join(map(str, report.conflicts))
@@ -123,7 +126,8 @@ class Committed:
 
 class JournalFolder(Protocol):
     """What the writer and the recovery need of an open journal (``Journal`` is one); a
-    protocol so those modules do not import the facade that imports them."""
+    protocol so those modules do not import the facade that imports them.
+    """
 
     out: Path
     tmp: Path

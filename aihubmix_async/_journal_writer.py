@@ -21,8 +21,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio.to_thread
 
@@ -41,6 +42,7 @@ from ._journal_files import (
 )
 from ._journal_lock import owner_tag
 from ._journal_types import Committed, JournalFolder, JournalWriteError
+from ._models import ImageResult
 
 __all__ = ["JournalWriter"]
 
@@ -52,6 +54,7 @@ test_hook: Callable[[str], None] | None = None
 
 _STOP = object()
 _ROW = "id, line, prompt, model, params, stem, state, attempts, task_id"
+_IN_CHUNK = 500  # ids per ``IN (...)``: well under SQLite's limit on bound variables
 
 
 class _Task:
@@ -67,25 +70,36 @@ def _step(name: str) -> None:
         test_hook(name)
 
 
-def _error_fields(outcome: Outcome) -> tuple[str, str, int | None, str | None, bool]:
-    error = outcome.error
-    assert error is not None
+def _error_fields(error: Exception) -> tuple[str, str, int | None, str | None, bool]:
     message = getattr(error, "message", None) or str(error)
     status = getattr(error, "status_code", None)
     request_id = getattr(error, "request_id", None)
     retryable = (
         isinstance(error, TransportError | OSError)
         or status in (408, 409, 429)
-        or (isinstance(status, int) and status >= 500)
+        or (isinstance(status, int) and status >= HTTPStatus.INTERNAL_SERVER_ERROR)
     )
     return type(error).__name__, message, status, request_id, retryable
+
+
+def _rows(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The journal rows of ``ids`` (those it has), by id."""
+    rows: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {_ROW} FROM items WHERE id IN ({marks})"  # noqa: S608  (only placeholders)
+        for row in db.execute(sql, chunk):
+            rows[row[0]] = row
+    return rows
 
 
 class JournalWriter:
     """``async with journal.writer(on_durable=...) as writer``: :meth:`put` every outcome,
     pass :meth:`record_task` as the batch's ``on_task``. Leaving the block commits what is
     queued and re-exports ``metadata.jsonl``/``errors.jsonl``. ``on_durable`` is called on the
-    event loop for each item once it is on disk (its errors are logged, never raised)."""
+    event loop for each item once it is on disk (its errors are logged, never raised).
+    """
 
     def __init__(self, journal: JournalFolder, *, on_durable: Callable[[Committed], object] | None,
                  sync: bool, max_group: int, backlog: int) -> None:  # fmt: skip
@@ -106,7 +120,7 @@ class JournalWriter:
 
     # --- the event loop side --------------------------------------------------------------
 
-    async def __aenter__(self) -> JournalWriter:
+    async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._journal.set_meta(self._dirty_key, os.getpid())
         self._thread = threading.Thread(target=self._run, name="aihubmix-journal", daemon=True)
@@ -114,13 +128,18 @@ class JournalWriter:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._thread is not None
+        _, thread = self._started()
         self._queue.put(_STOP)
-        await anyio.to_thread.run_sync(self._thread.join, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
         if self._failure is None:
             await anyio.to_thread.run_sync(self._finish)
         if self._failure is not None and exc_info[0] is None:
             raise self._error()
+
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+        if self._loop is None or self._thread is None:
+            raise RuntimeError("a JournalWriter is used as `async with journal.writer(...)`")
+        return self._loop, self._thread
 
     def _finish(self) -> None:
         self._journal.export()
@@ -140,7 +159,8 @@ class JournalWriter:
     async def put(self, outcome: Outcome) -> None:
         """Queue an outcome for the next group commit, then wait only if the disk lags far
         behind (the outcome is queued even if that wait is cancelled). Raises
-        JournalWriteError once a commit failed (stop the batch then)."""
+        JournalWriteError once a commit failed (stop the batch then).
+        """
         if self._failure is not None:
             raise self._error()
         self._queue.put(outcome)  # first: a cancelled wait below never drops a billed result
@@ -153,12 +173,14 @@ class JournalWriter:
     async def record_task(self, request: ImageRequest, task_id: str,
                           request_id: str | None = None) -> None:  # fmt: skip
         """The batch's ``on_task``: journal the task id (durably) before polling starts, so a
-        resumed run polls it instead of paying for a new submit."""
+        resumed run polls it instead of paying for a new submit.
+        """
         if self._failure is not None:
             raise self._error()
-        assert self._loop is not None
-        assert request.id is not None
-        future: asyncio.Future[None] = self._loop.create_future()
+        loop, _ = self._started()
+        if request.id is None:
+            raise ValueError("a journal's requests carry their item id")
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Task(request.id, task_id, request_id, future))
         await future
 
@@ -185,7 +207,6 @@ class JournalWriter:
     # --- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        assert self._loop is not None
         db = sqlite3.connect(self._journal.db_path, isolation_level=None, timeout=60.0)
         db.execute("PRAGMA busy_timeout = 60000")
         db.execute("PRAGMA synchronous = FULL")
@@ -207,47 +228,28 @@ class JournalWriter:
             db.close()
 
     def _group(self, db: sqlite3.Connection, group: list[Any]) -> None:
-        assert self._loop is not None
+        loop, _ = self._started()
         tasks = [g for g in group if isinstance(g, _Task)]
         outcomes: list[Outcome] = [g for g in group if not isinstance(g, _Task)]
         try:
             done = self._commit(db, tasks, outcomes)
-        except BaseException as exc:
+        except BaseException as exc:  # any failure must reach the event loop
             self._failure = exc
-            logger.error("journal commit failed: %s", exc)
+            logger.exception("journal commit failed")
             # Nothing more is committed by this writer: the run must stop. What the failed
             # group left on disk is reconciled by the recovery of the next open.
-            self._loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
+            loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
             return
-        self._loop.call_soon_threadsafe(self._deliver, done, tasks, None)
+        loop.call_soon_threadsafe(self._deliver, done, tasks, None)
 
     def _commit(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome]
                 ) -> list[Committed]:  # fmt: skip
-        out, tmp = self._journal.out, self._journal.tmp
-        ids = [str(o.request.id) for o in outcomes]
-        rows: dict[str, tuple[Any, ...]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in db.execute(f"SELECT {_ROW} FROM items WHERE id IN ({marks})", chunk):
-                rows[row[0]] = row
+        tmp = self._journal.tmp
+        rows = _rows(db, [str(o.request.id) for o in outcomes])
         files: dict[str, list[tuple[str, str]]] = {}
         temps: list[tuple[Path, Path]] = []
         try:
-            for outcome in outcomes:
-                row = rows.get(str(outcome.request.id))
-                if outcome.result is None or row is None or row[6] == "done":
-                    continue
-                names = files[row[0]] = []
-                for k, image in enumerate(outcome.result.images):
-                    name = file_name(row[5], k, image.extension)
-                    path = tmp / f"{name}.part"
-                    temps.append((path, out / name))
-                    data: bytes | None = image.data  # None only with download=False
-                    if not data:
-                        raise ValueError(f"item {row[0]!r}: an image was not downloaded")
-                    write_file(path, data)
-                    names.append((name, image.mime_type))
+            self._write_images(outcomes, rows, files, temps)
             if temps and self._sync:
                 sync_files(tmp, [path for path, _ in temps])
             _step("temps")
@@ -258,7 +260,7 @@ class JournalWriter:
             raise
         _step("committed")
         for path, final in temps:
-            os.replace(path, final)
+            path.replace(final)
         _step("renamed")
         self._append(lines)
         return [
@@ -266,6 +268,28 @@ class JournalWriter:
                       files=tuple(n for n, _ in files.get(str(o.request.id), ())), outcome=o)
             for o in outcomes if str(o.request.id) in rows
         ]  # fmt: skip
+
+    def _write_images(self, outcomes: list[Outcome], rows: dict[str, tuple[Any, ...]],
+                      files: dict[str, list[tuple[str, str]]], temps: list[tuple[Path, Path]]
+                      ) -> None:  # fmt: skip
+        """Write each new result's images under temporary names; ``files`` gets each item's
+        (name, MIME type) list and ``temps`` every (temporary, final) path as it is created.
+        """
+        out, tmp = self._journal.out, self._journal.tmp
+        for outcome in outcomes:
+            row = rows.get(str(outcome.request.id))
+            if outcome.result is None or row is None or row[6] == "done":
+                continue
+            names = files[row[0]] = []
+            for k, image in enumerate(outcome.result.images):
+                name = file_name(row[5], k, image.extension)
+                path = tmp / f"{name}.part"
+                temps.append((path, out / name))
+                data: bytes | None = image.data  # None only with download=False
+                if not data:
+                    raise ValueError(f"item {row[0]!r}: an image was not downloaded")
+                write_file(path, data)
+                names.append((name, image.mime_type))
 
     def _transaction(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome],
                      rows: dict[str, tuple[Any, ...]], files: dict[str, list[tuple[str, str]]]
@@ -285,9 +309,9 @@ class JournalWriter:
                 if row is None or row[6] == "done":
                     continue
                 if outcome.result is not None:
-                    meta.extend(self._done(db, outcome, row, files[row[0]], now))
-                else:
-                    errors.append(self._failed(db, outcome, row, now))
+                    meta.extend(self._done(db, outcome, outcome.result, row, files[row[0]], now))
+                elif outcome.error is not None:
+                    errors.append(self._failed(db, outcome, outcome.error, row, now))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -296,10 +320,9 @@ class JournalWriter:
         return meta, errors
 
     @staticmethod
-    def _done(db: sqlite3.Connection, outcome: Outcome, row: tuple[Any, ...],
-              names: list[tuple[str, str]], now: float) -> list[bytes]:  # fmt: skip
-        result = outcome.result
-        assert result is not None
+    def _done(db: sqlite3.Connection, outcome: Outcome, result: ImageResult,
+              row: tuple[Any, ...], names: list[tuple[str, str]], now: float
+              ) -> list[bytes]:  # fmt: skip
         usage = result.usage
         usage_json = None
         if usage is not None:
@@ -321,13 +344,13 @@ class JournalWriter:
         return [dump_line(r) for r in metadata_rows(record)]
 
     @staticmethod
-    def _failed(db: sqlite3.Connection, outcome: Outcome, row: tuple[Any, ...], now: float
-                ) -> bytes:  # fmt: skip
-        kind, message, status, request_id, retryable = _error_fields(outcome)
+    def _failed(db: sqlite3.Connection, outcome: Outcome, error: Exception,
+                row: tuple[Any, ...], now: float) -> bytes:  # fmt: skip
+        kind, message, status, request_id, retryable = _error_fields(error)
         # A task whose polling broke off (network, timeout) may still finish: keep its id so
         # the next run polls it rather than paying again. A task that failed is submitted anew.
         known = getattr(outcome, "task_id", None) or row[8]
-        task_id = known if isinstance(outcome.error, TransportError) else None
+        task_id = known if isinstance(error, TransportError) else None
         attempts = row[7] + outcome.attempts
         db.execute(
             "UPDATE items SET state = 'failed', error_type = ?, error_message = ?,"

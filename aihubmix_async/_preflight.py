@@ -109,7 +109,8 @@ def preflight(
 def fit_open_files(concurrency: int, *, per_item: int = 1) -> tuple[int, str | None]:
     """The concurrency the open-files limit carries: the soft limit is raised towards the hard
     one when that is needed; failing that, the concurrency is lowered (and the note says so).
-    Raises InvalidRequestError when not even one item fits."""
+    Raises InvalidRequestError when not even one item fits.
+    """
     if sys.platform == "win32":  # pragma: no cover - no resource module, no such limit
         return concurrency, None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -20,7 +20,8 @@ __all__ = ["Reporter", "make_reporter", "say"]
 
 def say(text: str, stream: TextIO | None = None) -> bool:
     """Print a line; a broken or closed stream is silenced (pointed at /dev/null) instead of
-    raising, so neither the run nor the interpreter's exit trips over it. True if written."""
+    raising, so neither the run nor the interpreter's exit trips over it. True if written.
+    """
     stream = sys.stdout if stream is None else stream
     try:
         print(text, file=stream, flush=True)

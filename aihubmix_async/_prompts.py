@@ -16,10 +16,10 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import attrs
@@ -107,11 +107,12 @@ def format_of(source: str, explicit: str | None) -> str | None:
 def input_key(source: str, settings: Mapping[str, Any]) -> str | None:
     """A digest of a prompts file's bytes and the run's ``settings``: equal keys mean the same
     input, so a rerun may skip reading it again. None when the source cannot be re-read (stdin,
-    a pipe, a FIFO): those are always read in full."""
-    if source == "-" or not os.path.isfile(source):
+    a pipe, a FIFO): those are always read in full.
+    """
+    if source == "-" or not Path(source).is_file():
         return None
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    with open(source, "rb") as handle:
+    with Path(source).open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -121,7 +122,7 @@ def open_source(source: str) -> IO[bytes]:
     """The prompts source as a binary stream, opened once (``-`` is standard input)."""
     if source == "-":
         return sys.stdin.buffer
-    return open(source, "rb")  # the caller closes it
+    return Path(source).open("rb")  # the caller closes it
 
 
 @attrs.define
@@ -144,9 +145,9 @@ class PromptReader:
         if fmt == "csv":
             yield from self._read_csv(stream)
             return
-        for number, raw in enumerate(stream, start=1):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
+        for number, line in enumerate(stream, start=1):
+            bom = number == 1 and line.startswith(codecs.BOM_UTF8)
+            raw = line[len(codecs.BOM_UTF8) :] if bom else line
             if not raw or raw.isspace():  # a blank line (no copy, unlike strip)
                 continue
             if fmt is None:
@@ -173,7 +174,8 @@ class PromptReader:
             return ImageRequest(prompt=prompt)
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError("each JSONL line must be an object")
+            # A bad line like the others (reported, never raised): not TypeError.
+            raise ValueError("each JSONL line must be an object")  # noqa: TRY004
         return request_from_mapping(data)
 
     def _read_csv(self, stream: IO[bytes]) -> Iterator[PromptLine | BadLine]:
@@ -211,7 +213,8 @@ class PromptReader:
         """The line if what it asks is valid: a model that resolves, parameters the model
         takes, no local files unless allowed (the request itself is handed on as read).
         Adapters check nothing of a prompt but that it is not blank, so the verdict is
-        remembered per distinct (model, parameters) of a line: most lines cost a lookup."""
+        remembered per distinct (model, parameters) of a line: most lines cost a lookup.
+        """
         if request.task_id is not None:  # the journal resumes tasks itself, by item id
             raise InvalidRequestError("'task_id' is not a prompts-file field")
         own = request.params

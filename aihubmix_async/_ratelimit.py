@@ -9,7 +9,8 @@ __all__ = ["RateLimiter"]
 
 class RateLimiter:
     """Spaces acquisitions ``60 / rpm`` seconds apart, so a minute's budget is never spent in
-    a burst. Each caller books the next free slot synchronously, then sleeps until it."""
+    a burst. Each caller books the next free slot synchronously, then sleeps until it.
+    """
 
     def __init__(self, rpm: float) -> None:
         if not rpm > 0:

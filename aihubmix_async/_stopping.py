@@ -24,7 +24,7 @@ __all__ = ["Stopped", "Stopper", "in_daemon_thread"]
 T = TypeVar("T")
 
 
-class Stopped(Exception):
+class Stopped(Exception):  # noqa: N818  (a signal stopped the run: not an error)
     """A signal stopped the run before anything was sent."""
 
 
@@ -64,7 +64,8 @@ class Stopper:
     @contextlib.contextmanager
     def scope(self, *, billing: bool) -> Iterator[anyio.CancelScope]:
         """The phase a signal acts on. Not ``billing``: a signal cancels it and
-        :class:`Stopped` is raised. ``billing``: see :meth:`_on_signal`."""
+        :class:`Stopped` is raised. ``billing``: see :meth:`_on_signal`.
+        """
         with anyio.CancelScope() as scope:
             self._scope, self._billing = scope, billing
             if self.signum is not None:
@@ -78,7 +79,8 @@ class Stopper:
 
     def watch(self, batch: Any) -> None:
         """The running batch: ``batch.stop()`` on the first signal (at once if it came
-        already), so it pulls no new item and lets the ones in flight finish."""
+        already), so it pulls no new item and lets the ones in flight finish.
+        """
         self._batch = batch
         if self.signum is not None:
             batch.stop()
@@ -109,7 +111,8 @@ class Stopper:
 
 async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a daemon thread. Cancelling the wait abandons the thread (it may be
-    blocked reading a FIFO nobody writes): it cannot hold up the process's exit."""
+    blocked reading a FIFO nobody writes): it cannot hold up the process's exit.
+    """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -125,7 +128,7 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
         result, error = None, None
         try:
             result = fn(*args)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is gone: the wait was abandoned
             loop.call_soon_threadsafe(settle, result, error)

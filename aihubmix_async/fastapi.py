@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,7 +47,8 @@ def lifespan(
     factory: Callable[[], Client] = Client,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """A lifespan that opens one client (``factory()``, by default ``Client()`` configured from
-    the environment) for the whole process and closes it at shutdown."""
+    the environment) for the whole process and closes it at shutdown.
+    """
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,7 +80,8 @@ def _body(error: AIHubMixError, kind: str) -> dict[str, Any]:
 
 
 def _answer(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AIHubMixError)
+    if not isinstance(exc, AIHubMixError):  # installed for AIHubMixError only
+        raise exc
     if isinstance(exc, InvalidRequestError):
         return JSONResponse(_body(exc, "invalid_request"), status_code=422)
     if isinstance(exc, ContentPolicyError):
@@ -90,7 +93,7 @@ def _answer(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(_body(exc, "rate_limited"), status_code=429, headers=headers)
     if isinstance(exc, RequestTimeout):
         return JSONResponse(_body(exc, "upstream_timeout"), status_code=504)
-    if isinstance(exc, APIStatusError) and exc.status_code == 503:
+    if isinstance(exc, APIStatusError) and exc.status_code == HTTPStatus.SERVICE_UNAVAILABLE:
         return JSONResponse(_body(exc, "upstream_unavailable"), status_code=503)
     return JSONResponse(_body(exc, "upstream_error"), status_code=502)
 
@@ -98,5 +101,6 @@ def _answer(_: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Map SDK errors to HTTP answers: invalid parameters -> 422, upstream 429 -> 429 with
     Retry-After, timeouts -> 504, upstream unavailable -> 503, other upstream faults -> 502.
-    Bodies carry the message and the upstream request id, never the API key."""
+    Bodies carry the message and the upstream request id, never the API key.
+    """
     app.add_exception_handler(AIHubMixError, _answer)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -79,13 +80,13 @@ def median(values: list[float]) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB.
+    """Return this process's peak resident set size so far, in MB.
 
     Read from /proc's VmHWM, which belongs to the address space and so starts afresh at exec;
     getrusage's ru_maxrss survives fork+exec and would report the parent's peak.
     """
     try:
-        with open("/proc/self/status") as status:
+        with Path("/proc/self/status").open() as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024

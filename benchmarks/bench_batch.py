@@ -49,7 +49,7 @@ def make_client(base_url: str, concurrency: int) -> Client:
     )
 
 
-async def sdk_batch(client: Client, n: int, concurrency: int, model: str, download: bool) -> int:
+async def sdk_batch(client: Client, n: int, concurrency: int, model: str, *, download: bool) -> int:
     images = 0
     prompts = (f"prompt {i}" for i in range(n))
     async with client.batch(
@@ -63,7 +63,7 @@ async def sdk_batch(client: Client, n: int, concurrency: int, model: str, downlo
 
 
 def raw_runner(
-    session: aiohttp.ClientSession, base_url: str, path: str, concurrency: int, inline: bool
+    session: aiohttp.ClientSession, base_url: str, path: str, concurrency: int, *, inline: bool
 ) -> Callable[[int], Awaitable[int]]:
     url = f"{base_url}/v1/models/{path}/predictions"
 
@@ -91,14 +91,14 @@ def raw_runner(
 
 
 async def scenario(
-    base_url: str, n: int, concurrency: int, repeats: int, model: str, path: str, inline: bool
+    base_url: str, n: int, concurrency: int, repeats: int, model: str, path: str, *, inline: bool
 ) -> tuple[list[float], list[float], list[float], list[float]]:
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with (
         make_client(base_url, concurrency) as client,
         aiohttp.ClientSession(connector=connector) as session,
     ):
-        raw = raw_runner(session, base_url, path, concurrency, inline)
+        raw = raw_runner(session, base_url, path, concurrency, inline=inline)
         sdk_runs, raw_runs = await compare(
             n,
             lambda: sdk_batch(client, n, concurrency, model, download=inline),
@@ -129,9 +129,9 @@ async def run_scenarios(args: argparse.Namespace) -> None:
     if only in (None, 2):
         await scenario_latency(n_small, repeats)
     if only in (None, 3):
-        await scenario_large(quick, repeats)
+        await scenario_large(repeats, quick=quick)
     if only in (None, 4):
-        scenario_memory(quick, n_small)
+        scenario_memory(n_small, quick=quick)
 
 
 async def scenario_small(n_small: int, repeats: int, concurrency: int) -> None:
@@ -190,7 +190,7 @@ async def scenario_latency(n_small: int, repeats: int) -> None:
     print(f"    ideal = {ideal:.3f} s")
 
 
-async def scenario_large(quick: bool, repeats: int) -> None:
+async def scenario_large(repeats: int, *, quick: bool) -> None:
     n_big = 100 if quick else 300
     image_bytes = 1_500_000  # ~2 MB once base64-encoded in the JSON body
     print(f"\n[3] ~2 MB base64 image per response, {n_big} requests, concurrency 16")
@@ -213,16 +213,16 @@ async def scenario_large(quick: bool, repeats: int) -> None:
             ),
         ]
     )
-    rss = [child_rss(mode, "--image-bytes", n_big, 16, image_bytes) for mode in ("sdk", "raw")]
+    rss = [child_rss(mode, n_big, 16, image_bytes) for mode in ("sdk", "raw")]
     print(f"    peak RSS, fresh process each: sdk {rss[0]:.0f} MB, raw {rss[1]:.0f} MB "
           f"(ratio {ratio(rss[0], rss[1])})")  # fmt: skip
 
 
-def scenario_memory(quick: bool, n_small: int) -> None:
+def scenario_memory(n_small: int, *, quick: bool) -> None:
     n_huge = 20_000 if quick else 100_000
     print(f"\n[4] batch runner peak RSS: {n_huge} vs {n_small} small requests, concurrency 256")
-    small = child_rss("sdk", "", n_small, 256, 0)
-    huge = child_rss("sdk", "", n_huge, 256, 0)
+    small = child_rss("sdk", n_small, 256, 0)
+    huge = child_rss("sdk", n_huge, 256, 0)
     print_table(
         [
             ("requests", "peak RSS (MB)", "", "ratio to small"),
@@ -232,7 +232,7 @@ def scenario_memory(quick: bool, n_small: int) -> None:
     )
 
 
-def child_rss(mode: str, flag: str, n: int, concurrency: int, image_bytes: int) -> float:
+def child_rss(mode: str, n: int, concurrency: int, image_bytes: int) -> float:
     """Peak RSS (MB) of a fresh process running one batch of ``n``."""
     command = [sys.executable, __file__, "--child", mode, "--n", str(n),
                "--concurrency", str(concurrency), "--image-bytes", str(image_bytes)]  # fmt: skip
@@ -240,7 +240,7 @@ def child_rss(mode: str, flag: str, n: int, concurrency: int, image_bytes: int) 
     return float(out.strip().splitlines()[-1])
 
 
-async def child(mode: str, n: int, concurrency: int, base_url: str, inline: bool) -> None:
+async def child(mode: str, n: int, concurrency: int, base_url: str, *, inline: bool) -> None:
     model, path = (
         ("gpt-image-1", "openai/gpt-image-1") if inline else ("dall-e-3", "openai/dall-e-3")
     )
@@ -250,7 +250,7 @@ async def child(mode: str, n: int, concurrency: int, base_url: str, inline: bool
     else:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await raw_runner(session, base_url, path, concurrency, inline)(n)
+            await raw_runner(session, base_url, path, concurrency, inline=inline)(n)
     print(f"{peak_rss_mb():.1f}")
 
 
@@ -268,7 +268,8 @@ if __name__ == "__main__":
     if args.child:
         extra = ("--image-bytes", str(args.image_bytes)) if args.image_bytes else ()
         with sandbox_process(*extra) as base:
-            asyncio.run(child(args.child, args.n, args.concurrency, base, bool(args.image_bytes)))
+            inline = bool(args.image_bytes)
+            asyncio.run(child(args.child, args.n, args.concurrency, base, inline=inline))
     else:
         print(f"event loop: {loop}; python {sys.version.split()[0]}")
         asyncio.run(run_scenarios(args))

@@ -28,7 +28,7 @@ from aihubmix_async import Client, RetryPolicy
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
 
-async def main(n: int, concurrency: int, repeats: int, base_url: str, b64: bool) -> None:
+async def main(n: int, concurrency: int, repeats: int, base_url: str, *, b64: bool) -> None:
     client = Client(
         api_key=DEFAULT_API_KEY,
         base_url=base_url,
@@ -87,4 +87,4 @@ if __name__ == "__main__":
     loop = use_uvloop_if_asked()
     with sandbox_process() as base:
         print(f"event loop: {loop}; sandbox: {base}")
-        asyncio.run(main(args.n, args.concurrency, args.repeats, base, args.b64))
+        asyncio.run(main(args.n, args.concurrency, args.repeats, base, b64=args.b64))

@@ -19,7 +19,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -46,10 +46,12 @@ class BatchBody(BaseModel):
 
 @app.post("/generate", response_model=None)
 async def generate(
-    body: GenerateBody, client: AIHubMix, format: str = "image"
+    body: GenerateBody,
+    client: AIHubMix,
+    output: Annotated[str, Query(alias="format")] = "image",
 ) -> Response | dict[str, Any]:
     result = await client.generate(body.model, body.prompt, **body.params)
-    if format == "json":
+    if output == "json":
         return {
             "model": result.model,
             "request_id": result.request_id,

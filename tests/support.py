@@ -67,7 +67,8 @@ def sandbox_in_thread(**options: object) -> Iterator[Sandbox]:
 
 async def wait_until(condition: Callable[[], bool]) -> None:
     """Wait for ``condition`` (e.g. the server finishing handlers a client walked away from);
-    a generous bound, since only a broken condition ever reaches it."""
+    a generous bound, since only a broken condition ever reaches it.
+    """
     with anyio.fail_after(10):
         while not condition():  # noqa: ASYNC110 - polling state owned by another component
             await anyio.sleep(0.01)

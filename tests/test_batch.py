@@ -102,7 +102,7 @@ async def test_batch_and_single_calls_share_the_client_limit() -> None:
 
 
 async def test_rpm_limit_is_smooth(client: Client, sandbox: Sandbox) -> None:
-    """rpm spaces submits evenly from the start: no burst of a minute's budget."""
+    """The rpm limit spaces submits evenly from the start: no burst of a minute's budget."""
     before = time.monotonic()  # the sandbox records arrivals on the same monotonic clock
     async with client.batch(["x"] * 6, model="gpt-image-1", concurrency=6, rpm=600) as batch:
         await collect(batch)
@@ -320,12 +320,12 @@ async def test_failing_input_iterator_is_raised_after_its_items(client: Client) 
     with pytest.raises(OSError, match="vanished"):
         async with client.batch(broken(), model="gpt-image-1", concurrency=1) as batch:
             async for outcome in batch:
-                got.append(outcome)
+                got.append(outcome)  # noqa: PERF401  (a comprehension would lose them at the raise)
     assert len(got) == 2
 
 
 async def test_per_item_deadline(sandbox: Sandbox) -> None:
-    """deadline bounds each item's submit + polling + download."""
+    """The deadline bounds each item's submit + polling + download."""
     sandbox.fail("never_finish")
     async with make_client(sandbox) as client:
         async with client.batch(["x", "y"], model="flux-kontext-pro", deadline=0.3) as batch:
@@ -354,7 +354,8 @@ async def test_progress_events(client: Client, sandbox: Sandbox) -> None:
 
 async def test_on_task_runs_before_the_first_poll_and_is_awaited(sandbox: Sandbox) -> None:
     """on_task sees (request, task_id, request_id) after submit and before any poll; an async
-    hook is awaited to completion before polling starts; outcomes carry the task id."""
+    hook is awaited to completion before polling starts; outcomes carry the task id.
+    """
     sandbox.pending_polls = 1
     seen: list[tuple[str | None, str, int, int]] = []
 

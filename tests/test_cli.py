@@ -68,6 +68,7 @@ def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
     return subprocess.run(
         [sys.executable, "-m", "aihubmix_async", *args],
         capture_output=True,
+        check=False,
         text=True,
         env=env,
         input=stdin,
@@ -150,7 +151,8 @@ def test_kill_9_then_rerun_ends_with_every_item_once(
 
 def test_shards_share_one_folder(server: SandboxProcess, tmp_path: Path) -> None:
     """Finding 5: --shard 0/3, 1/3, 2/3 running at once into ONE folder cover every item
-    exactly once, each billed once."""
+    exactly once, each billed once.
+    """
     prompts = write_jsonl(tmp_path / "prompts.jsonl", 150)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "aihubmix_async", "batch", str(prompts), "-o", str(out)]
@@ -170,7 +172,8 @@ def test_shards_share_one_folder(server: SandboxProcess, tmp_path: Path) -> None
 def test_second_writer_is_refused_at_once(tmp_path: Path) -> None:
     """Finding 5: a second run on a folder being written exits 4 at once, naming the folder
     and the holder's pid, and touches nothing: the first run, stopped later, has every item
-    it paid for saved exactly once."""
+    it paid for saved exactly once.
+    """
     slow_server = SandboxProcess("--latency", "0.05")
     prompts = write_jsonl(tmp_path / "prompts.jsonl", 4000)
     out = tmp_path / "out"
@@ -261,7 +264,8 @@ def test_failures_are_current_and_a_rerun_retries_them(
     server: SandboxProcess, tmp_path: Path
 ) -> None:
     """Finding 12: a failed item is in errors.jsonl with its typed error and the summary says
-    a rerun retries it; the rerun that fixes it leaves errors.jsonl empty."""
+    a rerun retries it; the rerun that fixes it leaves errors.jsonl empty.
+    """
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "x", "prompt": "x"}\n{"id": "y", "prompt": "y"}\n')
     out = tmp_path / "out"
@@ -284,7 +288,7 @@ def test_failures_are_current_and_a_rerun_retries_them(
 
 
 def test_generate_models_and_demo(tmp_path: Path) -> None:
-    """generate writes and prints its files; models lists parameters; demo fills a dataset."""
+    """`generate` writes and prints its files; `models` lists parameters; `demo` fills a dataset."""
     done = cli("generate", "-m", "flux-kontext-max", "a fox", "-o", str(tmp_path), "--sandbox",
                "--param", "seed=7")  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -14,7 +14,7 @@ from aihubmix_async.sandbox import Sandbox, serve
 
 from .support import make_client
 
-SECRET = "sk-sandbox"  # the sandbox's key: must never show up in text the SDK produces
+SECRET = "sk-sandbox"  # noqa: S105  the sandbox's key: must never show up in text the SDK produces
 
 
 async def test_missing_key_fails_at_first_call_not_construction(sandbox: Sandbox) -> None:
@@ -185,7 +185,8 @@ async def test_raising_response_hooks_never_break_a_billed_success(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     """on_request/on_response errors are logged (with traceback) and swallowed: the result that
-    was paid for is returned, and the request is not sent again."""
+    was paid for is returned, and the request is not sent again.
+    """
 
     def broken(event: object) -> None:
         raise RuntimeError("metrics backend down")

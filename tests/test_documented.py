@@ -1,7 +1,8 @@
 """The documented request and response examples (tests/documented/*.json), one file per family:
 the adapter builds each documented body from the documented parameters, parses each documented
 answer, and the sandbox (built from the same specs) accepts every body the adapter builds and
-refuses a wrong wire name the way a server does."""
+refuses a wrong wire name the way a server does.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def build(family: str, row: dict[str, Any]) -> PreparedRequest:
 @pytest.mark.parametrize(("family", "row"), rows("requests"))
 def test_adapter_builds_the_documented_body(family: str, row: dict[str, Any]) -> None:
     """The documented parameters give the documented path, key header and body (or the SDK
-    refuses the example, naming the field, where the docs contradict themselves)."""
+    refuses the example, naming the field, where the docs contradict themselves).
+    """
     if "error_field" in row:
         with pytest.raises(InvalidRequestError) as caught:
             build(family, row)
@@ -148,7 +150,8 @@ def with_unknown_field(request: PreparedRequest, route: str) -> tuple[PreparedRe
 @pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
 async def test_sandbox_refuses_an_undocumented_field(sandbox: Sandbox, path: Path) -> None:
     """A field the family does not document is a 400 with a server-style error body naming it,
-    and a request id, so an adapter that sends a wrong wire name fails its tests."""
+    and a request id, so an adapter that sends a wrong wire name fails its tests.
+    """
     data = load(path)
     row = next(r for r in data["requests"] if "error_field" not in r)
     adapter, _ = REGISTRY.resolve(row["model"])

@@ -16,7 +16,7 @@ def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIHUBMIX_")}
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=120,
+        capture_output=True, check=False, text=True, cwd=cwd, env=env, timeout=120,
     )  # fmt: skip
 
 

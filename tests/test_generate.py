@@ -131,7 +131,7 @@ async def test_gpt_image_list_form_is_parsed() -> None:
 
 
 async def test_imagen_returns_requested_count(client: Client, sandbox: Sandbox) -> None:
-    """numberOfImages images come back, each downloaded from the image host."""
+    """As many images as numberOfImages asks come back, each downloaded from the image host."""
     result = await client.generate("imagen-4.0-generate-001", "a cat", numberOfImages=3)
     assert len(result.images) == 3
     assert all(image.url and image.url.startswith(sandbox.cdn_url) for image in result.images)

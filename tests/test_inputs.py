@@ -60,7 +60,8 @@ async def test_local_forms_reach_the_family_shape(
 
 async def test_gpt_image_edit_upload(client: Client, sandbox: Sandbox) -> None:
     """A local image for gpt-image is uploaded to /v1/images/edits with its options; the
-    edited images and usage come back; a URL stays on the predictions route."""
+    edited images and usage come back; a URL stays on the predictions route.
+    """
     result = await client.generate(
         "opanai/gpt-image-1",
         "make it blue",
@@ -86,14 +87,16 @@ async def test_urls_pass_through_and_lists_work(client: Client, sandbox: Sandbox
 async def test_bad_inputs_are_refused_before_sending(
     client: Client, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """Unsupported types, non-images, oversize files and missing files raise InvalidRequestError."""
+    """Unsupported types, non-images, oversize files, missing files and an empty ImageInput raise
+    InvalidRequestError.
+    """
     (tmp_path / "notes.txt").write_text("not an image")
     small = make_client(sandbox, max_input_bytes=1024)
     async with small:
         with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
             await small.generate("gpt-image-1", "x", image=png(128, 128))
     for bad in (42, str(tmp_path / "notes.txt"), str(tmp_path / "missing.png"), b"plain text",
-                io.StringIO("text mode")):  # fmt: skip
+                io.StringIO("text mode"), ImageInput()):  # fmt: skip
         with pytest.raises(ah.InvalidRequestError):
             await client.generate("qwen-image-edit", "x", image=bad)
     assert sandbox.stats.requests == 0
@@ -133,7 +136,8 @@ async def test_hooks_and_logging_see_each_attempt(
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 async def test_an_endless_file_is_refused_without_reading_it_whole(sandbox: Sandbox) -> None:
     """A path to something that never ends (a device, a FIFO) or a huge file is read only up to
-    the input cap, then refused as too large; nothing is sent."""
+    the input cap, then refused as too large; nothing is sent.
+    """
     async with make_client(sandbox, max_input_bytes=1024) as small:
         with pytest.raises(ah.InvalidRequestError, match="larger than 1024"):
             await small.generate("flux-kontext-max", "x", input_image="/dev/zero")

@@ -49,7 +49,8 @@ def test_error_tree() -> None:
 
 def test_batch_values_are_one_type_wherever_imported() -> None:
     """The value types moved next to the other models; the old import path still works and
-    yields the very same classes (the command line and dataset writer import it)."""
+    yields the very same classes (the command line and dataset writer import it).
+    """
     from aihubmix_async import _batch, _models
 
     for name in ("ImageRequest", "Outcome", "BatchProgress", "BatchSummary"):

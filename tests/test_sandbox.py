@@ -1,5 +1,6 @@
 """The sandbox: as a command, its task store and event log, its key header per route, and the
-layering rule that only _transport.py touches aiohttp."""
+layering rule that only _transport.py touches aiohttp.
+"""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ async def _call(
 
 async def test_finished_tasks_stay_queryable(sandbox: Sandbox) -> None:
     """A task answers its final state on every poll after it finished, as a real server does:
-    a client that timed out and polls again gets the image, not a 404."""
+    a client that timed out and polls again gets the image, not a 404.
+    """
     base = sandbox.base_url
     async with aiohttp.ClientSession() as session:
         status, submitted = await _call(
@@ -93,7 +95,8 @@ async def test_finished_tasks_stay_queryable(sandbox: Sandbox) -> None:
 
 async def test_events_record_what_arrived_in_order(sandbox: Sandbox) -> None:
     """sandbox.events lists submits, polls and downloads in arrival order with their route and
-    model, so tests assert on order rather than on wall-clock windows."""
+    model, so tests assert on order rather than on wall-clock windows.
+    """
     async with make_client(sandbox) as client:
         await client.generate("flux-kontext-max", "a fox")
         await client.generate("dall-e-3", "a cat")
@@ -113,7 +116,8 @@ async def test_events_record_what_arrived_in_order(sandbox: Sandbox) -> None:
 
 async def test_route_key_header_and_unknown_models(sandbox: Sandbox) -> None:
     """Each route takes the key where its spec says (Gemini: x-goog-api-key, not Bearer), and
-    a model no family serves is the server's 503 'no available channel'."""
+    a model no family serves is the server's 503 'no available channel'.
+    """
     gemini = f"{sandbox.base_url}/gemini/v1beta/models/gemini-2.5-flash-image:generateContent"
     body = {"contents": [{"parts": [{"text": "a banana"}]}]}
     async with aiohttp.ClientSession() as session:

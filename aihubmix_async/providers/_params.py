@@ -167,7 +167,8 @@ def to_wire(values: object) -> JSONObject:
         target = body
         for key in path[:-1]:
             nested = target.setdefault(key, {})
-            assert isinstance(nested, dict)
+            if not isinstance(nested, dict):  # an adapter's declarations contradict each other
+                raise TypeError(f"{type(values).__name__}.{name}: {key!r} is not an object")
             target = nested
         target[path[-1]] = value
     return body
@@ -196,7 +197,7 @@ def _first_problem(exc: ClassValidationError, cls: type, model: str) -> InvalidR
             return InvalidRequestError(error.message, field=error.field, model=model)
         if isinstance(error, ForbiddenExtraKeysError):
             known = list(_specs(cls))
-            key = sorted(error.extra_fields)[0]
+            key = min(error.extra_fields)
             near = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
             return InvalidRequestError(

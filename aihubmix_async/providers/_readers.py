@@ -119,7 +119,7 @@ def elide_inline_images(body: JSONValue) -> JSONValue:
     """
     if isinstance(body, dict):
         for key, value in body.items():
-            if key in _ELIDED and isinstance(value, str) and len(value) > 256:
+            if key in _ELIDED and isinstance(value, str) and len(value) > _ELIDE_OVER:
                 body[key] = f"<{len(value)} base64 characters, decoded into ImageResult.images>"
             elif isinstance(value, dict | list):
                 elide_inline_images(value)
@@ -131,6 +131,7 @@ def elide_inline_images(body: JSONValue) -> JSONValue:
 
 
 _ELIDED = frozenset((*B64_KEYS, "data", "thoughtSignature"))
+_ELIDE_OVER = 256  # characters: longer strings under those keys are inline images
 
 
 def read_usage(body: JSONValue) -> Usage | None:

@@ -234,7 +234,8 @@ Render = Callable[[list[str], str, "JSONObject | None"], JSONObject]
 @attrs.frozen(kw_only=True)
 class Shape:
     """A documented answer shape: whether it carries images inline (base64) or as URLs, and
-    how to write one (the emulator's side; adapters read every shape with the tolerant reader)."""
+    how to write one (the emulator's side; adapters read every shape with the tolerant reader).
+    """
 
     name: str
     inline: bool
@@ -251,17 +252,17 @@ SHAPES: dict[str, Shape] = {
         Shape(
             name="output[].url",
             inline=False,
-            render=lambda images, fmt, usage: {"output": [{"url": u} for u in images]},
+            render=lambda images, *_: {"output": [{"url": u} for u in images]},
         ),
         Shape(
             name="output[] strings",
             inline=False,
-            render=lambda images, fmt, usage: {"output": list(images)},
+            render=lambda images, *_: {"output": list(images)},
         ),
         Shape(
             name="output[].b64_json",
             inline=True,
-            render=lambda images, fmt, usage: _usage(
+            render=lambda images, _fmt, usage: _usage(
                 {"output": [{"b64_json": b} for b in images]}, usage
             ),
         ),
@@ -277,7 +278,7 @@ SHAPES: dict[str, Shape] = {
         Shape(
             name="predictions[].bytesBase64Encoded",
             inline=True,
-            render=lambda images, fmt, usage: {
+            render=lambda images, fmt, _usage: {
                 "predictions": [{"bytesBase64Encoded": b, "mimeType": f"image/{fmt}"}
                                 for b in images]
             },
@@ -285,7 +286,7 @@ SHAPES: dict[str, Shape] = {
         Shape(
             name="data[].b64_json",
             inline=True,
-            render=lambda images, fmt, usage: _usage(
+            render=lambda images, _fmt, usage: _usage(
                 {"created": int(time.time()),
                  "data": [{"b64_json": b, "revised_prompt": None} for b in images]},
                 usage,
@@ -315,7 +316,8 @@ SHAPES: dict[str, Shape] = {
 @attrs.frozen(kw_only=True)
 class Answer:
     """How a family answers a generation: its shapes (the first is the default), a parameter
-    that switches the shape, the image format, and how many images it makes."""
+    that switches the shape, the image format, and how many images it makes.
+    """
 
     shapes: tuple[str, ...] = ("output[].url",)
     #: (parameter, value, shape): the answer shape when the parameter has that value.

@@ -60,7 +60,8 @@ class PreparedRequest:
 @attrs.frozen(kw_only=True)
 class RawImage:
     """An image as found in a response (inline bytes, or a URL still to download), or local
-    bytes to upload (what an image parameter with the "file" encoding becomes)."""
+    bytes to upload (what an image parameter with the "file" encoding becomes).
+    """
 
     data: bytes | None = attrs.field(default=None, repr=lambda d: f"<{len(d or b'')} bytes>")
     url: str | None = None

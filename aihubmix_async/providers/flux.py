@@ -29,12 +29,14 @@ __all__ = [
     "FluxSyncParams",
 ]
 
+_IMAGE_TOLERANCE = 2  # the highest safety_tolerance allowed with an input_image
 _RATIO = re.compile(r"([1-9][0-9]{0,3}):([1-9][0-9]{0,3})")
 
 
 def check_aspect_ratio(value: str | None) -> None:
     """Any ``W:H`` from 21:9 to 9:21 (reference §4a: "aspect_ratio from 21:9 to 9:21"), not
-    just the common presets: ``2:1``, ``7:3``, ``5:4`` are all valid."""
+    just the common presets: ``2:1``, ``7:3``, ``5:4`` are all valid.
+    """
     if value is None:
         return
     match = _RATIO.fullmatch(value)
@@ -69,10 +71,10 @@ class FluxAsyncParams:
 
     def __attrs_post_init__(self) -> None:
         check_aspect_ratio(self.aspect_ratio)
-        if self.input_image is not None and (self.safety_tolerance or 0) > 2:
+        if self.input_image is not None and (self.safety_tolerance or 0) > _IMAGE_TOLERANCE:
             raise InvalidRequestError(
-                "parameter 'safety_tolerance' must be at most 2 with an 'input_image';"
-                f" got {self.safety_tolerance}",
+                f"parameter 'safety_tolerance' must be at most {_IMAGE_TOLERANCE} with an"
+                f" 'input_image'; got {self.safety_tolerance}",
                 field="safety_tolerance",
             )
         if (self.width is None) != (self.height is None):

@@ -51,7 +51,8 @@ EDITS = "images/edits"
 class GptImageAdapter(Adapter):
     """A URL ``image`` is sent on the predictions route (as documented); a local image (bytes,
     file, path, data URI) is uploaded to the OpenAI-compatible ``/v1/images/edits`` route as
-    multipart form data, the documented way to send files. Its answer is ``data[].b64_json``."""
+    multipart form data, the documented way to send files. Its answer is ``data[].b64_json``.
+    """
 
     name = "openai-gpt-image"
     models = (

@@ -72,8 +72,9 @@ def test_undecodable_csv_byte_is_a_bad_line(api: ThreadSandbox, cli: Any, tmp_pa
 def test_lone_surrogate_is_a_bad_line(
     api: ThreadSandbox, cli: Any, tmp_path: Path, where: str
 ) -> None:
-    """Finding 4: ``\\ud800`` in a JSONL prompt or id is a bad line, in a dry run and a run;
-    the lines after it are generated and a rerun bills nothing again."""
+    r"""Finding 4: ``\ud800`` in a JSONL prompt or id is a bad line, in a dry run and a run;
+    the lines after it are generated and a rerun bills nothing again.
+    """
     row = {"id": "x", "prompt": "a fox", where: "bad \ud800 text"}
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps(row) + "\n" + json.dumps({"id": "y", "prompt": "a cat"}) + "\n")
@@ -92,8 +93,9 @@ def test_lone_surrogate_is_a_bad_line(
 
 
 def test_prompts_from_a_pipe_are_read_once(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
-    """Finding 6: ``<(printf 'a\\nb\\n')`` (a pipe given as a path) is read once, not
-    consumed by a counting pass."""
+    r"""Finding 6: ``<(printf 'a\nb\n')`` (a pipe given as a path) is read once, not
+    consumed by a counting pass.
+    """
     read_end, write_end = os.pipe()
     os.write(write_end, b"a fox\na cat\n")
     os.close(write_end)
@@ -111,7 +113,7 @@ def test_prompts_from_a_named_fifo(api: ThreadSandbox, cli: Any, tmp_path: Path)
     os.mkfifo(fifo)
 
     def feed() -> None:
-        with open(fifo, "w") as handle:
+        with fifo.open("w") as handle:
             handle.write('{"prompt": "a fox"}\n{"prompt": "a cat"}\n')
 
     writer = threading.Thread(target=feed)
@@ -126,7 +128,8 @@ def test_local_image_files_need_an_opt_in(
     api: ThreadSandbox, cli: Any, tmp_path: Path, png: bytes
 ) -> None:
     """Finding 13: a line naming a local file is refused (and the file not read) unless
-    --allow-local-files; with it the file is uploaded."""
+    --allow-local-files; with it the file is uploaded.
+    """
     picture = tmp_path / "private.png"
     picture.write_bytes(png)
     prompts = jsonl(tmp_path / "p.jsonl", [
@@ -174,7 +177,8 @@ def test_whole_file_problems_are_refused(
     api: ThreadSandbox, cli: Any, tmp_path: Path, name: str, text: str, message: str
 ) -> None:
     """Problems of the whole file (a CSV without a prompt column, a text file sniffed without
-    -m) refuse the run (exit 2) before anything is sent."""
+    -m) refuse the run (exit 2) before anything is sent.
+    """
     (tmp_path / name).write_text(text)
     done = cli("batch", tmp_path / name, "-o", tmp_path / "out")
     assert done.code == 2
@@ -184,7 +188,8 @@ def test_whole_file_problems_are_refused(
 
 def test_jsonl_lines_that_are_not_objects(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
     """A JSON array, bad JSON or a task id on a line is that line's problem (the journal
-    resumes tasks itself); an empty CSV is no work."""
+    resumes tasks itself); an empty CSV is no work.
+    """
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(
         '{"prompt": "a fox"}\n["a", "list"]\n{"prompt": \n{"prompt": "x", "task_id": "t1"}\n'

@@ -24,7 +24,8 @@ def test_no_key_fails_before_anything(
     api: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Finding 14: batch with no key (and no --sandbox) exits 2 at once: no request, no
-    errors.jsonl full of authentication failures, not even an output folder."""
+    errors.jsonl full of authentication failures, not even an output folder.
+    """
     monkeypatch.delenv("AIHUBMIX_API_KEY")
     done = cli("batch", prompts_file(tmp_path), "-m", "dall-e-3", "-o", tmp_path / "out")
     assert done.code == 2
@@ -55,7 +56,7 @@ def test_bad_run_settings_are_refused_with_exit_2(
 ) -> None:
     """Finding 14: settings every item would fail on are refused before any item."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.stdin", open(prompts_file(tmp_path)))  # noqa: SIM115
+    monkeypatch.setattr("sys.stdin", prompts_file(tmp_path).open())
     (tmp_path / "p.txt").write_text("a fox\na cat\n")
     prompts_file(tmp_path)
     done = cli("batch", *argv, "-o", tmp_path / "out")
@@ -134,12 +135,15 @@ def batch_under_open_files_limit(
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    return subprocess.run(
+        command, capture_output=True, check=False, text=True, timeout=300, preexec_fn=limit
+    )
 
 
 def test_concurrency_is_fitted_to_the_open_files_limit(tmp_path: Path) -> None:
     """Finding 7: --concurrency 2000 under ``ulimit -n 256`` is lowered with a message, and
-    every item is generated and committed (not billed and lost to EMFILE)."""
+    every item is generated and committed (not billed and lost to EMFILE).
+    """
     done = batch_under_open_files_limit(tmp_path, 256, 256, "--concurrency", "2000")
     assert done.returncode == 0, done.stderr
     assert "note: --concurrency 2000 needs about" in done.stderr
@@ -149,7 +153,8 @@ def test_concurrency_is_fitted_to_the_open_files_limit(tmp_path: Path) -> None:
 
 def test_open_files_soft_limit_is_raised_when_the_hard_one_allows(tmp_path: Path) -> None:
     """Finding 7: a soft ``ulimit -n`` below what the concurrency needs is raised towards the
-    hard limit (no note, nothing lowered) and every item is committed."""
+    hard limit (no note, nothing lowered) and every item is committed.
+    """
     done = batch_under_open_files_limit(tmp_path, 256, 4096, "--concurrency", "500")
     assert done.returncode == 0, done.stderr
     assert "note:" not in done.stderr

@@ -112,7 +112,8 @@ class DyingTerminal(Terminal):
 
 def test_a_bar_whose_terminal_goes_away() -> None:
     """Finding 11: the bar stops drawing (no exception, also not when it is closed or
-    collected) once its terminal is gone; the counts go on."""
+    collected) once its terminal is gone; the counts go on.
+    """
     pytest.importorskip("tqdm")
     read_end, write_end = os.pipe()
     os.close(read_end)

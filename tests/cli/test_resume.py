@@ -13,7 +13,8 @@ def test_changed_model_is_refused_then_the_user_picks(
     api: ThreadSandbox, cli: Any, tmp_path: Path
 ) -> None:
     """Finding 1: a rerun with another -m is refused (exit 2, nothing sent) and reported in a
-    dry run; --on-change keep keeps the images, --on-change regenerate pays for new ones."""
+    dry run; --on-change keep keeps the images, --on-change regenerate pays for new ones.
+    """
     prompts = jsonl(tmp_path / "p.jsonl", [{"id": "a", "prompt": "a fox"},
                                            {"id": "b", "prompt": "a cat"}])  # fmt: skip
     out = tmp_path / "out"
@@ -59,7 +60,8 @@ def test_inserted_line_generates_only_the_new_prompt(
 def test_colliding_ids_are_refused_up_front(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
     """Finding 2: the same id on two lines, or ids whose files would collide on a
     case-insensitive disk, are reported with line numbers in a dry run and refused by a run
-    before anything is sent."""
+    before anything is sent.
+    """
     prompts = jsonl(tmp_path / "p.jsonl", [
         {"id": "x", "prompt": "one"}, {"id": "y", "prompt": "two"},
         {"id": "x", "prompt": "three"}, {"id": "Y", "prompt": "four"},
@@ -80,7 +82,8 @@ def test_failed_items_are_retried_unless_told_otherwise(
     api: ThreadSandbox, cli: Any, tmp_path: Path
 ) -> None:
     """Finding 12: --no-retry-failed leaves a failure alone; a plain rerun retries it and the
-    fixed failure leaves errors.jsonl; status shows the states and the first failures."""
+    fixed failure leaves errors.jsonl; status shows the states and the first failures.
+    """
     prompts = jsonl(tmp_path / "p.jsonl", [{"id": "a", "prompt": "a fox"},
                                            {"id": "b", "prompt": "a cat"}])  # fmt: skip
     out = tmp_path / "out"
@@ -103,7 +106,7 @@ def test_failed_items_are_retried_unless_told_otherwise(
 
 
 def test_status_of_a_folder_without_a_journal(cli: Any, tmp_path: Path) -> None:
-    """status on a folder no run wrote says so (exit 2)."""
+    """`status` on a folder no run wrote says so (exit 2)."""
     done = cli("status", tmp_path)
     assert done.code == 2
     assert "has no run journal" in done.err
@@ -111,7 +114,8 @@ def test_status_of_a_folder_without_a_journal(cli: Any, tmp_path: Path) -> None:
 
 def test_unchanged_input_is_not_read_again(api: ThreadSandbox, cli: Any, tmp_path: Path) -> None:
     """Rerunning the same command on the same file resumes from the journal without reading
-    the file again (its failures retried); any change to the file or a setting reads it."""
+    the file again (its failures retried); any change to the file or a setting reads it.
+    """
     prompts = jsonl(tmp_path / "p.jsonl", [{"id": "a", "prompt": "a fox"},
                                            {"id": "b", "prompt": "a cat"}])  # fmt: skip
     out = tmp_path / "out"

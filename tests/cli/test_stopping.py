@@ -55,7 +55,8 @@ def test_signal_saves_every_billed_generation(
     slow: SandboxProcess, tmp_path: Path, signum: int, code: int
 ) -> None:
     """Finding 10: SIGTERM/SIGINT stop taking items; the generations in flight (billed) are
-    committed, the exit status is 128+signal and the message says how to resume."""
+    committed, the exit status is 128+signal and the message says how to resume.
+    """
     prompts = write_prompts(tmp_path / "p.jsonl", 400)
     out = tmp_path / "out"
     proc = start(slow, prompts, out)
@@ -117,7 +118,8 @@ def test_grace_period_is_bounded(stuck: SandboxProcess, tmp_path: Path) -> None:
 
 def test_closed_output_pipe_does_not_lose_the_run(slow: SandboxProcess, tmp_path: Path) -> None:
     """Finding 11: ``... 2>&1 | head -1``: the reader goes away after one line; the run still
-    commits every item it pays for and exits 0."""
+    commits every item it pays for and exits 0.
+    """
     prompts = write_prompts(tmp_path / "p.jsonl", 200)
     out = tmp_path / "out"
     proc = start(slow, prompts, out, stderr=subprocess.STDOUT)
@@ -131,7 +133,8 @@ def test_closed_output_pipe_does_not_lose_the_run(slow: SandboxProcess, tmp_path
 
 def test_signal_while_waiting_for_a_fifo(tmp_path: Path) -> None:
     """Finding 6: a run reading a named FIFO nobody writes to yet stops at once on Ctrl-C,
-    having sent nothing (the blocked read does not hold the process)."""
+    having sent nothing (the blocked read does not hold the process).
+    """
     fifo = tmp_path / "prompts.fifo"
     os.mkfifo(fifo)
     out = tmp_path / "out"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,8 @@ def temps(out: Path) -> list[str]:
 
 def assert_consistent(out: Path) -> list[dict[str, Any]]:
     """Files and rows agree: every image has exactly one metadata row and vice versa, no
-    temporary file is left, and no id appears twice."""
+    temporary file is left, and no id appears twice.
+    """
     rows = metadata(out)
     names = [r["file_name"] for r in rows]
     assert len(names) == len(set(names))
@@ -83,5 +83,5 @@ def assert_consistent(out: Path) -> list[dict[str, Any]]:
         assert r["image_index"] not in indexes
         indexes.add(r["image_index"])
     for r in rows:
-        assert os.path.getsize(out / r["file_name"]) > 0
+        assert (out / r["file_name"]).stat().st_size > 0
     return rows

@@ -1,5 +1,6 @@
 """Commits: atomic per item, durable before reported, recoverable at every step (findings 3,
-8, 12 and 15), and the folder's own files (status, permissions)."""
+8, 12 and 15), and the folder's own files (status, permissions).
+"""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ async def test_crash_at_every_commit_step_recovers_exactly_once(
 ) -> None:
     """Finding 3: a crash between any two steps of a commit (files written / rows committed /
     files renamed) leaves, after recovery, no file without a done row and no done row without
-    its files; the resume generates every other item exactly once."""
+    its files; the resume generates every other item exactly once.
+    """
     out = tmp_path / "out"
     lines: list[Line] = [{"id": f"i{k}", "prompt": f"p{k}", "n": 1 + k % 3} for k in range(12)]
     with Journal.open(out) as journal, crash_at(step):
@@ -73,7 +75,8 @@ async def test_crash_at_every_commit_step_recovers_exactly_once(
 
 async def test_done_is_reported_only_when_durable(tmp_path: Path, client: Client) -> None:
     """When on_durable fires, the row is committed (seen by another connection) and every
-    file is in place under its final name."""
+    file is in place under its final name.
+    """
     out = tmp_path / "out"
     seen: list[tuple[str, tuple[str, ...]]] = []
 
@@ -101,14 +104,15 @@ async def test_done_is_reported_only_when_durable(tmp_path: Path, client: Client
 def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True)  # fmt: skip
+                             capture_output=True, check=False)  # fmt: skip
     return mounted.returncode == 0
 
 
 async def test_full_disk_during_an_n4_commit_leaves_no_partial_item(tmp_path: Path) -> None:
     """Finding 3: the disk fills while the 4 images of one item are written: no image, no
     temporary file, no metadata line of it stays, the item is not done; once there is room a
-    rerun commits all four."""
+    rerun commits all four.
+    """
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "8m"):
         pytest.skip("needs root to mount a small tmpfs")
@@ -151,7 +155,8 @@ async def test_errors_file_holds_only_current_failures(
     tmp_path: Path, sandbox: Sandbox, client: Client
 ) -> None:
     """Finding 12: a failure is listed in errors.jsonl; a rerun that does not retry keeps it;
-    the rerun that retries and succeeds removes it."""
+    the rerun that retries and succeeds removes it.
+    """
     out = tmp_path / "out"
     lines = [{"id": f"i{k}", "prompt": f"p{k}"} for k in range(3)]
     sandbox.fail("status", status=400, message="bad luck")
@@ -192,7 +197,8 @@ async def test_corrupt_metadata_file_does_not_break_a_resume(
     tmp_path: Path, client: Client
 ) -> None:
     """Finding 8: an invalid byte in a middle line of metadata.jsonl: the resume works (the
-    journal is the truth) and rewrites the file whole."""
+    journal is the truth) and rewrites the file whole.
+    """
     out = tmp_path / "out"
     with Journal.open(out) as journal:
         await run(journal, client, stage(journal, items(["a", "b", "c"])))

@@ -20,7 +20,8 @@ async def test_inserted_line_keeps_every_items_identity(
     tmp_path: Path, sandbox: Sandbox, client: Client
 ) -> None:
     """Finding 1: a line inserted at the top is generated; the others stay done, and every
-    metadata row still shows its own prompt."""
+    metadata row still shows its own prompt.
+    """
     out = tmp_path / "out"
     with Journal.open(out) as journal:
         await run(journal, client, stage(journal, items(["a fox", "a cat"])))
@@ -48,7 +49,8 @@ async def test_changed_defaults_are_refused_before_billing(
 ) -> None:  # fmt: skip
     """Finding 1: rerunning with another -m or --param does not report the old images as
     done: the changed items are counted, refused by default (nothing billed), and the user
-    picks: regenerate (new images, metadata matches) or keep (nothing happens)."""
+    picks: regenerate (new images, metadata matches) or keep (nothing happens).
+    """
     out = tmp_path / "out"
     prompts = ["a fox", "a cat", "a fox"]
     with Journal.open(out) as journal:
@@ -108,11 +110,12 @@ async def test_colliding_ids_are_refused_with_line_numbers(
     tmp_path: Path, sandbox: Sandbox, lines: list[dict[str, object]], expected: str
 ) -> None:
     """Finding 2: ids that would share an item or a file are refused before anything is sent,
-    with their line numbers, in a dry run (read-only journal) and in a run."""
+    with their line numbers, in a dry run (read-only journal) and in a run.
+    """
     with Journal.open(tmp_path / "dry", read_only=True) as journal:
         report = stage(journal, items(lines))
         assert report.conflict_count == 1
-        assert str(report.conflicts[0]).startswith(expected.split(" ")[0])
+        assert str(report.conflicts[0]).startswith(expected.split(" ", maxsplit=1)[0])
     assert not (tmp_path / "dry").exists()
     with Journal.open(tmp_path / "out") as journal:
         report = stage(journal, items(lines))
@@ -136,7 +139,8 @@ async def test_x_1_and_the_second_image_of_x_never_collide(
     tmp_path: Path, sandbox: Sandbox, client: Client
 ) -> None:
     """Finding 2: id ``x-1`` next to item ``x`` with n=2: three images, three files, each row
-    pointing at its own prompt's image."""
+    pointing at its own prompt's image.
+    """
     lines: list[Line] = [{"id": "x", "prompt": "two", "n": 2}, {"id": "x-1", "prompt": "one"}]
     out = tmp_path / "out"
     with Journal.open(out) as journal:
@@ -153,7 +157,8 @@ async def test_new_id_whose_files_would_overwrite_an_earlier_item_is_refused(
     tmp_path: Path, sandbox: Sandbox, client: Client
 ) -> None:
     """An item of an earlier run that is not in this input keeps its files: a new id whose
-    file names would be the same (case folded) is refused, naming both."""
+    file names would be the same (case folded) is refused, naming both.
+    """
     out = tmp_path / "out"
     with Journal.open(out) as journal:
         await run(journal, client, stage(journal, items([{"id": "Cat", "prompt": "a"}])))
@@ -177,7 +182,8 @@ def test_bare_identity_is_what_staging_computes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("form", ["data URI", "local file"])
 def test_an_image_input_that_changes_makes_its_item_changed(tmp_path: Path, form: str) -> None:
     """Fingerprints cover image inputs: the same line with other image bytes (inline, or a
-    local file rewritten) is a changed item, the same bytes an unchanged one."""
+    local file rewritten) is a changed item, the same bytes an unchanged one.
+    """
     from aihubmix_async.sandbox._images import png_of_size
 
     image = tmp_path / "in.png"

@@ -22,13 +22,14 @@ OPEN = "import sys; from aihubmix_async._journal import Journal; Journal.open(sy
 def open_elsewhere(out: Path, shard: str = "") -> subprocess.CompletedProcess[str]:
     """Journal.open in another process (flock is per process and open file)."""
     code = OPEN.format(f", shard={shard}" if shard else "")
-    return subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+    return subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, check=False,
                           text=True, timeout=60)  # fmt: skip
 
 
 def test_second_process_is_refused_at_once_and_touches_nothing(tmp_path: Path) -> None:
     """A second writer fails at once, naming the folder and the holder's pid, before any
-    recovery: the running writer's temporary files stay."""
+    recovery: the running writer's temporary files stay.
+    """
     out = tmp_path / "out"
     with Journal.open(out) as journal:
         mine = journal.tmp / "item.png.part"
@@ -48,7 +49,8 @@ def test_second_process_is_refused_at_once_and_touches_nothing(tmp_path: Path) -
 
 def test_shard_locks(tmp_path: Path) -> None:
     """Shards of one split share a folder; the same shard twice, a whole run, or a run split
-    another way is refused while they run."""
+    another way is refused while they run.
+    """
     out = tmp_path / "out"
     with Journal.open(out, shard=(0, 2)), Journal.open(out, shard=(1, 2)):
         for shard in [(0, 2), (1, 2), (0, 3), (0, 1)]:
@@ -77,7 +79,8 @@ async def test_two_shards_run_together_into_one_folder(
     tmp_path: Path, sandbox: Sandbox, client: Client
 ) -> None:
     """Two shard runs at the same time: every item generated exactly once, by one of them, and
-    the folder agrees with the journal at the end."""
+    the folder agrees with the journal at the end.
+    """
     out = tmp_path / "out"
     lines: list[Line] = [f"prompt {k}" for k in range(60)] + [
         {"id": f"e{k}", "prompt": f"explicit {k}", "n": 2} for k in range(20)]  # fmt: skip

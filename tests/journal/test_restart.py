@@ -1,5 +1,6 @@
 """Rerunning the same input: a run restarted from the journal without staging the input
-again, only while the journal provably holds that input's staging (the 1M-resume path)."""
+again, only while the journal provably holds that input's staging (the 1M-resume path).
+"""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ async def test_restart_takes_the_last_runs_unfinished_items(
 
 async def test_any_other_run_voids_the_recorded_input(tmp_path: Path) -> None:
     """Once another input changed the journal (here: regenerated with another model), the
-    old key no longer vouches for anything: a full staging is required."""
+    old key no longer vouches for anything: a full staging is required.
+    """
     out = tmp_path / "out"
     with Journal.open(out) as journal:
         journal.start_run(stage(journal, items(["a", "b"])), input_key="K")

@@ -1,5 +1,6 @@
 """Task models: the task id is journaled before polling and resumed, never re-billed
-(finding 16)."""
+(finding 16).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ SLOW_TASKS = PollPolicy(initial_interval=0.01, max_interval=0.01, deadline=30.0)
 
 async def test_tasks_submitted_before_a_stop_are_polled_not_resubmitted(tmp_path: Path) -> None:
     """A run stopped while its Flux tasks are still pending (after their ids are journaled):
-    the resume polls those tasks; the sandbox sees no second submit for any of them."""
+    the resume polls those tasks; the sandbox sees no second submit for any of them.
+    """
     out = tmp_path / "out"
     lines: list[Line] = [f"a lighthouse, take {k}" for k in range(8)]
     async with serve(pending_polls=30) as sandbox:

@@ -104,7 +104,7 @@ def test_unparseable_bodies_are_response_format_errors(body: Any) -> None:
 
 
 def test_imagen_count_rules() -> None:
-    """numberOfImages and sampleCount are aliases (not both); ultra makes one image."""
+    """Imagen's numberOfImages and sampleCount are aliases (not both); ultra makes one."""
     adapter = ImagenAdapter()
     assert body_of(adapter, "google/imagen-3.0-generate-002", sampleCount=2)["input"] == {
         "prompt": "a cat",
@@ -226,7 +226,8 @@ def test_parameter_messages_say_what_is_allowed(
     model: str, params: dict[str, Any], message: str
 ) -> None:
     """Messages built from cattrs' collected errors keep their substance: the allowed values or
-    range, the type expected, the nearest known names, the models that take a parameter."""
+    range, the type expected, the nearest known names, the models that take a parameter.
+    """
     adapter, path = Registry.default().resolve(model)
     with pytest.raises(InvalidRequestError) as caught:
         adapter.build_request(path, "a cat", params)

@@ -1,6 +1,7 @@
 """Fidelity with the documented examples (issue 11, items 7-10), end to end through
 ``Client.generate`` against the sandbox, or a small server on loopback answering in the one
-documented form the sandbox does not use by default."""
+documented form the sandbox does not use by default.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ async def test_documented_empty_reference_image_reaches_the_server(
     client: Client, sandbox: Sandbox
 ) -> None:
     """The Qwen-Image and iRAG curl examples send ``"refer_image": ""``: the call succeeds and
-    the server sees the empty string as written (not dropped, not read as a file path)."""
+    the server sees the empty string as written (not dropped, not read as a file path).
+    """
     for model in ("qianfan/qwen-image", "qianfan/irag-1.0"):
         result = await client.generate(model, "A beautiful sunset", refer_image="", n=1)
         assert len(result.images) == 1
@@ -76,7 +78,8 @@ async def test_flux_refuses_ratios_outside_the_range_before_sending(
     client: Client, sandbox: Sandbox, ratio: str, message: str
 ) -> None:
     """Out-of-range or malformed ratios are a clear InvalidRequestError naming the field, for
-    kontext and flux-2 alike; nothing reaches the server."""
+    kontext and flux-2 alike; nothing reaches the server.
+    """
     for model in ("flux-kontext-max", "flux-2-pro"):
         with pytest.raises(ah.InvalidRequestError, match=message) as caught:
             await client.generate(model, "a deer", aspect_ratio=ratio)
@@ -105,7 +108,8 @@ async def test_flux_input_image_bare_base64_is_sent_as_base64(
     client: Client, sandbox: Sandbox
 ) -> None:
     """The docs allow input_image as base64: a bare base64 string (also wrapped at 76 columns,
-    as ``base64`` tools write it; PNG or JPEG) is an image, not a file path."""
+    as ``base64`` tools write it; PNG or JPEG) is an image, not a file path.
+    """
     wrapped = "\n".join(textwrap.wrap(PNG_B64, 76))
     jpeg_b64 = base64.b64encode(jpeg()).decode()
     for value in (PNG_B64, wrapped, jpeg_b64):
@@ -135,7 +139,8 @@ async def test_paths_still_read_and_missing_paths_say_so(
     client: Client, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A relative or absolute path is read as a file; a short path-like string that does not
-    exist, even one made only of base64 letters, is a clear "file not found" error."""
+    exist, even one made only of base64 letters, is a clear "file not found" error.
+    """
     (tmp_path / "in.png").write_bytes(PNG)
     monkeypatch.chdir(tmp_path)
     for value in ("in.png", str(tmp_path / "in.png")):
@@ -152,7 +157,8 @@ async def test_base64_of_a_non_image_is_refused_without_quoting_it(
     client: Client, sandbox: Sandbox
 ) -> None:
     """Long base64 that does not decode to an image is refused; the message quotes only the
-    start of the value, never the whole blob."""
+    start of the value, never the whole blob.
+    """
     blob = base64.b64encode(b"<html>" + b"x" * 6000).decode()
     with pytest.raises(ah.InvalidRequestError, match="neither a file path nor base64") as caught:
         await client.generate("flux-kontext-max", "x", input_image=blob)
@@ -173,7 +179,8 @@ FILTERED = "Your current safety filter threshold filtered out 2 generated images
 @pytest.fixture
 async def native_imagen() -> AsyncIterator[tuple[str, list[Any]]]:
     """A server answering Imagen calls in Google's native form (every image filtered when the
-    prompt says "filtered"); records the request bodies."""
+    prompt says "filtered"); records the request bodies.
+    """
     seen: list[Any] = []
 
     async def predict(request: web.Request) -> web.Response:
@@ -194,7 +201,8 @@ async def test_imagen_native_predictions_form_is_read(
     native_imagen: tuple[str, list[Any]],
 ) -> None:
     """``predictions[].bytesBase64Encoded`` (+ ``mimeType``) yields the images, in order, with
-    their types; the raw body keeps a marker instead of the base64 text."""
+    their types; the raw body keeps a marker instead of the base64 text.
+    """
     base_url, seen = native_imagen
     async with Client(api_key="sk-test", base_url=base_url) as client:
         result = await client.generate("imagen-4.0-generate-001", "a lighthouse", numberOfImages=2)
@@ -208,7 +216,8 @@ async def test_imagen_native_form_all_filtered_says_why(
     native_imagen: tuple[str, list[Any]],
 ) -> None:
     """When Google filtered every image the error carries its raiFilteredReason and the request
-    id, instead of a bare "no image"."""
+    id, instead of a bare "no image".
+    """
     base_url, _ = native_imagen
     async with Client(api_key="sk-test", base_url=base_url) as client:
         with pytest.raises(ah.ResponseFormatError, match="filtered: Your current safety") as caught:

@@ -1,5 +1,6 @@
 """A large batch under a storm of injected faults: every item accounted for exactly once,
-transient faults retried to success, permanent ones reported with their typed error."""
+transient faults retried to success, permanent ones reported with their typed error.
+"""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def _limit_file_size() -> None:
 
 def test_full_disk_gives_a_clear_error_and_a_resumable_state(tmp_path: Path) -> None:
     """Writes failing mid-run (file size limit: a full disk) end with a clear error; the rerun
-    completes with every item exactly once and no partial files."""
+    completes with every item exactly once and no partial files.
+    """
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(
         "".join(json.dumps({"id": f"i{n}", "prompt": f"p{n}"}) + "\n" for n in range(60))
@@ -68,7 +69,7 @@ def test_full_disk_gives_a_clear_error_and_a_resumable_state(tmp_path: Path) -> 
                "-o", str(out), "--sandbox", "--concurrency", "4"]  # fmt: skip
     # Coverage (when measuring) could not save its data under the size limit: leave it out.
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    full = subprocess.run(command, capture_output=True, text=True, timeout=120,
+    full = subprocess.run(command, capture_output=True, check=False, text=True, timeout=120,
                           preexec_fn=_limit_file_size, env=env)  # fmt: skip
     assert full.returncode == 3, full.stderr
     # The first write past the limit may be an image ("File too large") or the run journal's
@@ -77,7 +78,7 @@ def test_full_disk_gives_a_clear_error_and_a_resumable_state(tmp_path: Path) -> 
     assert "rerun the same command to resume" in full.stderr
     assert "Traceback" not in full.stderr
     assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == []
-    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, capture_output=True, check=False, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     counts = Counter(r["id"] for r in metadata(out))
     assert len(counts) == 60

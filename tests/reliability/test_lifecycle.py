@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
+from pathlib import Path
 
 import anyio
 import pytest
@@ -14,7 +14,7 @@ from ..support import make_client, other_tasks, wait_until
 
 
 def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    return len(list(Path("/proc/self/fd").iterdir()))
 
 
 @pytest.mark.slow
