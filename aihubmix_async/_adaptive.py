@@ -17,7 +17,7 @@ import contextlib
 import math
 from collections import deque
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, Self
 
 __all__ = ["THROTTLE_STATUSES", "AdaptiveLimiter", "Slot"]
 
@@ -29,7 +29,8 @@ DEFAULT_DECREASE: Final = 0.5
 
 class Slot:
     """One request's place under the limit: ``async with limiter.slot() as slot:``, then
-    ``slot.report(status)`` once the answer's status is known (no report = no verdict)."""
+    ``slot.report(status)`` once the answer's status is known (no report = no verdict).
+    """
 
     __slots__ = ("_epoch", "_limiter", "_status")
 
@@ -41,14 +42,14 @@ class Slot:
     def report(self, status: int) -> None:
         self._status = status
 
-    async def __aenter__(self) -> Slot:
+    async def __aenter__(self) -> Self:
         if self._limiter is not None:
-            self._epoch = await self._limiter._acquire()
+            self._epoch = await self._limiter._acquire()  # noqa: SLF001
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._limiter is not None:
-            self._limiter._release(self._epoch, self._status)
+            self._limiter._release(self._epoch, self._status)  # noqa: SLF001
 
 
 #: The slot of an idle limiter (or a request it does not govern): no wait, no bookkeeping.
@@ -104,9 +105,10 @@ class AdaptiveLimiter:
         finally:
             self._engaged -= 1
 
-    def slot(self, governed: bool = True) -> Slot:
+    def slot(self, governed: bool = True) -> Slot:  # noqa: FBT001, FBT002
         """A slot for one request; a free one when idle or when ``governed`` is false (image
-        downloads go to a CDN, not against the key)."""
+        downloads go to a CDN, not against the key).
+        """
         return Slot(self) if governed and self._engaged else _FREE
 
     # --- the gate ------------------------------------------------------------------------------

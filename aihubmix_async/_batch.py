@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import anyio
 
@@ -56,7 +56,8 @@ _STOP = object()
 
 class Batch:
     """A running batch: ``async with client.batch(prompts, model=m) as outcomes:``, then
-    ``async for outcome in outcomes``; ``outcomes.summary`` has the accounting."""
+    ``async for outcome in outcomes``; ``outcomes.summary`` has the accounting.
+    """
 
     def __init__(
         self,
@@ -116,7 +117,7 @@ class Batch:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Batch:
+    async def __aenter__(self) -> Self:
         self._generator.ready()
         if self._adaptive is not None:  # from here until exit, every API request is gated
             self._engagement.enter_context(self._adaptive.engaged())
@@ -127,9 +128,9 @@ class Batch:
         self._task_group.start_soon(self._run)
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        assert self._task_group is not None
-        assert self._workers is not None
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task_group is not None  # noqa: S101
+        assert self._workers is not None  # noqa: S101
         self._stopped = True
         # Leaving the block cancels in-flight generations and the end-of-stream hand-off.
         self._task_group.cancel_scope.cancel()
@@ -144,7 +145,7 @@ class Batch:
             self._elapsed = time.perf_counter() - self._clock
 
     async def _run(self) -> None:
-        assert self._workers is not None
+        assert self._workers is not None  # noqa: S101
         with self._workers:
             async with anyio.create_task_group() as workers:
                 for _ in range(self._concurrency):
@@ -187,7 +188,7 @@ class Batch:
             self._window.release()
         if outcome.error is not None and self._fail_fast:
             self._stopped = True
-            assert self._workers is not None
+            assert self._workers is not None  # noqa: S101
             self._workers.cancel()
         return outcome
 
@@ -234,11 +235,11 @@ class Batch:
                 async with self._pull_lock:
                     if self._finished_pulling():  # another worker hit the end meanwhile
                         return None
-                    assert self._async_iter is not None
+                    assert self._async_iter is not None  # noqa: S101
                     item = await anext(self._async_iter, _STOP)
                     if self._stopped:  # stop() while waiting for the input: do not start it
                         return None
-        except Exception as exc:  # the caller's iterator failed: stop, report it at the end
+        except Exception as exc:  # the caller's iterator failed: stop, report it at the end  # noqa: BLE001
             self._input_error = exc
             self._exhausted = True
             return None
@@ -249,7 +250,7 @@ class Batch:
         self._started += 1
         return index, item
 
-    async def _worker(self) -> None:
+    async def _worker(self) -> None:  # noqa: C901
         # The item's generation runs inline here rather than in a helper coroutine: one frame
         # fewer to re-enter on every resume of the HTTP exchange.
         generate, window, queue = self._generator.generate, self._window, self._queue
@@ -274,7 +275,7 @@ class Batch:
                 try:
                     model = request.model or self._model
                     if model is None:
-                        raise InvalidRequestError(
+                        raise InvalidRequestError(  # noqa: TRY301
                             "no model: give batch(model=...) or a per-item model"
                         )
                     params = {**self._params, **request.params} if request.params else self._params
@@ -290,7 +291,7 @@ class Batch:
                         task_id=request.task_id,
                         on_task=None if self._on_task is None else self._task_hook(request),
                     )
-                except Exception as exc:  # every item ends as an outcome, whatever went wrong
+                except Exception as exc:  # every item ends as an outcome, whatever went wrong  # noqa: BLE001
                     error = exc
             outcome = self._account(index, request, result, error, stats, started)
             if isinstance(error, RateLimitError) and self._give_up_after is not None:
@@ -333,7 +334,7 @@ class Batch:
 
     def _check_breaker(self) -> None:
         """End the batch once the server has refused everything for ``give_up_after`` s."""
-        assert self._give_up_after is not None
+        assert self._give_up_after is not None  # noqa: S101
         refusing_for = self._generator.refusing_for()
         if refusing_for >= self._give_up_after and not self._stopped:
             self._stopped = True
@@ -347,11 +348,11 @@ class Batch:
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
         on_task = self._on_task
-        assert on_task is not None
+        assert on_task is not None  # noqa: S101
         return lambda task_id, request_id: on_task(request, task_id, request_id)
 
     async def _report(self, outcome: Outcome) -> None:
-        assert self._on_progress is not None
+        assert self._on_progress is not None  # noqa: S101
         event = BatchProgress(
             outcome=outcome,
             done=self._succeeded + self._failed,
@@ -371,7 +372,8 @@ class Batch:
 
 def _worker_count(concurrency: object, adaptive: AdaptiveLimiter | None) -> int:
     """Workers to run: ``concurrency``, or for "auto" the adaptive limit's maximum (the
-    limiter, not the worker count, then decides how many requests are in flight)."""
+    limiter, not the worker count, then decides how many requests are in flight).
+    """
     if concurrency == "auto":
         if adaptive is None:
             raise InvalidRequestError(

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import AsyncIterable, Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from ._batch import Batch, BatchTaskHook, ProgressHook
 from ._config import (
@@ -134,7 +134,7 @@ class Client:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         if self._state is not _State.UNOPENED:
             raise ConfigurationError(f"Client cannot be entered twice (it is {self._state.value})")
         self._open()
@@ -165,7 +165,8 @@ class Client:
 
     def _ready(self) -> Transport:
         """The open transport, for the exchange: opens lazily, refuses a closed client or
-        another event loop."""
+        another event loop.
+        """
         transport = self._transport
         if transport is not None and self._state is _State.OPEN:
             if asyncio.get_running_loop() is not self._loop:

@@ -1,4 +1,6 @@
-"""The exception tree. Every error the SDK raises is an :class:`AIHubMixError`::
+"""The exception tree: every error the SDK raises is an :class:`AIHubMixError`.
+
+::
 
     AIHubMixError
     ├── ConfigurationError          missing key, closed client, wrong event loop
@@ -208,7 +210,7 @@ class ConnectError(TransportError):
         super().__init__(message, request_sent=False, model=model)
 
 
-class RequestTimeout(TransportError, TimeoutError):
+class RequestTimeout(TransportError, TimeoutError):  # noqa: N818
     """The request, a poll deadline or a download took longer than allowed."""
 
 
@@ -235,7 +237,8 @@ class ResponseFormatError(AIHubMixError):
 class BatchAbortedError(AIHubMixError):
     """A batch's breaker tripped: the server answered nothing but 429 for ``refusing_for``
     seconds (``give_up_after``). Raised from the outcome stream once the items already running
-    are delivered; items never started count in ``summary.not_started``."""
+    are delivered; items never started count in ``summary.not_started``.
+    """
 
     refusing_for: float
 
@@ -340,7 +343,8 @@ _REDACTED = "***"
 
 def redact_secret(error: AIHubMixError, secret: str | None) -> AIHubMixError:
     """Remove ``secret`` (the API key) from every text of ``error``, in place: a server may
-    echo the request's ``Authorization`` header in its error message."""
+    echo the request's ``Authorization`` header in its error message.
+    """
     if not secret:
         return error
     for name, value in vars(error).items():

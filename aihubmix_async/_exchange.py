@@ -41,7 +41,8 @@ IMAGE: Callable[[Any], Any] = sniff_mime_type
 
 def _redact(url: str) -> str:
     """scheme://host/path: query strings of signed image URLs (and any user:password@) stay
-    out of hooks and logs."""
+    out of hooks and logs.
+    """
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
@@ -113,7 +114,8 @@ def _log_exchange(method: str, url: str, model: str, response: Response, attempt
 
 def _image_type(response: Response, model: str) -> str:
     """The MIME type of downloaded image bytes; a ResponseFormatError for anything else.
-    The bytes decide, whatever the Content-Type claims (an HTML page is never an image)."""
+    The bytes decide, whatever the Content-Type claims (an HTML page is never an image).
+    """
     mime = image_type(response.body)
     if mime is None:
         claimed = response.content_type or "no Content-Type"
@@ -189,7 +191,8 @@ class Exchange:
         request is resent only when the server surely did not process it.
 
         Over 50 lines on purpose: the retry loop and the one HTTP await stay in this frame (no
-        helper coroutine to re-enter on every resume); everything else is in sync helpers."""
+        helper coroutine to re-enter on every resume); everything else is in sync helpers.
+        """
         transport = self.ready()
         limiter = self._limiter
         policy = self._retry
@@ -253,12 +256,13 @@ class Exchange:
         self,
         exc: AIHubMixError,
         attempt: int,
-        billed: bool,
+        billed: bool,  # noqa: FBT001
         policy: RetryPolicy,
         waited: float,
     ) -> float | None:
         """Seconds to wait before the next attempt, or None to raise ``exc`` now (retries
-        used up, not retryable, or the call's ``max_retry_wait`` budget would be passed)."""
+        used up, not retryable, or the call's ``max_retry_wait`` budget would be passed).
+        """
         if attempt > policy.max_retries or not should_retry(exc, billed=billed, policy=policy):
             return None
         if not isinstance(exc, RateLimitError):

@@ -94,12 +94,12 @@ class Generator:
         """Open the client's session now (a batch does this on entry)."""
         self._exchange.ready()
 
-    async def generate(
+    async def generate(  # noqa: C901, PLR0912
         self,
         model: str,
         prompt: str,
         params: Mapping[str, object],
-        download: bool,
+        download: bool,  # noqa: FBT001
         deadline: float | None,
         stats: CallStats,
         *,
@@ -108,7 +108,8 @@ class Generator:
     ) -> ImageResult:
         """Submit (or resume ``task_id``), poll, download. Kept as one flat coroutine, over
         50 lines on purpose: every coroutine layer is re-entered on each resume of the HTTP
-        exchange, which costs measurable CPU per request (see benchmarks/)."""
+        exchange, which costs measurable CPU per request (see benchmarks/).
+        """
         adapter, path = self._registry.resolve(model)
         exchange = self._exchange
         if task_id is None:
@@ -201,7 +202,8 @@ class Generator:
         self, params: Mapping[str, object], image_params: Mapping[str, str]
     ) -> dict[str, object]:
         """Image parameters in any accepted form -> the family's wire form (files read in a
-        worker thread, never on the event loop)."""
+        worker thread, never on the event loop).
+        """
         encoded = dict(params)
         for name, encoding in image_params.items():
             if name in encoded and encoded[name] is not None:
@@ -248,7 +250,11 @@ class Generator:
             interval = min(interval * policy.multiplier, policy.max_interval)
 
     async def _materialise(
-        self, raw: tuple[RawImage, ...], download: bool, model: str, stats: CallStats
+        self,
+        raw: tuple[RawImage, ...],
+        download: bool,  # noqa: FBT001
+        model: str,
+        stats: CallStats,
     ) -> tuple[GeneratedImage, ...]:
         if not raw:
             raise ResponseFormatError(
@@ -265,7 +271,11 @@ class Generator:
         return tuple(r for r in results if r is not None)
 
     async def _image(
-        self, item: RawImage, download: bool, model: str, stats: CallStats
+        self,
+        item: RawImage,
+        download: bool,  # noqa: FBT001
+        model: str,
+        stats: CallStats,
     ) -> GeneratedImage:
         if item.data is not None:
             mime = image_type(item.data)  # the bytes decide, whatever mimeType claims
@@ -300,7 +310,8 @@ class Generator:
 
 def _well_formed(url: str) -> bool:
     """Whether the URL's host and port parse (a bad port or IPv6 literal raised ValueError
-    from deep in aiohttp)."""
+    from deep in aiohttp).
+    """
     try:
         parts = urlsplit(url)
         return bool(parts.hostname) and (parts.port is None or parts.port > 0)

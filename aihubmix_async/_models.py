@@ -58,7 +58,8 @@ def image_type(data: bytes) -> str | None:
 
 def sniff_mime_type(data: bytes, fallback: str | None = None) -> str:
     """The image type by its magic bytes; the server's claim only when the bytes don't say
-    (for display only: whether bytes *are* an image is :func:`image_type`'s call)."""
+    (for display only: whether bytes *are* an image is :func:`image_type`'s call).
+    """
     proven = image_type(data)
     if proven is not None:
         return proven
@@ -80,7 +81,8 @@ def _repr_data(data: bytes | None) -> str:
 @attrs.frozen(kw_only=True)
 class GeneratedImage:
     """One image. ``data`` is ``None`` when it was not downloaded (``download=False``): then
-    only ``url`` is set, and ``mime_type`` is the server's claim (or a guess from the URL)."""
+    only ``url`` is set, and ``mime_type`` is the server's claim (or a guess from the URL).
+    """
 
     data: bytes | None = attrs.field(repr=_repr_data)
     mime_type: str
@@ -206,7 +208,8 @@ class ModelInfo:
 
 class _FrozenParams(Mapping[str, Any]):
     """A read-only copy of a parameter mapping that compares by content, and hashes when its
-    values do (by keys otherwise: equality still decides)."""
+    values do (by keys otherwise: equality still decides).
+    """
 
     __slots__ = ("_data",)
 
@@ -301,7 +304,8 @@ class BatchProgress:
 @attrs.frozen(kw_only=True)
 class BatchSummary:
     """The accounting of a batch: every item pulled from the input is in exactly one of
-    ``succeeded``, ``failed`` (both as delivered to the consumer) or ``cancelled``."""
+    ``succeeded``, ``failed`` (both as delivered to the consumer) or ``cancelled``.
+    """
 
     started: int
     succeeded: int
@@ -319,7 +323,8 @@ ProgressHook = Callable[[BatchProgress], Any]
 def request_from_mapping(data: Mapping[str, Any], default_id: str | None = None) -> ImageRequest:
     """An ImageRequest from ``{"prompt", "model"?, "id"?, "task_id"?, "params"?, **params}``
     (batch items and prompt-file lines alike). Problems raise InvalidRequestError (also a
-    ValueError)."""
+    ValueError).
+    """
     data = dict(data)
     prompt = data.pop("prompt", None)
     if not isinstance(prompt, str) or not prompt.strip():

@@ -31,7 +31,7 @@ __all__ = [
 _testing = False
 
 
-def set_testing(enabled: bool = True) -> _TestingToggle:
+def set_testing(enabled: bool = True) -> _TestingToggle:  # noqa: FBT001, FBT002
     """Retry testing mode: retries still happen, but without waiting between them.
 
     Call it plainly (``set_testing(True)``) or use it as a context manager
@@ -43,14 +43,14 @@ def set_testing(enabled: bool = True) -> _TestingToggle:
 
 
 class _TestingToggle:
-    def __init__(self, previous: bool) -> None:
+    def __init__(self, previous: bool) -> None:  # noqa: FBT001
         self._previous = previous
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, *exc: object) -> None:
-        global _testing
+        global _testing  # noqa: PLW0603
         _testing = self._previous
 
 
@@ -83,7 +83,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 def backoff_delay(attempt: int, policy: RetryPolicy) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, capped."""
     ceiling = min(policy.max_backoff, policy.initial_backoff * 2.0**attempt)
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
 
 
 def should_retry(exc: AIHubMixError, *, billed: bool, policy: RetryPolicy) -> bool:

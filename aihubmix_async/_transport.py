@@ -146,7 +146,7 @@ class Transport:
         raise failure
 
 
-def _error_for(
+def _error_for(  # noqa: PLR0911
     exc: BaseException, method: str, url: str, timeout: float, model: str | None
 ) -> AIHubMixError:
     """The SDK error for an aiohttp / asyncio failure (order matters: subclasses first)."""

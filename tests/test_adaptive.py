@@ -59,7 +59,8 @@ async def test_a_fixed_concurrency_starts_at_full_width() -> None:
 
 async def test_auto_backs_off_on_429_far_below_a_fixed_flood() -> None:
     """Against a key limited to 3 in flight, a client allowed 12: the fixed batch keeps
-    hitting the limit; the adaptive one settles under it, with a fraction of the 429s."""
+    hitting the limit; the adaptive one settles under it, with a fraction of the 429s.
+    """
     async with serve(latency=0.01, key_concurrency=3) as sandbox:
         async with make_client(sandbox, max_concurrency=12, retry=PATIENT) as client:
             await _run(client, 60, 12)
@@ -74,7 +75,8 @@ async def test_auto_backs_off_on_429_far_below_a_fixed_flood() -> None:
 
 async def test_auto_recovers_once_the_limit_lifts() -> None:
     """Cut by a tight key limit, the client's figure grows back to the maximum once the
-    limit is gone (in the next auto batch: the figure belongs to the client)."""
+    limit is gone (in the next auto batch: the figure belongs to the client).
+    """
     async with serve(latency=0.01, key_concurrency=2) as sandbox:
         async with make_client(sandbox, max_concurrency=8, retry=PATIENT) as client:
             await _run(client, 30, "auto")
@@ -88,7 +90,8 @@ async def test_auto_recovers_once_the_limit_lifts() -> None:
 
 async def test_single_calls_share_the_figure_while_an_auto_batch_runs() -> None:
     """Single calls made while an auto batch runs wait under the same low starting figure:
-    ten of them fired with the batch's first workers do not reach the key all at once."""
+    ten of them fired with the batch's first workers do not reach the key all at once.
+    """
     async with serve(latency=0.01) as sandbox:
         async with make_client(sandbox, max_concurrency=12) as client:
             async with client.batch(
@@ -107,7 +110,8 @@ async def test_single_calls_share_the_figure_while_an_auto_batch_runs() -> None:
 
 async def test_leaving_an_auto_batch_early_frees_every_place() -> None:
     """Requests waiting for a place when the block is left give it back: a later batch
-    still runs at full width."""
+    still runs at full width.
+    """
     async with serve(latency=0.01) as sandbox:
         async with make_client(sandbox, max_concurrency=4) as client:
             async with client.batch(
@@ -166,7 +170,8 @@ async def test_the_sandbox_limits_concurrent_requests_per_key() -> None:
 
 async def test_under_auto_a_bare_429_cuts_the_figure_instead_of_pausing_the_client() -> None:
     """A 429 without Retry-After waits out only its own backoff (a minute here) while the
-    other items go on under the cut figure; the client-wide pause would stall them all."""
+    other items go on under the cut figure; the client-wide pause would stall them all.
+    """
     slow = RetryPolicy(max_retries=3, initial_backoff=60.0, max_backoff=60.0)
     with set_testing(False):
         async with serve(latency=0.05, key_concurrency=1) as sandbox:

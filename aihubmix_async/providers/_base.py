@@ -231,7 +231,7 @@ class Adapter:
         return Parsed(images=images, usage=read_usage(body))
 
     def _task_handle(self, body: JSONValue) -> Parsed | None:
-        assert self.tasks is not None
+        assert self.tasks is not None  # noqa: S101
         if not isinstance(body, dict):
             return None
         output = body.get("output")
@@ -268,7 +268,8 @@ class Adapter:
         """The poll path (below the tasks URL) of a task this family's submit answered.
 
         The id must be safe as one path segment: ``..`` would make the poll (which carries
-        the key) walk to another path of the API."""
+        the key) walk to another path of the API.
+        """
         if not is_safe_task_id(task_id):
             raise ResponseFormatError(
                 f"task id {task_id[:40]!r} is not safe in a URL path"

@@ -19,8 +19,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
         "key_rpm": args.key_rpm,
     }
     async with serve(host=args.host, port=args.port, **options) as sandbox:
-        print(f"AIHubMix sandbox on {sandbox.base_url} (images on {sandbox.cdn_url})", flush=True)
-        print(f"  AIHUBMIX_BASE_URL={sandbox.base_url} AIHUBMIX_API_KEY={args.api_key}", flush=True)
+        print(f"AIHubMix sandbox on {sandbox.base_url} (images on {sandbox.cdn_url})", flush=True)  # noqa: T201
+        print(f"  AIHUBMIX_BASE_URL={sandbox.base_url} AIHUBMIX_API_KEY={args.api_key}", flush=True)  # noqa: T201
         await asyncio.Event().wait()
 
 

@@ -169,7 +169,7 @@ class Sandbox:
         host = self.base_url + "/redirect" if self.redirect_downloads else self.cdn_url + "/img"
         return f"{host}/{uuid.uuid4().hex}.{ext}"
 
-    async def _fault(
+    async def _fault(  # noqa: PLR0911
         self, request: web.Request, route: str, model: str | None
     ) -> web.StreamResponse | Fault | None:
         """Apply a scripted fault: a response to send instead, a fate to carry, or None."""
@@ -305,10 +305,10 @@ class Sandbox:
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(f"{self.cdn_url}/img/{request.match_info['name']}")
 
-    async def _stats(self, request: web.Request) -> web.StreamResponse:
+    async def _stats(self, request: web.Request) -> web.StreamResponse:  # noqa: ARG002
         return web.json_response(self.stats.as_dict())
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
+    async def _events(self, request: web.Request) -> web.StreamResponse:  # noqa: ARG002
         return web.json_response([list(event) for event in self.events])
 
     async def _script(self, request: web.Request) -> web.StreamResponse:
@@ -341,7 +341,8 @@ def _error(
     param: str | None = None,
 ) -> web.Response:
     """A server-style error: ``{"error": {message, type, param, code}}`` (X-Request-Id is added
-    by the middleware)."""
+    by the middleware).
+    """
     kind = "invalid_request_error" if 400 <= status < 500 else "aihubmix_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None

@@ -86,7 +86,8 @@ def check_body(
 
 def _check_images(name: str, values: Any, prefix: str, seen: Counter[str]) -> Problem | None:
     """Image inputs must be an http(s) URL, a base64 data: URI, bare base64 or an uploaded file
-    of a real image."""
+    of a real image.
+    """
     for value in values if isinstance(values, list) else [values]:
         if value is None:
             continue

@@ -39,7 +39,7 @@ class Fault:
     times: int = 1
 
     def matches(self, route: str, model: str | None) -> bool:
-        if self.times <= 0 or (self.route != "any" and self.route != route):
+        if self.times <= 0 or (self.route not in {"any", route}):
             return False
         return self.model is None or (model is not None and self.model in model)
 
@@ -51,7 +51,7 @@ class FaultScript:
     _queue: list[Fault] = attrs.Factory(list)
     rate: float = 0.0
     random_kinds: tuple[Fault, ...] = ()
-    _rng: random.Random = attrs.Factory(lambda: random.Random(0))
+    _rng: random.Random = attrs.Factory(lambda: random.Random(0))  # noqa: S311
 
     def add(self, fault: Fault) -> None:
         self._queue.append(fault)

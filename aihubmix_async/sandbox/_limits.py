@@ -47,7 +47,8 @@ class KeyLimit:
 
     def admit(self, key: str) -> int | Refusal:
         """The key's in-flight count including this request, or why it is refused. An
-        admitted request must be followed by :meth:`leave`."""
+        admitted request must be followed by :meth:`leave`.
+        """
         key_id = self._id(key)
         in_flight = self._in_flight.get(key_id, 0)
         if self.concurrency is not None and in_flight >= self.concurrency:

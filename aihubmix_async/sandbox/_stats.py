@@ -66,8 +66,8 @@ class SandboxStats:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.in_flight_by_kind[kind] += 1
-        if self.in_flight_by_kind[kind] > self.max_in_flight_by_kind[kind]:
-            self.max_in_flight_by_kind[kind] = self.in_flight_by_kind[kind]
+        seen = self.in_flight_by_kind[kind]
+        self.max_in_flight_by_kind[kind] = max(self.max_in_flight_by_kind[kind], seen)
 
     def leave(self, kind: str) -> None:
         self.in_flight -= 1

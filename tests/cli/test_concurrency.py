@@ -26,7 +26,8 @@ def test_auto_concurrency_saves_every_item_and_stays_near_the_limit(
     limited: ThreadSandbox, cli: Any, tmp_path: Path
 ) -> None:
     """Every item is saved once; the server saw far fewer refusals than a fixed width of the
-    same ceiling provokes (measured in the same test, on the same server)."""
+    same ceiling provokes (measured in the same test, on the same server).
+    """
     rows = [{"id": f"i{k}", "prompt": f"p{k}"} for k in range(60)]
     prompts = jsonl(tmp_path / "p.jsonl", rows)
     auto = cli("batch", prompts, "-m", "dall-e-3", "-o", tmp_path / "auto",

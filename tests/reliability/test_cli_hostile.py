@@ -1,5 +1,6 @@
 """Issue 11 items 2 and 3 as the command line shows them: no HTML saved as ``000000.png``, and
-no echoed key in ``errors.jsonl`` (the CLI runs in a worker thread, the server on this loop)."""
+no echoed key in ``errors.jsonl`` (the CLI runs in a worker thread, the server on this loop).
+"""
 
 from __future__ import annotations
 

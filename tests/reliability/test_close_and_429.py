@@ -117,7 +117,8 @@ async def test_bare_429_backs_off_only_its_own_request(start: Start) -> None:
 
 async def test_each_call_has_a_bounded_retry_wait_budget(start: Start) -> None:
     """Retry-After 0.5 s forever, max_retry_wait 2 s: four retries (2 s of waits), then the
-    RateLimitError, however many retries max_retries would allow."""
+    RateLimitError, however many retries max_retries would allow.
+    """
     requests = 0
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -135,7 +136,8 @@ async def test_each_call_has_a_bounded_retry_wait_budget(start: Start) -> None:
 
 async def test_batch_breaker_ends_a_batch_the_server_refuses(start: Start) -> None:
     """A server answering 429 to everything: the batch ends with BatchAbortedError after
-    give_up_after, every started item delivered as its RateLimitError, the rest not pulled."""
+    give_up_after, every started item delivered as its RateLimitError, the rest not pulled.
+    """
 
     async def answer(request: web.Request) -> web.StreamResponse:
         return web.json_response(REFUSED, status=429)
@@ -148,8 +150,7 @@ async def test_batch_breaker_ends_a_batch_the_server_refuses(start: Start) -> No
             batch = client.batch(prompts, model="gpt-image-1", concurrency=4, give_up_after=0.3)
             async with batch as outcomes:
                 with pytest.raises(ah.BatchAbortedError, match=r"give_up_after=0\.3s") as caught:
-                    async for outcome in outcomes:
-                        received.append(outcome)
+                    received.extend([outcome async for outcome in outcomes])
     assert caught.value.refusing_for >= 0.3
     assert received
     assert all(isinstance(o.error, ah.RateLimitError) for o in received)

@@ -125,7 +125,8 @@ async def test_non_http_or_malformed_image_urls_are_refused(
     hostile: tuple[Hostile, Callable[[Handler], Awaitable[str]]], image_url: str, problem: str
 ) -> None:
     """Download URLs with schemes other than http/https, or that do not parse, are refused
-    with a typed error, never fetched."""
+    with a typed error, never fetched.
+    """
     _, start = hostile
 
     async def answer(request: web.Request) -> web.StreamResponse:

@@ -57,7 +57,8 @@ def peak_rss_mb() -> float:
 @pytest.mark.slow
 async def test_gzip_bomb_answer_is_refused_at_the_decoded_cap(start: Start) -> None:
     """A ~400 KB gzip answer inflating to 400 MB stops at max_response_bytes (1 MB) of
-    decoded bytes: a typed error, and the process never held the inflated body."""
+    decoded bytes: a typed error, and the process never held the inflated body.
+    """
     bomb = gzip_bomb(b'{"data": [{"b64_json": "', 400 << 20, b'"}]}')
     assert len(bomb) < 600_000
 
@@ -157,7 +158,8 @@ async def test_key_echoed_by_the_server_is_redacted(
     start: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A server quoting the Authorization header back: the key is in no text of the error,
-    nor in the log lines of the retries, nor in what a hook sees."""
+    nor in the log lines of the retries, nor in what a hook sees.
+    """
     seen: list[str] = []
 
     async def answer(request: web.Request) -> web.StreamResponse:
