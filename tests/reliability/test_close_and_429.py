@@ -150,7 +150,9 @@ async def test_batch_breaker_ends_a_batch_the_server_refuses(start: Start) -> No
             batch = client.batch(prompts, model="gpt-image-1", concurrency=4, give_up_after=0.3)
             async with batch as outcomes:
                 with pytest.raises(ah.BatchAbortedError, match=r"give_up_after=0\.3s") as caught:
-                    received.extend([outcome async for outcome in outcomes])
+                    # A loop, not a comprehension: the items before the raise must be kept.
+                    async for outcome in outcomes:
+                        received.append(outcome)  # noqa: PERF401
     assert caught.value.refusing_for >= 0.3
     assert received
     assert all(isinstance(o.error, ah.RateLimitError) for o in received)
