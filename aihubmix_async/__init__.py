@@ -36,6 +36,7 @@ from ._inputs import ImageInput
 from ._models import (
     BatchProgress,
     BatchSummary,
+    Failure,
     GeneratedImage,
     ImageRequest,
     ImageResult,
@@ -44,6 +45,7 @@ from ._models import (
     ParamInfo,
     RequestEvent,
     ResponseEvent,
+    Success,
     Usage,
 )
 from ._registry import Registry
@@ -64,6 +66,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ContentPolicyError",
+    "Failure",
     "GeneratedImage",
     "GenerationFailedError",
     "ImageInput",
@@ -85,6 +88,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "ServerError",
+    "Success",
     "TransportError",
     "Usage",
     "__version__",

@@ -24,10 +24,12 @@ from ._models import (
     BatchProgress,
     BatchSummary,
     CallStats,
+    Failure,
     ImageRequest,
     ImageResult,
     Outcome,
     ProgressHook,
+    Success,
     request_from_mapping,
 )
 from ._ratelimit import RateLimiter
@@ -313,15 +315,15 @@ class Batch:
         started: float,
     ) -> Outcome:
         """The item's outcome, counted into the running totals."""
-        outcome = Outcome(
-            index=index,
-            request=request,
-            result=result,
-            error=error,
-            attempts=stats.attempts,
-            elapsed=time.perf_counter() - started,
-            task_id=stats.task_id,
-        )
+        elapsed, task_id = time.perf_counter() - started, stats.task_id
+        outcome: Outcome
+        if result is not None:
+            outcome = Success(index=index, request=request, result=result,
+                              attempts=stats.attempts, elapsed=elapsed, task_id=task_id)
+        else:
+            assert error is not None  # noqa: S101  (every item ends with one of the two)
+            outcome = Failure(index=index, request=request, error=error,
+                              attempts=stats.attempts, elapsed=elapsed, task_id=task_id)
         if result is not None:
             self._succeeded += 1
             self._images += len(result.images)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 import attrs
@@ -18,6 +18,7 @@ __all__ = [
     "BatchProgress",
     "BatchSummary",
     "CallStats",
+    "Failure",
     "GeneratedImage",
     "ImageRequest",
     "ImageResult",
@@ -27,6 +28,7 @@ __all__ = [
     "ProgressHook",
     "RequestEvent",
     "ResponseEvent",
+    "Success",
     "Usage",
     "extension_for",
     "image_type",
@@ -264,24 +266,49 @@ class ImageRequest:
 
 
 @attrs.frozen(kw_only=True)
-class Outcome:
-    """How one item ended: its ``result`` or its ``error``, never both, never neither.
+class Success:
+    """An item that produced images: ``result`` is set, ``error`` is ``None``.
 
-    ``task_id`` is the server's task id whenever one was known (success or failure), so a
-    failed or interrupted task can be resumed with ``ImageRequest(task_id=...)``.
+    ``task_id`` is the server's task id whenever one was known.
     """
 
     index: int
     request: ImageRequest
-    result: ImageResult | None = None
-    error: Exception | None = None
+    result: ImageResult
     attempts: int = 0
     elapsed: float = 0.0
     task_id: str | None = None
+    #: Always ``None``: attribute access works on either variant of :data:`Outcome`.
+    error: None = attrs.field(default=None, init=False)
+    #: Always ``True``; ``if outcome.ok:`` narrows an :data:`Outcome` to :class:`Success`.
+    ok: Literal[True] = attrs.field(default=True, init=False, repr=False)
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+
+@attrs.frozen(kw_only=True)
+class Failure:
+    """An item that failed: ``error`` is set, ``result`` is ``None``.
+
+    The SDK's own failures are :class:`AIHubMixError` subclasses; an exception raised by a
+    caller's hook (``on_task``) is kept as raised. ``task_id`` is the server's task id
+    whenever one was known, so a failed or interrupted task can be resumed with
+    ``ImageRequest(task_id=...)``.
+    """
+
+    index: int
+    request: ImageRequest
+    error: Exception
+    attempts: int = 0
+    elapsed: float = 0.0
+    task_id: str | None = None
+    #: Always ``None``: attribute access works on either variant of :data:`Outcome`.
+    result: None = attrs.field(default=None, init=False)
+    #: Always ``False``; the ``else`` branch of ``if outcome.ok:`` sees a :class:`Failure`.
+    ok: Literal[False] = attrs.field(default=False, init=False, repr=False)
+
+
+#: How one item of a batch ended: its ``result`` or its ``error``, never both, never neither.
+#: ``if outcome.ok:`` (mypy) or ``isinstance(outcome, Success)`` (every checker) narrows it.
+Outcome = Success | Failure
 
 
 @attrs.frozen(kw_only=True)
