@@ -315,19 +315,17 @@ class Batch:
         started: float,
     ) -> Outcome:
         """The item's outcome, counted into the running totals."""
-        elapsed, task_id = time.perf_counter() - started, stats.task_id
+        n, t, task = stats.attempts, time.perf_counter() - started, stats.task_id
         outcome: Outcome
         if result is not None:
-            outcome = Success(index=index, request=request, result=result,
-                              attempts=stats.attempts, elapsed=elapsed, task_id=task_id)
-        else:
-            assert error is not None  # noqa: S101  (every item ends with one of the two)
-            outcome = Failure(index=index, request=request, error=error,
-                              attempts=stats.attempts, elapsed=elapsed, task_id=task_id)
-        if result is not None:
+            outcome = Success(index=index, request=request, result=result, attempts=n, elapsed=t,
+                              task_id=task)  # fmt: skip
             self._succeeded += 1
             self._images += len(result.images)
         else:
+            assert error is not None  # noqa: S101  (every item ends with a result or an error)
+            outcome = Failure(index=index, request=request, error=error, attempts=n, elapsed=t,
+                              task_id=task)  # fmt: skip
             self._failed += 1
         if outcome.attempts > 1:
             self._retried += 1
