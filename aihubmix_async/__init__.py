@@ -50,6 +50,8 @@ from ._models import (
 )
 from ._registry import Registry
 from ._retry import set_testing
+from ._typed import ImageValue, ModelName
+from ._typed_models import KnownModel
 
 __all__ = [
     "AIHubMixError",
@@ -72,8 +74,11 @@ __all__ = [
     "ImageInput",
     "ImageRequest",
     "ImageResult",
+    "ImageValue",
     "InvalidRequestError",
+    "KnownModel",
     "ModelInfo",
+    "ModelName",
     "NotFoundError",
     "Outcome",
     "ParamInfo",

@@ -13,18 +13,21 @@ from typing import Any, Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._batch import Outcome
+from ._blocking_results import BlockingOutcome, BlockingResult, blocking, blocking_result
 from ._client import Client
 from ._errors import ConfigurationError
-from ._models import ImageResult, ModelInfo
+from ._models import ModelInfo
+from ._typed_blocking import BlockingCalls
 
 __all__ = ["BlockingClient"]
 
 
-class BlockingClient:
+class BlockingClient(BlockingCalls):
     """``Client`` without ``await``: ``with BlockingClient() as client: client.generate(...)``.
 
     Takes the same arguments as :class:`Client`. Close it (or use ``with``) to stop its thread.
+    Its results save synchronously: ``client.generate(...).image.save("x.png")`` writes the
+    file before it returns (so do the results of its batches).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -62,12 +65,14 @@ class BlockingClient:
     def models(self) -> tuple[ModelInfo, ...]:
         return self._client.models()
 
-    def generate(self, model: str, prompt: str, **kwargs: Any) -> ImageResult:
+    def _generate(self, model: str, prompt: str, **kwargs: Any) -> BlockingResult:
         """Like :meth:`Client.generate`, blocking until the images are there."""
         call = functools.partial(self._client.generate, model, prompt, **kwargs)
-        return self._running().call(call)
+        return blocking_result(self._running().call(call))
 
-    def batch(self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any) -> Iterator[Outcome]:
+    def _batch(
+        self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any
+    ) -> Iterator[BlockingOutcome]:
         """Like :meth:`Client.batch`: yields outcomes as they finish. Stopping the iteration
         early (``break``, or closing the generator) cancels what is still running.
         """
@@ -76,7 +81,7 @@ class BlockingClient:
         with portal.wrap_async_context_manager(runner) as outcomes:
             while True:
                 try:
-                    yield portal.call(outcomes.__anext__)
+                    yield blocking(portal.call(outcomes.__anext__))
                 except StopAsyncIteration:
                     return
 

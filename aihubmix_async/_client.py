@@ -30,6 +30,7 @@ from ._models import CallStats, ImageResult, ModelInfo, RequestEvent, ResponseEv
 from ._ratelimit import RateLimiter
 from ._registry import Registry
 from ._transport import Transport
+from ._typed_client import ClientCalls
 
 __all__ = ["DEFAULT_GIVE_UP_AFTER", "Client"]
 
@@ -48,7 +49,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class Client:
+class Client(ClientCalls):
     """An asyncio client for AIHubMix image generation.
 
     Use it as ``async with Client() as client:``; one client per process (or per event loop)
@@ -185,7 +186,7 @@ class Client:
         """Every model this client can call, with aliases and parameters."""
         return self._registry.models()
 
-    async def generate(
+    async def _generate(
         self,
         model: str,
         prompt: str,
@@ -195,7 +196,10 @@ class Client:
         task_id: str | None = None,
         **params: Any,
     ) -> ImageResult:
-        """Generate images for ``prompt`` with ``model``; model parameters go in ``params``.
+        """``generate(model, prompt, **params)``: images for ``prompt`` with ``model``.
+
+        The public ``generate`` (in :class:`ClientCalls`) has one typed overload per model
+        family, and a :data:`ModelName` fallback for models only known at run time.
 
         Parameters are validated before anything is sent. Task-style models are polled until
         done. URL outputs are downloaded unless ``download=False``. ``deadline`` (seconds) bounds
@@ -208,7 +212,7 @@ class Client:
             model, prompt, params, download, deadline, CallStats(), task_id=task_id
         )
 
-    def batch(
+    def _batch(
         self,
         items: Iterable[Any] | AsyncIterable[Any],
         *,
@@ -224,7 +228,8 @@ class Client:
         give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
         **params: Any,
     ) -> Batch:
-        """Fan out many generations; an async context manager around a stream of outcomes.
+        """``batch(items, *, model=..., **params)``: fan out many generations; an async
+        context manager around a stream of outcomes (typed per family like ``generate``).
 
         ``items`` (any iterable or async iterable, pulled lazily) holds prompts, mappings with
         ``prompt`` and optional ``model`` / ``id`` / parameters, or :class:`ImageRequest`. At most
