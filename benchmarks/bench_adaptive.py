@@ -23,6 +23,7 @@ import random
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Final, Literal
 
 import aiohttp
 
@@ -34,14 +35,15 @@ from aihubmix_async import Client, RetryPolicy
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
 HEADERS = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
-MODEL, PATH = "gpt-image-1", "openai/gpt-image-1"
+MODEL: Final = "gpt-image-1"
+PATH = "openai/gpt-image-1"
 #: Patient enough that every item of the fixed run ends done; the default backoff shape.
 RETRY = RetryPolicy(max_retries=50)
 
 
-async def sdk_run(client: Client, n: int, concurrency: int | str) -> None:
+async def sdk_run(client: Client, n: int, concurrency: int | Literal["auto"]) -> None:
     prompts = (f"prompt {i}" for i in range(n))
-    async with client.batch(prompts, model=MODEL, concurrency=concurrency) as batch:  # type: ignore[arg-type]
+    async with client.batch(prompts, model=MODEL, concurrency=concurrency) as batch:
         async for outcome in batch:
             if outcome.result is None:
                 raise RuntimeError(f"item failed: {outcome.error}")
@@ -93,7 +95,11 @@ async def run(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(connector=connector) as session:
             runners: dict[str, Callable[[], Awaitable[None]]] = {}
             clients = []
-            for name, concurrency in ((f"SDK fixed {maximum}", maximum), ("SDK auto", "auto")):
+            limits: list[tuple[str, int | Literal["auto"]]] = [
+                (f"SDK fixed {maximum}", maximum),
+                ("SDK auto", "auto"),
+            ]
+            for name, concurrency in limits:
                 # One client per row, kept across repeats: "auto" learns, as in a long job.
                 client = Client(
                     api_key=DEFAULT_API_KEY, base_url=base_url, max_concurrency=maximum, retry=RETRY

@@ -34,7 +34,7 @@ from _harness import (
     use_uvloop_if_asked,
 )
 
-from aihubmix_async import Client, RetryPolicy
+from aihubmix_async import Client, ModelName, RetryPolicy
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
 HEADERS = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
@@ -53,7 +53,7 @@ async def sdk_batch(client: Client, n: int, concurrency: int, model: str, *, dow
     images = 0
     prompts = (f"prompt {i}" for i in range(n))
     async with client.batch(
-        prompts, model=model, concurrency=concurrency, download=download
+        prompts, model=ModelName(model), concurrency=concurrency, download=download
     ) as batch:
         async for outcome in batch:
             if outcome.result is None:

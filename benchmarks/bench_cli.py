@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Final
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,7 +36,7 @@ from _harness import median, print_table, sandbox_process
 from aihubmix_async import Client, RetryPolicy
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
-MODEL = "gpt-image-1"
+MODEL: Final = "gpt-image-1"
 CONCURRENCY = 64
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import compare, median, print_table, sandbox_process, use_uvloop_if_asked
 
-from aihubmix_async import Client, RetryPolicy
+from aihubmix_async import Client, ModelName, RetryPolicy
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
 
@@ -37,7 +37,7 @@ async def main(n: int, concurrency: int, repeats: int, base_url: str, *, b64: bo
     )
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with client, aiohttp.ClientSession(connector=connector) as session:
-        model = "gpt-image-1" if b64 else "dall-e-3"
+        model = ModelName("gpt-image-1" if b64 else "dall-e-3")
 
         async def sdk() -> None:
             await asyncio.gather(

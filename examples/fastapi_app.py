@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from aihubmix_async import Client, GeneratedImage, Outcome
+from aihubmix_async import Client, GeneratedImage, ModelName, Outcome
 from aihubmix_async.fastapi import get_client, install_error_handlers, lifespan
 
 app = FastAPI(title="images", lifespan=lifespan())
@@ -50,7 +50,8 @@ async def generate(
     client: AIHubMix,
     output: Annotated[str, Query(alias="format")] = "image",
 ) -> Response | dict[str, Any]:
-    result = await client.generate(body.model, body.prompt, **body.params)
+    # The model comes from the request: ModelName says "checked at run time".
+    result = await client.generate(ModelName(body.model), body.prompt, **body.params)
     if output == "json":
         return {
             "model": result.model,
@@ -84,7 +85,7 @@ def _line(outcome: Outcome) -> str:
 async def batch(body: BatchBody, client: AIHubMix) -> StreamingResponse:
     # Built here so bad parameters are refused (422) before the stream starts.
     runner = client.batch(
-        body.prompts, model=body.model, concurrency=body.concurrency, **body.params
+        body.prompts, model=ModelName(body.model), concurrency=body.concurrency, **body.params
     )
 
     async def lines() -> AsyncIterator[str]:

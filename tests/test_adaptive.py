@@ -6,6 +6,8 @@ arrived (``stats.key_in_flight_seen``), its peak, and the 429s its limit answere
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 import anyio
 import pytest
 
@@ -14,7 +16,7 @@ from aihubmix_async.sandbox import Sandbox, serve
 
 from .support import collect, make_client, wait_until
 
-MODEL = "gpt-image-1"  # answers inline: one API request per item, no polls, no downloads
+MODEL: Final = "gpt-image-1"  # answers inline: one API request per item, no polls, no downloads
 #: Patient enough that a fixed-concurrency flood still ends with every item done.
 PATIENT = RetryPolicy(max_retries=200)
 
@@ -25,11 +27,11 @@ def _reset(sandbox: Sandbox) -> None:
     sandbox.stats.limited = 0
 
 
-async def _run(client: Client, count: int, concurrency: int | str) -> None:
+async def _run(client: Client, count: int, concurrency: int | Literal["auto"]) -> None:
     async with client.batch(
         [f"p{i}" for i in range(count)],
         model=MODEL,
-        concurrency=concurrency,  # type: ignore[arg-type]
+        concurrency=concurrency,
     ) as batch:
         outcomes = await collect(batch)
     assert len(outcomes) == count
@@ -130,7 +132,7 @@ async def test_leaving_an_auto_batch_early_frees_every_place() -> None:
 @pytest.mark.parametrize("bad", ["fast", 0, -1, 2.5, True])
 async def test_concurrency_must_be_a_positive_integer_or_auto(client: Client, bad: object) -> None:
     with pytest.raises(InvalidRequestError, match="concurrency"):
-        client.batch(["x"], model=MODEL, concurrency=bad)  # type: ignore[arg-type]
+        client.batch(["x"], model=MODEL, concurrency=bad)  # type: ignore[call-overload]
 
 
 async def test_the_sandbox_limits_requests_per_minute_per_key() -> None:

@@ -300,7 +300,7 @@ async def test_bad_items_become_error_outcomes(client: Client) -> None:
 async def test_bad_batch_parameters_fail_before_starting(client: Client, sandbox: Sandbox) -> None:
     """A bad batch-wide parameter or setting raises at once, before anything is sent."""
     with pytest.raises(ah.InvalidRequestError, match="quality"):
-        client.batch(["x"], model="gpt-image-1", quality="ultra")
+        client.batch(["x"], model="gpt-image-1", quality="ultra")  # type: ignore[call-overload]
     with pytest.raises(ah.InvalidRequestError, match="concurrency"):
         client.batch(["x"], model="gpt-image-1", concurrency=0)
     with pytest.raises(ah.InvalidRequestError, match="rpm"):

@@ -57,7 +57,7 @@ def test_errors_and_close(server: Sandbox) -> None:
     """Typed errors come through unchanged; a closed facade says so."""
     client = BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url)
     with pytest.raises(ah.InvalidRequestError):
-        client.generate("gpt-image-1", "a cat", size="9x9")
+        client.generate("gpt-image-1", "a cat", size="9x9")  # type: ignore[call-overload]
     client.close()
     client.close()
     with pytest.raises(ah.ConfigurationError, match="closed"):

@@ -134,11 +134,11 @@ def test_closed_client_in_a_new_loop_says_closed() -> None:
 async def test_invalid_parameters_send_nothing(client: Client, sandbox: Sandbox) -> None:
     """A bad value or unknown parameter raises InvalidRequestError before any request."""
     with pytest.raises(ah.InvalidRequestError) as caught:
-        await client.generate("gpt-image-1", "a cat", size="999x999")
+        await client.generate("gpt-image-1", "a cat", size="999x999")  # type: ignore[call-overload]
     assert caught.value.field == "size"
     assert "'1024x1024'" in str(caught.value)
     with pytest.raises(ah.InvalidRequestError, match=r"unknown parameter 'sise'.*'size'"):
-        await client.generate("gpt-image-1", "a cat", sise="1024x1024")
+        await client.generate("gpt-image-1", "a cat", sise="1024x1024")  # type: ignore[call-overload]
     with pytest.raises(ah.InvalidRequestError, match="prompt"):
         await client.generate("gpt-image-1", "   ")
     assert sandbox.stats.requests == 0
@@ -147,7 +147,7 @@ async def test_invalid_parameters_send_nothing(client: Client, sandbox: Sandbox)
 async def test_unknown_model_names_nearest(client: Client, sandbox: Sandbox) -> None:
     """An unknown model raises InvalidRequestError suggesting the nearest known names."""
     with pytest.raises(ah.InvalidRequestError, match="did you mean 'flux-kontext-max'"):
-        await client.generate("flux-kontex-max", "a cat")
+        await client.generate("flux-kontex-max", "a cat")  # type: ignore[call-overload]
     assert sandbox.stats.requests == 0
 
 

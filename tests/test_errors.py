@@ -172,7 +172,7 @@ async def test_unknown_model_on_the_server(sandbox: Sandbox) -> None:
     async with make_client(sandbox, max_retries=0) as client:
         client.registry.register(Ghost())
         with pytest.raises(ah.ServerError, match="no available channel"):
-            await client.generate("ghost/model-x", "a cat")
+            await client.generate(ah.ModelName("ghost/model-x"), "a cat")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from aihubmix_async import (
     ImageResult,
     InvalidRequestError,
     ModelInfo,
+    ModelName,
     NotFoundError,
     Registry,
     __version__,
@@ -83,7 +84,7 @@ def assert_real_images(result: ImageResult) -> None:
 @pytest.mark.parametrize("model", SEED_MODELS)
 async def test_seed_model_by_its_seed_name(client: Client, sandbox: Sandbox, model: str) -> None:
     """The seed's own spelling generates a decodable image, sent on the documented path."""
-    result = await client.generate(model, "a lighthouse at dawn")
+    result = await client.generate(ModelName(model), "a lighthouse at dawn")
     assert_real_images(result)
     assert result.model == NAMESPACED[model]
     assert sandbox.stats.by_model[NAMESPACED[model]] == 1
@@ -93,7 +94,7 @@ async def test_seed_model_by_its_seed_name(client: Client, sandbox: Sandbox, mod
 @pytest.mark.parametrize("model", sorted(set(NAMESPACED.values())))
 async def test_seed_model_by_namespaced_path(client: Client, model: str) -> None:
     """The namespaced path works too, and is sent exactly as written."""
-    result = await client.generate(model, "a lighthouse at dawn")
+    result = await client.generate(ModelName(model), "a lighthouse at dawn")
     assert_real_images(result)
     assert result.model == model
 
@@ -101,7 +102,7 @@ async def test_seed_model_by_namespaced_path(client: Client, model: str) -> None
 @pytest.mark.parametrize(("model", "params"), NEWER_MODELS.items())
 async def test_newer_models(client: Client, model: str, params: dict[str, Any]) -> None:
     """The newer documented models generate too."""
-    assert_real_images(await client.generate(model, "a red fox in snow", **params))
+    assert_real_images(await client.generate(ModelName(model), "a red fox in snow", **params))
 
 
 async def test_alias_resolves_to_documented_path(client: Client, sandbox: Sandbox) -> None:
@@ -264,8 +265,8 @@ async def test_the_adapter_chooses_how_the_key_is_sent() -> None:
         async with Client(
             api_key="k-123", base_url=f"http://{host}:{port}", registry=registry
         ) as c:
-            goog = await c.generate("test/goog", "a cat")
-            bearer = await c.generate("test/bearer", "a cat")
+            goog = await c.generate(ModelName("test/goog"), "a cat")
+            bearer = await c.generate(ModelName("test/bearer"), "a cat")
     finally:
         await runner.cleanup()
     assert goog.image.data == png

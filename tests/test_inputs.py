@@ -53,7 +53,7 @@ async def test_local_forms_reach_the_family_shape(
 ) -> None:
     """Path, bytes, file object, data URI, Pillow image: all arrive as the family's encoding."""
     for value in forms(tmp_path).values():
-        result = await client.generate(model, "edit this", **{param: value})
+        result = await client.generate(ah.ModelName(model), "edit this", **{param: value})
         assert result.images
     assert sandbox.stats.image_inputs == {f"{param}:{wire}": 7}
 
@@ -98,7 +98,7 @@ async def test_bad_inputs_are_refused_before_sending(
     for bad in (42, str(tmp_path / "notes.txt"), str(tmp_path / "missing.png"), b"plain text",
                 io.StringIO("text mode"), ImageInput()):  # fmt: skip
         with pytest.raises(ah.InvalidRequestError):
-            await client.generate("qwen-image-edit", "x", image=bad)
+            await client.generate(ah.ModelName("qwen-image-edit"), "x", image=bad)
     assert sandbox.stats.requests == 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aihubmix_async import InvalidRequestError, ProviderLoadError, Registry
+from aihubmix_async import InvalidRequestError, ModelName, ProviderLoadError, Registry
 from aihubmix_async.providers import ModelSpec
 from aihubmix_async.providers.stability import StabilityAdapter
 from aihubmix_async.sandbox import Sandbox
@@ -92,7 +92,7 @@ async def test_entry_point_plugin_generates(plugin_dist: Path, sandbox: Sandbox)
     registry = Registry.default()
     assert "acme_painter" not in sys.modules  # nothing loaded up front
     async with make_client(sandbox, registry=registry) as client:
-        result = await client.generate("acme-painter", "a cat")
+        result = await client.generate(ModelName("acme-painter"), "a cat")
     assert decode_image(result.image.data)[0] == "PNG"
     assert sandbox.stats.by_model == {"stability/acme-painter": 1}
     assert any(m.path == "stability/acme-painter" for m in registry.models())

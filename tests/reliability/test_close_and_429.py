@@ -184,7 +184,7 @@ async def test_breaker_is_reset_by_any_other_answer(start: Start) -> None:
 def test_give_up_after_is_checked(value: object) -> None:
     client = Client(api_key="sk-x")
     with pytest.raises(ah.InvalidRequestError, match="give_up_after"):
-        client.batch(["a"], model="gpt-image-1", give_up_after=value)  # type: ignore[arg-type]
+        client.batch(["a"], model="gpt-image-1", give_up_after=value)  # type: ignore[call-overload]
 
 
 async def test_base64_fixture_is_a_png() -> None:
