@@ -9,6 +9,7 @@
 
 from ._batch import Batch
 from ._blocking import BlockingClient
+from ._blocking_results import BlockingOutcome, BlockingResult
 from ._client import Client
 from ._config import VERSION as __version__  # noqa: N811  (the dunder is the convention)
 from ._config import ClientConfig, PollPolicy, RetryPolicy
@@ -63,6 +64,8 @@ __all__ = [
     "BatchProgress",
     "BatchSummary",
     "BlockingClient",
+    "BlockingOutcome",
+    "BlockingResult",
     "Client",
     "ClientConfig",
     "ConfigurationError",
