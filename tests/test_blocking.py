@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,38 @@ def test_errors_and_close(server: Sandbox) -> None:
     client.close()
     with pytest.raises(ah.ConfigurationError, match="closed"):
         client.generate("gpt-image-1", "a cat")
+
+
+def test_results_save_synchronously(server: Sandbox, tmp_path: Path) -> None:
+    """save() on a blocking result writes the file before it returns (no coroutine to await),
+    for single calls and batch outcomes alike; the values are the async types' subclasses.
+    """
+    with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
+        result = client.generate("gpt-image-1", "a cat")
+        written = result.image.save(tmp_path / "cat.png")
+        assert written == tmp_path / "cat.png"
+        assert decode_image(written.read_bytes())[0] == "PNG"
+        assert isinstance(result, ah.ImageResult)
+        assert result.model == "openai/gpt-image-1"
+        assert result.request_id is not None
+        saved = []
+        (tmp_path / "batch").mkdir()
+        for outcome in client.batch(["a", "b"], model="dall-e-3"):
+            assert isinstance(outcome, ah.Success)
+            saved.append(outcome.result.image.save(tmp_path / "batch"))
+            assert isinstance(outcome.result, ah.BlockingResult)
+    # A folder gets a file name by content type (the second save replaces the first).
+    assert saved == [tmp_path / "batch" / "image.png"] * 2
+    assert (tmp_path / "batch" / "image.png").stat().st_size > 0
+
+
+def test_failed_batch_items_stay_failures(server: Sandbox) -> None:
+    """A failed item comes through the blocking batch as the same Failure, error intact."""
+    with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
+        outcomes = list(client.batch([{"prompt": "x", "model": "no-such-model"}, "y"],
+                                     model="dall-e-3"))  # fmt: skip
+    failures = [o for o in outcomes if isinstance(o, ah.Failure)]
+    assert len(failures) == 1
+    assert isinstance(failures[0].error, ah.InvalidRequestError)
+    assert failures[0].result is None
+    assert not failures[0].ok
