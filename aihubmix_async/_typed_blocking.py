@@ -161,6 +161,9 @@ class BlockingCalls:
         **params: object,
     ) -> BlockingResult: ...
     def generate(self, model: str, prompt: str, **kwargs: Any) -> BlockingResult:
+        """Like ``Client.generate``, blocking until the images are there; they save
+        synchronously.
+        """
         return self._generate(model, prompt, **kwargs)
 
     @overload
@@ -319,4 +322,7 @@ class BlockingCalls:
     def batch(
         self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any
     ) -> Iterator[BlockingOutcome]:
+        """Like ``Client.batch``: yields outcomes as they finish (their results save
+        synchronously). Stopping the iteration early cancels what is still running.
+        """
         return self._batch(items, **kwargs)

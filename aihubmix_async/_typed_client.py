@@ -158,6 +158,14 @@ class ClientCalls:
         **params: object,
     ) -> ImageResult: ...
     async def generate(self, model: str, prompt: str, **kwargs: Any) -> ImageResult:
+        """Generate images for ``prompt`` with ``model``; the model's parameters are keywords.
+
+        Parameters are validated before anything is sent. Task-style models are polled until
+        done; URL outputs are downloaded unless ``download=False``. ``deadline`` (seconds)
+        bounds the whole call. ``task_id`` resumes a task an earlier submit answered (nothing
+        is submitted or billed again). Typed per family; a model known only at run time is
+        passed as ``ModelName(name)``.
+        """
         return await self._generate(model, prompt, **kwargs)
 
     @overload
@@ -314,4 +322,11 @@ class ClientCalls:
         **params: object,
     ) -> Batch: ...
     def batch(self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any) -> Batch:
+        """Fan out many generations: an async context manager around a stream of outcomes.
+
+        ``items`` (any iterable or async iterable, pulled lazily) holds prompts, mappings or
+        ``ImageRequest``; every item ends as exactly one ``Success`` or ``Failure``. The
+        options (``concurrency``, ``ordered``, ``fail_fast``, ``rpm``, ``deadline``,
+        ``on_progress``, ``on_task``, ``give_up_after``) are described in the README.
+        """
         return self._batch(items, **kwargs)

@@ -210,6 +210,40 @@ def _overload(define: str, name: str, params: Sequence[str], tail: str) -> list[
 
 
 _ITEMS = "items: Iterable[Any] | AsyncIterable[Any]"
+_DOCS = {
+    ("ClientCalls", "generate"): (
+        "Generate images for ``prompt`` with ``model``; the model's parameters are keywords.",
+        "",
+        "Parameters are validated before anything is sent. Task-style models are polled until",
+        "done; URL outputs are downloaded unless ``download=False``. ``deadline`` (seconds)",
+        "bounds the whole call. ``task_id`` resumes a task an earlier submit answered (nothing",
+        "is submitted or billed again). Typed per family; a model known only at run time is",
+        "passed as ``ModelName(name)``.",
+    ),
+    ("ClientCalls", "batch"): (
+        "Fan out many generations: an async context manager around a stream of outcomes.",
+        "",
+        "``items`` (any iterable or async iterable, pulled lazily) holds prompts, mappings or",
+        "``ImageRequest``; every item ends as exactly one ``Success`` or ``Failure``. The",
+        "options (``concurrency``, ``ordered``, ``fail_fast``, ``rpm``, ``deadline``,",
+        "``on_progress``, ``on_task``, ``give_up_after``) are described in the README.",
+    ),
+    ("BlockingCalls", "generate"): (
+        "Like ``Client.generate``, blocking until the images are there; they save",
+        "synchronously.",
+    ),
+    ("BlockingCalls", "batch"): (
+        "Like ``Client.batch``: yields outcomes as they finish (their results save",
+        "synchronously). Stopping the iteration early cancels what is still running.",
+    ),
+}
+
+
+def _doc(lines: Sequence[str]) -> list[str]:
+    body = [f"        {line}" if line else "" for line in lines]
+    if len(body) == 1:
+        return [f'        """{lines[0]}"""']
+    return [f'        """{lines[0]}', *body[1:], '        """']
 
 
 def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]:
@@ -235,7 +269,11 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
     args = ["self", "model: ModelName", "prompt: str", "*", *_options(GenerateOptions)]
     lines += _overload(define, "generate", [*args, "**params: object"], result)
     lines += _def("    ", f"{define} generate", gen_args, f" -> {result}:")
-    lines += [f"        return {await_}self._generate(model, prompt, **kwargs)", ""]
+    lines += [
+        *_doc(_DOCS[cls, "generate"]),
+        f"        return {await_}self._generate(model, prompt, **kwargs)",
+        "",
+    ]
     for family in families():
         args = ["self", _ITEMS, "*", f"model: m.{family.name}Model",
                 f"**kwargs: Unpack[k.{family.name}Batch]"]  # fmt: skip
@@ -243,7 +281,7 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
     args = ["self", _ITEMS, "*", "model: ModelName | None = ...", *_options(BatchOptions)]
     lines += _overload("def", "batch", [*args, "**params: object"], outcomes)
     lines += _def("    ", "def batch", batch_args, f" -> {outcomes}:")
-    return [*lines, "        return self._batch(items, **kwargs)"]
+    return [*lines, *_doc(_DOCS[cls, "batch"]), "        return self._batch(items, **kwargs)"]
 
 
 def _imports(*, blocking: bool) -> list[str]:
