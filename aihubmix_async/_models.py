@@ -266,18 +266,24 @@ class ImageRequest:
 
 
 @attrs.frozen(kw_only=True)
-class Success:
-    """An item that produced images: ``result`` is set, ``error`` is ``None``.
-
-    ``task_id`` is the server's task id whenever one was known.
+class _Ended:
+    """What every outcome carries. ``task_id`` is the server's task id whenever one was known
+    (success or failure), so a failed or interrupted task can be resumed with
+    ``ImageRequest(task_id=...)``.
     """
 
     index: int
     request: ImageRequest
-    result: ImageResult
     attempts: int = 0
     elapsed: float = 0.0
     task_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Success(_Ended):
+    """An item that produced images: ``result`` is set, ``error`` is ``None``."""
+
+    result: ImageResult
     #: Always ``None``: attribute access works on either variant of :data:`Outcome`.
     error: None = attrs.field(default=None, init=False)
     #: Always ``True``; ``if outcome.ok:`` narrows an :data:`Outcome` to :class:`Success`.
@@ -285,21 +291,14 @@ class Success:
 
 
 @attrs.frozen(kw_only=True)
-class Failure:
+class Failure(_Ended):
     """An item that failed: ``error`` is set, ``result`` is ``None``.
 
     The SDK's own failures are :class:`AIHubMixError` subclasses; an exception raised by a
-    caller's hook (``on_task``) is kept as raised. ``task_id`` is the server's task id
-    whenever one was known, so a failed or interrupted task can be resumed with
-    ``ImageRequest(task_id=...)``.
+    caller's hook (``on_task``) is kept as raised.
     """
 
-    index: int
-    request: ImageRequest
     error: Exception
-    attempts: int = 0
-    elapsed: float = 0.0
-    task_id: str | None = None
     #: Always ``None``: attribute access works on either variant of :data:`Outcome`.
     result: None = attrs.field(default=None, init=False)
     #: Always ``False``; the ``else`` branch of ``if outcome.ok:`` sees a :class:`Failure`.
