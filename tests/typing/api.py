@@ -7,7 +7,9 @@ time goes through ``ModelName``; outcomes narrow to a non-None result.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, assert_type
+from typing import Any, BinaryIO, assert_type
+
+import PIL.Image
 
 from aihubmix_async import (
     BlockingClient,
@@ -25,7 +27,7 @@ from aihubmix_async import (
 )
 
 
-async def generate_per_family(client: Client, picked: KnownModel) -> None:
+async def generate_per_family(client: Client, picked: KnownModel, upload: BinaryIO) -> None:
     result = await client.generate("gpt-image-1", "a fox", size="1024x1024", quality="low", n=2)
     assert_type(result, ImageResult)
     await client.generate("openai/gpt-image-1", "a fox", background="transparent", download=False)
@@ -43,6 +45,8 @@ async def generate_per_family(client: Client, picked: KnownModel) -> None:
     await client.generate("nano-banana-pro", "a fox", aspect_ratio="21:9", image_size="4K")
     await client.generate("ernie-irag-edit", "a fox", image=b"\x89PNG", feature="erase")
     await client.generate("gpt-image-1", "edit", image=ImageInput(url="https://x/a.png"))
+    await client.generate("gpt-image-1", "edit", image=PIL.Image.new("RGB", (8, 8)))
+    await client.generate("flux-kontext-pro", "edit", input_image=upload)
     await client.generate("sd-3.5-large", "a fox", n=4)
     await client.generate(ModelName(picked), "a fox")  # a KnownModel variable spans families
     await client.generate("flux-kontext-pro", "resume", task_id="abc")
