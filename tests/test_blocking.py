@@ -98,3 +98,13 @@ def test_failed_batch_items_stay_failures(server: Sandbox) -> None:
     assert isinstance(failures[0].error, ah.InvalidRequestError)
     assert failures[0].result is None
     assert not failures[0].ok
+
+
+def test_saving_an_image_that_was_not_downloaded_says_so(server: Sandbox, tmp_path: Path) -> None:
+    """With download=False there are no bytes: save() refuses instead of writing nothing."""
+    with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
+        result = client.generate("dall-e-3", "a cat", download=False)
+    assert result.image.url is not None
+    with pytest.raises(ValueError, match="not downloaded"):
+        result.image.save(tmp_path / "cat.png")
+    assert not (tmp_path / "cat.png").exists()
