@@ -20,7 +20,7 @@ __all__ = [
 
 
 class ClientCalls:
-    """The typed ``generate`` and ``batch`` of ClientClient."""
+    """The typed ``generate`` and ``batch`` of Client."""
 
     if TYPE_CHECKING:
 

@@ -122,6 +122,8 @@ def _params_class(family: Family) -> Iterator[str]:
     for field in fields:
         spec: ParamSpec = field.metadata[PARAM_METADATA]
         kind = _type_of(family, field.name, field, spec)
+        if spec.description:
+            yield f"    #: {spec.description}"
         yield f"    {field.name}: {f'Required[{kind}]' if spec.required else kind}"
     if not fields:
         yield "    pass"
@@ -210,6 +212,7 @@ def _overload(define: str, name: str, params: Sequence[str], tail: str) -> list[
 
 
 _ITEMS = "items: Iterable[Any] | AsyncIterable[Any]"
+_CLASSES = {"ClientCalls": "Client", "BlockingCalls": "BlockingClient"}
 _DOCS = {
     ("ClientCalls", "generate"): (
         "Generate images for ``prompt`` with ``model``; the model's parameters are keywords.",
@@ -254,7 +257,7 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
     )
     lines = [
         f"class {cls}:",
-        f'    """The typed ``generate`` and ``batch`` of {cls.removesuffix("Calls")}Client."""',
+        f'    """The typed ``generate`` and ``batch`` of {_CLASSES[cls]}."""',
         "",
         "    if TYPE_CHECKING:",
         "",

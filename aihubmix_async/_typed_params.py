@@ -34,12 +34,16 @@ class GptImageParams(TypedDict, total=False):
     """The parameters of openai/gpt-image-1 and the models sharing them."""
 
     size: Literal["1024x1024", "1024x1536", "1536x1024", "auto"]
+    #: images per request
     n: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     quality: Literal["low", "medium", "high", "auto"]
+    #: not allowed with an input image
     moderation: Literal["auto", "low"]
     background: Literal["transparent", "opaque", "auto"]
     output_format: Literal["png", "jpeg", "webp"]
+    #: edits only
     input_fidelity: Literal["high", "low"]
+    #: reference image (URL, or a local image to edit)
     image: ImageValue
 
 
@@ -47,6 +51,7 @@ class DallE3Params(TypedDict, total=False):
     """The parameters of openai/dall-e-3 and the models sharing them."""
 
     size: Literal["1024x1024", "1792x1024", "1024x1792"]
+    #: dall-e-3 makes one image
     n: Literal[1]
     quality: Literal["standard", "hd"]
     style: Literal["vivid", "natural"]
@@ -55,7 +60,9 @@ class DallE3Params(TypedDict, total=False):
 class ImagenMax1Params(TypedDict, total=False):
     """The parameters of google/imagen-4.0-ultra-generate-001 and the models sharing them."""
 
+    #: default 4
     numberOfImages: Literal[1]
+    #: alias of numberOfImages
     sampleCount: Literal[1]
     aspectRatio: Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
     personGeneration: Literal["DONT_ALLOW", "ALLOW_ADULT"]
@@ -64,7 +71,9 @@ class ImagenMax1Params(TypedDict, total=False):
 class ImagenParams(TypedDict, total=False):
     """The parameters of google/imagen-4.0-generate-001 and the models sharing them."""
 
+    #: default 4
     numberOfImages: Literal[1, 2, 3, 4]
+    #: alias of numberOfImages
     sampleCount: Literal[1, 2, 3, 4]
     aspectRatio: Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
     personGeneration: Literal["DONT_ALLOW", "ALLOW_ADULT"]
@@ -73,9 +82,12 @@ class ImagenParams(TypedDict, total=False):
 class FluxAsyncParams(TypedDict, total=False):
     """The parameters of bfl/flux-kontext-max and the models sharing them."""
 
+    #: W:H from 21:9 to 9:21, e.g. 16:9, 1:1, 2:1, 7:3, 4:5
     aspect_ratio: str
+    #: 0 strict .. 6 lenient; <= 2 with input_image
     safety_tolerance: Literal[0, 1, 2, 3, 4, 5, 6]
     seed: int
+    #: URL or base64 / data URI (image-to-image)
     input_image: ImageValue
     prompt_upsampling: bool
     output_format: Literal["jpeg", "png"]
@@ -86,22 +98,28 @@ class FluxAsyncParams(TypedDict, total=False):
 class Flux2Params(TypedDict, total=False):
     """The parameters of bfl/flux-2-pro and the models sharing them."""
 
+    #: W:H from 21:9 to 9:21, e.g. 16:9, 1:1, 2:1, 7:3, 4:5
     aspect_ratio: str
     seed: int
+    #: URL or base64 / data URI (image-to-image)
     input_image: ImageValue
     prompt_upsampling: bool
     output_format: Literal["jpeg", "png"]
     width: int
     height: int
+    #: 0 strict .. 5 lenient; <= 2 with input_image
     safety_tolerance: Literal[0, 1, 2, 3, 4, 5]
+    #: less processed, more natural images
     raw: bool
 
 
 class FluxSyncParams(TypedDict, total=False):
     """The parameters of FLUX.1-Kontext-pro and the models sharing them."""
 
+    #: default 6 here
     safety_tolerance: Literal[0, 1, 2, 3, 4, 5, 6]
     seed: int
+    #: e.g. 1024x1024
     size: str
     n: Literal[1]
     output_format: Literal["jpeg", "png"]
@@ -112,6 +130,7 @@ class IdeogramParams(TypedDict, total=False):
     """The parameters of ideogram/V3 and the models sharing them."""
 
     rendering_speed: Literal["TURBO", "DEFAULT", "QUALITY"]
+    #: WxH; W:H is converted
     aspect_ratio: Literal[
         "1x3",
         "3x1",
@@ -157,6 +176,7 @@ class StabilityParams(TypedDict, total=False):
 class QwenImageParams(TypedDict, total=False):
     """The parameters of qianfan/qwen-image and the models sharing them."""
 
+    #: reference image URL
     refer_image: ImageValue
     n: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     size: Literal[
@@ -181,6 +201,7 @@ class QwenImageParams(TypedDict, total=False):
 class QwenImageEditParams(TypedDict, total=False):
     """The parameters of qianfan/qwen-image-edit and the models sharing them."""
 
+    #: the image to edit (URL)
     image: Required[ImageValue]
     n: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     size: Literal[
@@ -206,11 +227,14 @@ class DoubaoParams(TypedDict, total=False):
 
     size: Literal["1K", "2K", "4K"]
     sequential_image_generation: Literal["auto", "disabled"]
+    #: sent as sequential_image_generation_options
     max_images: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    #: only false is supported
     stream: bool
     response_format: Literal["url", "b64_json", "base64_json"]
     watermark: bool
     seed: int
+    #: URL or list of URLs
     image: ImageValue | list[ImageValue]
 
 
@@ -218,20 +242,26 @@ class Doubao45Params(TypedDict, total=False):
     """The parameters of doubao/doubao-seedream-4-5 and the models sharing them."""
 
     sequential_image_generation: Literal["auto", "disabled"]
+    #: sent as sequential_image_generation_options
     max_images: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    #: only false is supported
     stream: bool
     response_format: Literal["url", "b64_json", "base64_json"]
     watermark: bool
     seed: int
+    #: URL or list of URLs
     image: ImageValue | list[ImageValue]
+    #: no 1K on 4.5
     size: Literal["2K", "4K"]
 
 
 class IragParams(TypedDict, total=False):
     """The parameters of qianfan/irag-1.0 and the models sharing them."""
 
+    #: reference image URL
     refer_image: ImageValue
     n: Literal[1, 2, 3, 4]
+    #: e.g. 1024x1024
     size: str
     guidance: float
     watermark: bool
@@ -240,6 +270,7 @@ class IragParams(TypedDict, total=False):
 class ErnieIragEditParams(TypedDict, total=False):
     """The parameters of qianfan/ernie-irag-edit and the models sharing them."""
 
+    #: the image to edit (URL)
     image: Required[ImageValue]
     feature: Literal["erase", "repaint", "variation"]
     guidance: float
