@@ -61,7 +61,8 @@ async def _generate(args: argparse.Namespace) -> int:
     stem = safe_name(args.name or args.prompt[:40].strip().replace(" ", "-"))
     for k, image in enumerate(result.images):
         path = await image.save(
-            Path(args.out) / f"{stem}{'' if k == 0 else f'-{k}'}{image.extension}"
+            Path(args.out) / f"{stem}{'' if k == 0 else f'-{k}'}{image.extension}",
+            provenance=args.provenance,
         )
         say(str(path))
     return 0
@@ -182,6 +183,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--base-url", default=os.environ.get("AIHUBMIX_BASE_URL"))
         p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
                        help="model parameter (value read as JSON when it parses)")  # fmt: skip
+        p.add_argument("--no-provenance", dest="provenance", action="store_false",
+                       help="save images without prompt, model, parameters and request id"
+                            " in their metadata")  # fmt: skip
         p.add_argument("-v", "--verbose", action="count", default=0,
                        help="log retries (-v) and every request (-vv) to stderr")  # fmt: skip
 
