@@ -9,6 +9,7 @@ in groups, off the event loop; an item counts as saved only once it is durable.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from functools import partial
 from typing import Any
@@ -242,6 +243,8 @@ def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: R
     if failed:
         say(f"{failed} item(s) failed (see errors.jsonl); a rerun of the same command retries"
             " them", sys.stderr)  # fmt: skip
+    if reporter.done:
+        say(f"contact sheet: aihubmix-async gallery {shlex.quote(str(args.out))}")
     if stopper.signum is not None:
         say(f"stopped: {left} item(s) not generated yet; {RERUN}", sys.stderr)
         return stopper.exit_code
