@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -127,3 +129,31 @@ def test_gif_and_unknown_bytes_are_left_alone() -> None:
     assert embed(buffer.getvalue(), fields) == buffer.getvalue()
     assert embed(b"plain bytes", fields) == b"plain bytes"
     assert embed(buffer.getvalue(), {}) == buffer.getvalue()
+
+
+async def test_saved_files_get_the_umask_permissions(client: Client, tmp_path: Path) -> None:
+    """Like any other program's output (a temporary file's 0600 used to stay)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    result = await client.generate("ideogram/V3", "a fox")
+    path = await result.image.save(tmp_path / "fox.png")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_dataset_writer_embeds_provenance_unless_told_not_to(tmp_path: Path) -> None:
+    """The CLI's batch files carry it; ``--no-provenance`` writes the bytes as they came."""
+    from aihubmix_async._cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a fox\n")
+    for flag, out in (((), tmp_path / "with"), (("--no-provenance",), tmp_path / "without")):
+        code = main(["batch", str(prompts), "-m", "gpt-image-1", "-o", str(out), "--sandbox",
+                     "-p", "quality=low", *flag])  # fmt: skip
+        assert code == 0
+    (with_,) = (tmp_path / "with").glob("*.png")
+    (without,) = (tmp_path / "without").glob("*.png")
+    text = opened(with_).info
+    assert text["prompt"] == "a fox"
+    assert json.loads(text["parameters"]) == {"quality": "low"}
+    assert "prompt" not in opened(without).info
+    assert same_pixels(without.read_bytes(), with_)
