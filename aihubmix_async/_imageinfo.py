@@ -10,7 +10,7 @@ import io
 import struct
 from typing import Any
 
-__all__ = ["data_uri", "image_size", "images_html", "to_pil"]
+__all__ = ["ImageView", "data_uri", "image_size", "images_html", "to_pil"]
 
 # Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -98,3 +98,41 @@ def to_pil(data: bytes) -> Any:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+class ImageView:
+    """Size and notebook display for a class with ``data`` and ``mime_type`` (GeneratedImage)."""
+
+    __slots__ = ()
+    data: bytes | None
+    mime_type: str
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """``(width, height)`` read from the image header; None when not downloaded."""
+        return None if self.data is None else image_size(self.data)
+
+    @property
+    def width(self) -> int | None:
+        return None if (size := self.size) is None else size[0]
+
+    @property
+    def height(self) -> int | None:
+        return None if (size := self.size) is None else size[1]
+
+    def to_pil(self) -> Any:
+        """The image as a ``PIL.Image.Image`` (needs Pillow: ImportError saying so otherwise)."""
+        if self.data is None:
+            raise ValueError("image was not downloaded (download=False); nothing to open")
+        return to_pil(self.data)
+
+    def _repr_png_(self) -> bytes | None:
+        return self.data if self.mime_type == "image/png" else None
+
+    def _repr_jpeg_(self) -> bytes | None:
+        return self.data if self.mime_type == "image/jpeg" else None
+
+    def _repr_html_(self) -> str | None:  # WebP and GIF: notebooks show them through <img>
+        if self.data is None or self.mime_type in ("image/png", "image/jpeg"):
+            return None
+        return images_html([(self.data, self.mime_type)])

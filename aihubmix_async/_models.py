@@ -12,7 +12,7 @@ import attrs
 
 from ._errors import InvalidRequestError
 from ._files import save_into, write_atomic
-from ._imageinfo import image_size, images_html, to_pil
+from ._imageinfo import ImageView, images_html
 from ._provenance import embed, provenance_fields
 from ._types import JSONValue
 
@@ -84,7 +84,7 @@ def _repr_data(data: bytes | None) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class GeneratedImage:
+class GeneratedImage(ImageView):
     """One image. ``data`` is ``None`` when it was not downloaded (``download=False``): then
     only ``url`` is set, and ``mime_type`` is the server's claim (or a guess from the URL).
     """
@@ -100,36 +100,6 @@ class GeneratedImage:
     def extension(self) -> str:
         """File extension for :attr:`mime_type`, e.g. ``.png``."""
         return extension_for(self.mime_type)
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        """``(width, height)`` read from the image header; None when not downloaded."""
-        return None if self.data is None else image_size(self.data)
-
-    @property
-    def width(self) -> int | None:
-        return None if (size := self.size) is None else size[0]
-
-    @property
-    def height(self) -> int | None:
-        return None if (size := self.size) is None else size[1]
-
-    def to_pil(self) -> Any:
-        """The image as a ``PIL.Image.Image`` (needs Pillow: ImportError saying so otherwise)."""
-        if self.data is None:
-            raise ValueError("image was not downloaded (download=False); nothing to open")
-        return to_pil(self.data)
-
-    def _repr_png_(self) -> bytes | None:
-        return self.data if self.mime_type == "image/png" else None
-
-    def _repr_jpeg_(self) -> bytes | None:
-        return self.data if self.mime_type == "image/jpeg" else None
-
-    def _repr_html_(self) -> str | None:  # WebP and GIF: notebooks show them through <img>
-        if self.data is None or self.mime_type in ("image/png", "image/jpeg"):
-            return None
-        return images_html([(self.data, self.mime_type)])
 
     async def save(self, path: str | os.PathLike[str], *, provenance: bool = True) -> Path:
         """Write the image atomically (temporary name, then rename) in a worker thread.
