@@ -143,7 +143,8 @@ def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str], title: str)
             file, thumbs.get(file, file), _text(row.get("id")), _text(row.get("prompt")),
             _text(row.get("model")), _params(row.get("params")), row["status"],
             _text(row.get("error")), _text(row.get("message")),
-            cost if isinstance(cost, (int, float)) else None, _text(row.get("request_id")),
+            cost if isinstance(cost, (int, float)) or cost is None else _text(cost),
+            _text(row.get("request_id")),
         ])  # fmt: skip
     payload = {"title": title, "columns": COLUMNS, "items": items}
     # ensure_ascii: the file is plain ASCII whatever the prompts hold (no encoding to guess).

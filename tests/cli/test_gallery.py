@@ -172,6 +172,24 @@ def test_a_hundred_thousand_items_render_one_page(tmp_path: Path, chromium: Any)
     assert "cost 0.01" in dom
 
 
+def test_failures_and_odd_lines_become_items(tmp_path: Path) -> None:
+    """Costs of any shape are shown, torn or foreign lines skipped, paths never followed."""
+    rows = [
+        {"file_name": "a.png", "prompt": "p", "model": "m", "params": "{}", "cost": {"usd": 0.04}},
+        {"file_name": "../escape.png", "prompt": "outside"},
+        ["not", "an", "object"],
+    ]
+    text = "".join(json.dumps(row) + "\n" for row in rows) + '{"file_name": "torn'
+    (tmp_path / "metadata.jsonl").write_text(text)
+    jsonl(tmp_path / "errors.jsonl", [{"id": "x", "prompt": "q", "error": "RateLimitError"}])
+    report = build_gallery(tmp_path, thumbnails=False)
+    assert (report.images, report.failures) == (1, 1)
+    items = load_data(tmp_path)["items"]
+    assert items[0][5] == ""  # no parameters: nothing to show
+    assert json.loads(items[0][9]) == {"usd": 0.04}
+    assert items[1][6:8] == ["failed", "RateLimitError"]
+
+
 def test_a_folder_of_images_alone_is_shown_too(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     (tmp_path / "notes.txt").write_text("not an image")
