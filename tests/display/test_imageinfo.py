@@ -18,7 +18,8 @@ def encoded(
     fmt: str, size: tuple[int, int] = (33, 21), mode: str = "RGB", **options: object
 ) -> bytes:
     buffer = io.BytesIO()
-    Image.new(mode, size, "#2a9d8f").save(buffer, fmt, **options)
+    colour = (42, 157, 143, 128)[: len(mode)]  # translucent with alpha: WebP needs VP8X
+    Image.new(mode, size, colour if len(colour) > 1 else 90).save(buffer, fmt, **options)
     return buffer.getvalue()
 
 
@@ -59,6 +60,15 @@ def test_sizes_are_read_from_the_header(
 )
 def test_unknown_or_truncated_headers_have_no_size(data: bytes) -> None:
     assert image_size(data) is None
+
+
+def test_jpeg_markers_are_walked_like_a_decoder_does() -> None:
+    """Fill bytes and standalone markers before the frame header are stepped over."""
+    frame = b"\xff\xc0\x00\x11\x08\x00\x15\x00\x21\x03"
+    assert image_size(b"\xff\xd8\xff\xff\xff\xd0" + frame) == (33, 21)
+    assert image_size(b"\xff\xd8\xff\x01" + frame) == (33, 21)
+    assert image_size(b"\xff\xd8" + frame[:7]) is None  # cut inside the frame header
+    assert image_size(b"\xff\xd8\x00\x00\x00\x00" + frame) is None  # not a marker
 
 
 def test_an_undownloaded_image_has_no_size_and_no_picture() -> None:
