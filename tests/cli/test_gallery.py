@@ -90,6 +90,9 @@ def test_the_gallery_shows_thumbnails_and_failures_in_chromium(
     thumbs = sorted(p.name for p in (out / ".gallery" / "thumbs").iterdir())
     assert thumbs == sorted(f"{m['file_name']}.jpg" for m in metadata(out))
 
+    html = page.read_text()
+    assert "http://" not in html
+    assert "https://" not in html  # nothing to fetch: the page and its data are local files
     shot = tmp_path / "shot.png"
     chromium(page.resolve().as_uri(), f"--screenshot={shot}")
     counts = colour_counts(shot.read_bytes())
