@@ -30,6 +30,7 @@ import anyio
 from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
 from ._errors import AIHubMixError
+from ._gallery import build_gallery
 from ._journal_files import safe_name
 from ._preflight import parse_params
 from ._progress import say
@@ -61,7 +62,8 @@ async def _generate(args: argparse.Namespace) -> int:
     stem = safe_name(args.name or args.prompt[:40].strip().replace(" ", "-"))
     for k, image in enumerate(result.images):
         path = await image.save(
-            Path(args.out) / f"{stem}{'' if k == 0 else f'-{k}'}{image.extension}"
+            Path(args.out) / f"{stem}{'' if k == 0 else f'-{k}'}{image.extension}",
+            provenance=args.provenance,
         )
         say(str(path))
     return 0
@@ -119,6 +121,17 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 # --- entry ------------------------------------------------------------------------------------
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    report = build_gallery(args.folder, thumbnails=args.thumbnails)
+    if report.note:
+        say(f"note: {report.note}", sys.stderr)
+    say(
+        f"{report.page.resolve().as_uri()} ({report.images} images, {report.failures} failed;"
+        f" {report.thumbnails_made} new thumbnails)"
+    )
+    return 0
 
 
 def _concurrency(text: str) -> int | str:
@@ -182,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--base-url", default=os.environ.get("AIHUBMIX_BASE_URL"))
         p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
                        help="model parameter (value read as JSON when it parses)")  # fmt: skip
+        p.add_argument("--no-provenance", dest="provenance", action="store_false",
+                       help="save images without prompt, model, parameters and request id"
+                            " in their metadata")  # fmt: skip
         p.add_argument("-v", "--verbose", action="count", default=0,
                        help="log retries (-v) and every request (-vv) to stderr")  # fmt: skip
 
@@ -194,6 +210,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_batch(commands, connection)
     status = commands.add_parser("status", help="what a batch output folder holds")
     status.add_argument("folder")
+    gallery = commands.add_parser(
+        "gallery", help="an HTML contact sheet of a batch output folder (DIR/gallery.html)"
+    )
+    gallery.add_argument("folder", metavar="DIR")
+    gallery.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
+                         help="show the original images scaled by the browser")  # fmt: skip
     commands.add_parser("models", help="list models and their parameters")
     # The sandbox's own parser reads its options (loading it here would load aiohttp.web).
     commands.add_parser("sandbox", help="serve the built-in emulator (--help for its options)",
@@ -209,6 +231,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _models(args)
     if args.command == "sandbox":
         return _sandbox(args)
+    if args.command == "gallery":
+        return _gallery(args)
     handler = {"generate": _generate, "batch": _batch, "demo": _demo, "status": _status}
     return asyncio.run(handler[args.command](args))
 

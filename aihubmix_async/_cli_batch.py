@@ -9,11 +9,13 @@ in groups, off the event loop; an item counts as saved only once it is durable.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from functools import partial
 from typing import Any
 
 import anyio.to_thread
+import attrs
 
 from . import __version__
 from ._cli_client import open_client
@@ -26,6 +28,7 @@ from ._journal import (
     StageReport,
     read_status,
 )
+from ._models import Outcome
 from ._preflight import BatchSettings, preflight
 from ._progress import Reporter, make_reporter, say
 from ._prompts import BadLine, BadLines, PromptReader, input_key, open_source
@@ -219,7 +222,14 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
             ) as outcomes:
                 stopper.watch(outcomes)
                 async for outcome in outcomes:
-                    await writer.put(outcome)
+                    await writer.put(_provenance(args, outcome))
+
+
+def _provenance(args: argparse.Namespace, outcome: Outcome) -> Outcome:
+    """``--no-provenance``: the item's images are written as they came."""
+    if getattr(args, "provenance", True) or outcome.result is None:
+        return outcome
+    return attrs.evolve(outcome, result=outcome.result.without_provenance())
 
 
 def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: Reporter,
@@ -233,6 +243,8 @@ def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: R
     if failed:
         say(f"{failed} item(s) failed (see errors.jsonl); a rerun of the same command retries"
             " them", sys.stderr)  # fmt: skip
+    if reporter.done:
+        say(f"contact sheet: aihubmix-async gallery {shlex.quote(str(args.out))}")
     if stopper.signum is not None:
         say(f"stopped: {left} item(s) not generated yet; {RERUN}", sys.stderr)
         return stopper.exit_code

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 __all__ = ["save_into", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename: never a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    """Write under a temporary name in the same folder, then rename: never a partial file.
+    The file gets the umask's permissions, like any other program's output.
+    """
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

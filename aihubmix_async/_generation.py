@@ -165,6 +165,8 @@ class Generator:
             request_id=request_id,
             task_id=task_id,
             raw=data,
+            prompt=prompt,
+            params=params,
         )
 
     def _check_resume(self, task_id: object) -> None:

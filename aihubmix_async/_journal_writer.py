@@ -43,6 +43,7 @@ from ._journal_files import (
 from ._journal_lock import owner_tag
 from ._journal_types import Committed, JournalFolder, JournalWriteError
 from ._models import ImageResult
+from ._provenance import embed
 
 __all__ = ["JournalWriter"]
 
@@ -288,7 +289,7 @@ class JournalWriter:
                 data: bytes | None = image.data  # None only with download=False
                 if not data:
                     raise ValueError(f"item {row[0]!r}: an image was not downloaded")
-                write_file(path, data)
+                write_file(path, embed(data, image.provenance))  # no-op when provenance is off
                 names.append((name, image.mime_type))
 
     def _transaction(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome],

@@ -12,6 +12,8 @@ import attrs
 
 from ._errors import InvalidRequestError
 from ._files import save_into, write_atomic
+from ._imageinfo import ImageView, images_html
+from ._provenance import embed, provenance_fields
 from ._types import JSONValue
 
 __all__ = [
@@ -43,6 +45,9 @@ _EXTENSIONS = {
     "image/webp": ".webp",
     "image/gif": ".gif",
 }
+
+
+_NATIVE = ("image/png", "image/jpeg")  # shown by notebooks from _repr_png_/_repr_jpeg_
 
 
 def image_type(data: bytes) -> str | None:
@@ -81,7 +86,7 @@ def _repr_data(data: bytes | None) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class GeneratedImage:
+class GeneratedImage(ImageView):
     """One image. ``data`` is ``None`` when it was not downloaded (``download=False``): then
     only ``url`` is set, and ``mime_type`` is the server's claim (or a guess from the URL).
     """
@@ -89,21 +94,27 @@ class GeneratedImage:
     data: bytes | None = attrs.field(repr=_repr_data)
     mime_type: str
     url: str | None = None
+    #: What :meth:`save` writes into the file's metadata: prompt, model, parameters, request
+    #: id (set on the images of a generation's :class:`ImageResult`).
+    provenance: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
     def extension(self) -> str:
         """File extension for :attr:`mime_type`, e.g. ``.png``."""
         return extension_for(self.mime_type)
 
-    async def save(self, path: str | os.PathLike[str]) -> Path:
+    async def save(self, path: str | os.PathLike[str], *, provenance: bool = True) -> Path:
         """Write the image atomically (temporary name, then rename) in a worker thread.
 
         A directory path gets a file name chosen by content type. Returns the written path.
+        With ``provenance`` (the default) PNG, JPEG and WebP files carry :attr:`provenance` in
+        their metadata (text chunks, COM/XMP, XMP), the pixels untouched.
         """
         if self.data is None:
             raise ValueError("image was not downloaded (download=False); nothing to save")
         name = f"image{self.extension}"
-        return await anyio.to_thread.run_sync(save_into, Path(path), self.data, name)
+        data = embed(self.data, self.provenance) if provenance else self.data
+        return await anyio.to_thread.run_sync(save_into, Path(path), data, name)
 
 
 @attrs.define
@@ -146,11 +157,41 @@ class ImageResult:
     request_id: str | None = None
     task_id: str | None = None
     raw: JSONValue = attrs.field(default=None, repr=False, eq=False)
+    #: The prompt and parameters sent; given, they become the images' :attr:`provenance`.
+    prompt: str | None = attrs.field(default=None, repr=False, eq=False)
+    params: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.prompt is None:
+            return
+        fields = provenance_fields(
+            prompt=self.prompt, model=self.model, params=self.params,
+            request_id=self.request_id, task_id=self.task_id,
+        )  # fmt: skip
+        images = tuple(attrs.evolve(image, provenance=fields) for image in self.images)
+        object.__setattr__(self, "images", images)  # frozen: set once, while being built
 
     @property
     def image(self) -> GeneratedImage:
         """The first image (every successful result has at least one)."""
         return self.images[0]
+
+    def without_provenance(self) -> ImageResult:
+        """A copy whose images :meth:`GeneratedImage.save` writes as they came (no metadata)."""
+        images = tuple(attrs.evolve(image, provenance={}) for image in self.images)
+        return attrs.evolve(self, images=images, prompt=None)
+
+    def _repr_png_(self) -> bytes | None:
+        return self.images[0]._repr_png_() if len(self.images) == 1 else None
+
+    def _repr_jpeg_(self) -> bytes | None:
+        return self.images[0]._repr_jpeg_() if len(self.images) == 1 else None
+
+    def _repr_html_(self) -> str | None:
+        shown = [(i.data, i.mime_type) for i in self.images if i.data is not None]
+        if not shown or (len(self.images) == 1 and self.images[0].mime_type in _NATIVE):
+            return None
+        return images_html(shown, f"{self.model} · {len(shown)} image(s)")
 
 
 @attrs.frozen(kw_only=True)

@@ -169,7 +169,7 @@ async def test_key_is_never_sent_to_image_hosts(client: Client, sandbox: Sandbox
 async def test_save_writes_atomically(client: Client, tmp_path: Path) -> None:
     """save() writes the bytes under the final name, leaving no temporary file behind."""
     result = await client.generate("ideogram/V3", "a cat")
-    written = await result.image.save(tmp_path / "out" / "cat.png")
+    written = await result.image.save(tmp_path / "out" / "cat.png", provenance=False)
     assert written.read_bytes() == result.image.data
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cat.png"]
     into_dir = await result.image.save(tmp_path / "out")

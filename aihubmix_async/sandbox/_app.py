@@ -22,7 +22,7 @@ from ..providers import BUILTIN_ADAPTERS, ROUTES, Adapter, Route
 from ..providers._spec import Unwrapped
 from ._families import Problem, check_body, find_family, render_answer
 from ._faults import Fault, FaultScript
-from ._images import jpeg, png, png_of_size
+from ._images import ImageSpec, image_for, png_of_size, spec_for
 from ._limits import KeyLimit
 from ._stats import MAX_EVENTS, Event, SandboxStats
 from ._tasks import TaskStore
@@ -165,9 +165,10 @@ class Sandbox:
         self.record(route, model, "rejected")
         return _error(problem.status, problem.message, problem.code, param=problem.param)
 
-    def _url(self, ext: str) -> str:
+    def _url(self, ext: str, spec: ImageSpec) -> str:
+        """An image URL; its name carries the picture's colours and size (no server state)."""
         host = self.base_url + "/redirect" if self.redirect_downloads else self.cdn_url + "/img"
-        return f"{host}/{uuid.uuid4().hex}.{ext}"
+        return f"{host}/{spec.token()}-{uuid.uuid4().hex}.{ext}"
 
     async def _fault(  # noqa: PLR0911
         self, request: web.Request, route: str, model: str | None
@@ -261,14 +262,15 @@ class Sandbox:
         fate = fault.kind if isinstance(fault, Fault) else None
         if adapter.tasks is not None and route.name == adapter.route:
             ext = "png" if adapter.answer.image_format_for(body.fields) == "png" else "jpg"
-            submitted = self.tasks.submit(adapter.tasks, self.pending_polls, fate, self._url(ext))
+            url = self._url(ext, spec_for(body.prompt, body.fields))
+            submitted = self.tasks.submit(adapter.tasks, self.pending_polls, fate, url)
             return web.json_response(submitted)
         if fate == "moderated":
             return _error(
                 400, "Your request was rejected by the safety system", "moderation_blocked"
             )
         answer = render_answer(
-            adapter, path, route, body.fields,
+            adapter, path, route, body.fields, prompt=body.prompt,
             url=self._url, image_bytes=self.image_bytes, swaps=self.shape_swaps,
         )  # fmt: skip
         return web.json_response(answer)
@@ -297,9 +299,14 @@ class Sandbox:
         fault = await self._fault(request, "download", None)
         if isinstance(fault, web.StreamResponse):
             return fault
-        if request.match_info["name"].endswith(".jpg"):
-            return web.Response(body=jpeg(), content_type="image/jpeg")
-        data = png_of_size(self.image_bytes) if self.image_bytes else png()
+        name = request.match_info["name"]
+        if name.endswith(".jpg"):
+            data = image_for(ImageSpec.from_token(name), "jpeg")
+            return web.Response(body=data, content_type="image/jpeg")
+        if self.image_bytes:
+            data = png_of_size(self.image_bytes)
+        else:
+            data = image_for(ImageSpec.from_token(name), "png")
         return web.Response(body=data, content_type="image/png")
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:

@@ -22,7 +22,7 @@ from .._registry import Registry
 from .._types import JSONValue
 from ..providers import SHAPES, Adapter, Route, Shape
 from ..providers._spec import Unwrapped
-from ._images import jpeg, png, png_of_size
+from ._images import ImageSpec, image_for, png_of_size, spec_for
 
 __all__ = ["Problem", "b64_image", "check_body", "find_family", "render_answer"]
 
@@ -37,9 +37,10 @@ class Problem:
     param: str | None = None
 
 
-@functools.cache
-def b64_image(kind: str, size: int) -> str:
-    data = jpeg() if kind == "jpeg" else (png_of_size(size) if size else png())
+@functools.lru_cache(maxsize=512)
+def b64_image(kind: str, size: int, spec: ImageSpec) -> str:
+    """An inline image: noise of ``size`` bytes for payload benchmarks, else ``spec``'s picture."""
+    data = png_of_size(size) if size and kind != "jpeg" else image_for(spec, kind)
     return base64.b64encode(data).decode()
 
 
@@ -124,14 +125,16 @@ def render_answer(
     route: Route,
     fields: Mapping[str, Any],
     *,
+    prompt: object,
     url: Any,
     image_bytes: int,
     swaps: Mapping[str, str],
 ) -> dict[str, Any]:
     """The family's answer to a generation: count, format and shape from its spec.
 
-    ``url(ext)`` makes an image URL; ``swaps`` replaces a default shape by another documented
-    one (the sandbox's ``openai_form="list"``).
+    Each image is drawn from ``prompt``, the fields' seed and size, and its index (see
+    ``_images.spec_for``). ``url(ext, spec)`` makes an image URL; ``swaps`` replaces a default
+    shape by another documented one (the sandbox's ``openai_form="list"``).
     """
     answer = adapter.answer
     shape: Shape = answer.shape_for(fields)
@@ -141,11 +144,11 @@ def render_answer(
         shape = SHAPES[swaps[shape.name]]
     count = answer.count(fields, adapter.max_count(path))
     fmt = answer.image_format_for(fields)
+    specs = [spec_for(prompt, fields, index) for index in range(count)]
     if shape.inline:
-        data = b64_image(fmt, 0 if fmt == "jpeg" else image_bytes)
-        images = [data] * count
+        images = [b64_image(fmt, image_bytes, spec) for spec in specs]
     else:
-        images = [url("jpg" if fmt == "jpeg" else "png") for _ in range(count)]
+        images = [url("jpg" if fmt == "jpeg" else "png", spec) for spec in specs]
     usage: dict[str, JSONValue] | None = None
     if answer.usage_per_image:
         prompt_tokens = 37 if route.name == adapter.route else 300
