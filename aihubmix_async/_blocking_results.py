@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import attrs
 
 from ._files import save_into
+from ._provenance import embed
 from ._models import Failure, GeneratedImage, ImageResult, Outcome, Success
 
 __all__ = [
@@ -35,14 +36,18 @@ class BlockingImage(GeneratedImage):
 
     # Overriding a coroutine with a plain method breaks substitutability on purpose: code that
     # holds a BlockingImage runs without an event loop and must not have to await.
-    def save(self, path: str | os.PathLike[str]) -> Path:  # type: ignore[override]
+    def save(  # type: ignore[override]
+        self, path: str | os.PathLike[str], *, provenance: bool = True
+    ) -> Path:
         """Write the image atomically (temporary name, then rename); returns the path.
 
-        A directory path gets a file name chosen by content type.
+        A directory path gets a file name chosen by content type. ``provenance`` as in
+        :meth:`GeneratedImage.save`: the prompt, model and parameters go into the file's metadata.
         """
         if self.data is None:
             raise ValueError("image was not downloaded (download=False); nothing to save")
-        return save_into(Path(path), self.data, f"image{self.extension}")
+        data = embed(self.data, self.provenance) if provenance else self.data
+        return save_into(Path(path), data, f"image{self.extension}")
 
 
 @attrs.frozen(kw_only=True)

@@ -74,6 +74,10 @@ def test_results_save_synchronously(server: Sandbox, tmp_path: Path) -> None:
         written = result.image.save(tmp_path / "cat.png")
         assert written == tmp_path / "cat.png"
         assert decode_image(written.read_bytes())[0] == "PNG"
+        # Like the async save: the prompt travels in the file unless told otherwise.
+        assert b"a cat" in written.read_bytes()
+        bare = result.image.save(tmp_path / "bare.png", provenance=False)
+        assert bare.read_bytes() == result.image.data
         assert isinstance(result, ah.ImageResult)
         assert result.model == "openai/gpt-image-1"
         assert result.request_id is not None
