@@ -144,7 +144,12 @@ def _add_batch(commands: Any, connection: Any) -> None:
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
     bat.add_argument("-o", "--out", required=True)
-    bat.add_argument("--format", choices=["text", "jsonl", "csv"])
+    bat.add_argument("--format", choices=["text", "jsonl", "csv"],
+                     help="the INPUT file's format (default: from its extension)")  # fmt: skip
+    bat.add_argument("--output-format", choices=["imagefolder", "parquet"], default="imagefolder",
+                     help="imagefolder (default): train/00000/... folders of at most 10,000"
+                          " images and train/metadata.jsonl; parquet: Parquet shards in data/"
+                          " (needs pyarrow: the 'parquet' extra)")  # fmt: skip
     bat.add_argument("--concurrency", type=_concurrency, default=16, metavar="N|auto",
                      help="items at once (default 16); auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip

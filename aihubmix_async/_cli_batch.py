@@ -114,7 +114,7 @@ async def run_batch(args: argparse.Namespace) -> int:
     with stopper.installed():
         try:
             journal = await anyio.to_thread.run_sync(
-                lambda: Journal.open(args.out, shard=settings.shard)
+                lambda: Journal.open(args.out, shard=settings.shard, layout=args.output_format)
             )
         except (FolderLockedError, JournalError) as exc:
             say(f"error: {exc}", sys.stderr)

@@ -29,7 +29,7 @@ import anyio.to_thread
 import attrs
 
 from ._batch import ImageRequest
-from ._journal_files import METADATA, export_errors, export_metadata
+from ._journal_files import METADATA, Layout, export_errors, export_metadata, resolve_layout
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
@@ -147,7 +147,8 @@ class Journal:
     """The journal of one output folder, opened by one run (see the module docstring)."""
 
     def __init__(self, out: Path, db: sqlite3.Connection, lock: FolderLock | None,
-                 shard: tuple[int, int], *, read_only: bool) -> None:  # fmt: skip
+                 shard: tuple[int, int], *, read_only: bool, layout: str | None = None
+                 ) -> None:  # fmt: skip
         self.out = out
         self.db = db
         self.shard = shard
@@ -156,13 +157,19 @@ class Journal:
         self._lock = lock
         self.tmp = out / JOURNAL_DIR / f"tmp-{owner_tag(shard)}"
         self.db_path = out / JOURNAL_DIR / DB_NAME
+        try:
+            self.layout: Layout = resolve_layout(db, layout, write=not read_only)
+        except ValueError as exc:
+            raise JournalError(str(exc)) from None
 
     @classmethod
     def open(cls, out: str | os.PathLike[str], *, shard: tuple[int, int] = (0, 1),
-             read_only: bool = False) -> Journal:  # fmt: skip
+             read_only: bool = False, layout: str | None = None) -> Journal:  # fmt: skip
         """Open (creating) the journal of ``out``: take the folder lock (FolderLockedError at
         once if another process writes it), then recover from any crash. ``read_only`` (for
-        ``--dry-run``) takes no lock, creates nothing and writes nothing.
+        ``--dry-run``) takes no lock, creates nothing and writes nothing. ``layout``:
+        ``imagefolder``, ``parquet`` or ``flat`` (None: the folder's own, flat for a new one);
+        another layout than the folder's is refused (JournalError).
         """
         folder = Path(out)
         journal_dir = folder / JOURNAL_DIR
@@ -173,7 +180,7 @@ class Journal:
             else:
                 db = _connect(":memory:")
                 db.executescript(_SCHEMA)
-            return cls(folder, db, None, shard, read_only=True)
+            return cls(folder, db, None, shard, read_only=True, layout=layout)
         if (folder / METADATA).exists() and not (journal_dir / DB_NAME).exists():
             raise JournalError(
                 f"{str(folder)!r} holds a dataset written without a journal (an older version);"
@@ -187,7 +194,7 @@ class Journal:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")  # "done" means on disk, power loss too
             db.executescript(_SCHEMA)
-            journal = cls(folder, db, lock, shard, read_only=False)
+            journal = cls(folder, db, lock, shard, read_only=False, layout=layout)
             recover(journal, lock)
         except BaseException:
             lock.release()
@@ -288,7 +295,7 @@ class Journal:
 
     def export(self) -> None:
         """Rewrite ``metadata.jsonl`` and ``errors.jsonl`` from the journal (atomically)."""
-        export_metadata(self.db, self.out, self.tmp)
+        export_metadata(self.db, self.out, self.tmp, self.layout)
         export_errors(self.db, self.out, self.tmp)
 
     def set_meta(self, key: str, value: object) -> None:

@@ -31,12 +31,12 @@ from ._batch import ImageRequest, Outcome
 from ._errors import TransportError
 from ._journal_files import (
     ERRORS,
-    METADATA,
     append_lines,
     dump_line,
     error_row,
     file_name,
     metadata_rows,
+    move_into_place,
     sync_files,
     write_file,
 )
@@ -259,8 +259,7 @@ class JournalWriter:
                 path.unlink(missing_ok=True)
             raise
         _step("committed")
-        for path, final in temps:
-            path.replace(final)
+        move_into_place(self._journal.out, tmp, files)  # names placed by the transaction
         _step("renamed")
         self._append(lines)
         return [
@@ -299,6 +298,7 @@ class JournalWriter:
         errors: list[bytes] = []
         db.execute("BEGIN IMMEDIATE")
         try:
+            self._journal.layout.place(db, files)  # bucket folders: a counter in the journal
             db.executemany(
                 "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?,"
                 " request_id), updated = ? WHERE id = ? AND state != 'done'",
@@ -309,7 +309,8 @@ class JournalWriter:
                 if row is None or row[6] == "done":
                     continue
                 if outcome.result is not None:
-                    meta.extend(self._done(db, outcome, outcome.result, row, files[row[0]], now))
+                    meta.extend(self._done(db, outcome, outcome.result, row, files[row[0]], now,
+                                           self._journal.layout.strip))  # fmt: skip
                 elif outcome.error is not None:
                     errors.append(self._failed(db, outcome, outcome.error, row, now))
             db.execute("COMMIT")
@@ -321,7 +322,7 @@ class JournalWriter:
 
     @staticmethod
     def _done(db: sqlite3.Connection, outcome: Outcome, result: ImageResult,
-              row: tuple[Any, ...], names: list[tuple[str, str]], now: float
+              row: tuple[Any, ...], names: list[tuple[str, str]], now: float, strip: str
               ) -> list[bytes]:  # fmt: skip
         usage = result.usage
         usage_json = None
@@ -341,7 +342,7 @@ class JournalWriter:
         )  # fmt: skip
         record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
                   outcome.elapsed, attempts, usage_json)  # fmt: skip
-        return [dump_line(r) for r in metadata_rows(record)]
+        return [dump_line(r) for r in metadata_rows(record, strip)]
 
     @staticmethod
     def _failed(db: sqlite3.Connection, outcome: Outcome, error: Exception,
@@ -365,8 +366,8 @@ class JournalWriter:
     def _append(self, lines: tuple[list[bytes], list[bytes]]) -> None:
         # Live lines for readers during the run; the files are rewritten from the journal at
         # the end (and after a crash), so a failed append loses nothing.
-        for name, chunk in zip((METADATA, ERRORS), lines, strict=True):
-            if chunk:
+        for name, chunk in zip((self._journal.layout.metadata, ERRORS), lines, strict=True):
+            if chunk and name is not None:
                 try:
                     append_lines(self._journal.out / name, b"".join(chunk))
                 except OSError as exc:
