@@ -29,6 +29,7 @@ import anyio.to_thread
 import attrs
 
 from ._batch import ImageRequest
+from ._card import write_card
 from ._journal_files import METADATA, Layout, export_errors, export_metadata, resolve_layout
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
@@ -294,9 +295,12 @@ class Journal:
                              backlog=backlog)  # fmt: skip
 
     def export(self) -> None:
-        """Rewrite ``metadata.jsonl`` and ``errors.jsonl`` from the journal (atomically)."""
+        """Rewrite the metadata file, ``errors.jsonl`` and the dataset card (README.md) from
+        the journal (atomically).
+        """
         export_metadata(self.db, self.out, self.tmp, self.layout)
         export_errors(self.db, self.out, self.tmp)
+        write_card(self.db, self.out, self.layout, self.tmp)
 
     def set_meta(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -36,6 +36,7 @@ __all__ = [
     "resolve_layout",
     "safe_name",
     "sync_files",
+    "write_atomic",
     "write_file",
 ]
 
@@ -203,7 +204,7 @@ def dump_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False) + "\n").encode()
 
 
-def _export(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
+def write_atomic(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
     """Write ``path`` whole under a temporary name, then rename: readers see old or new."""
     # In the run's own temporary folder (same file system; cleaned by recovery), under a name
     # no concurrent export (another shard, in this process or not) can share.
@@ -241,13 +242,13 @@ def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path,
 
     target = out / layout.metadata
     target.parent.mkdir(exist_ok=True)
-    _export(target, _chunks(db, sql, render), scratch)
+    write_atomic(target, _chunks(db, sql, render), scratch)
 
 
 def export_errors(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
     """Rewrite ``errors.jsonl``: the current failures only (a later success removes a line)."""
     sql = f"SELECT {_ERROR_COLUMNS} FROM items WHERE state = 'failed' ORDER BY line, id"  # noqa: S608  (fixed columns)
-    _export(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))), scratch)
+    write_atomic(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))), scratch)
 
 
 # --- layouts ----------------------------------------------------------------------------------
