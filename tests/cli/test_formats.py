@@ -40,7 +40,7 @@ def test_image_folder_buckets_hold_at_most_the_bucket_size_and_load(
     with its image and columns, even with ids that name a split (test-1, val.2).
     """
     monkeypatch.setattr(_journal_files, "BUCKET_SIZE", 3)
-    rows = [{"id": "test-1", "prompt": "a fox"}, {"id": "val.2", "prompt": "an owl", "n": 2},
+    rows: list[dict[str, Any]] = [{"id": "test-1", "prompt": "a fox"}, {"id": "val.2", "prompt": "an owl", "n": 2},
             *({"id": f"i{k}", "prompt": f"p{k}"} for k in range(5))]  # fmt: skip
     out = tmp_path / "out"
     done = cli("batch", jsonl(tmp_path / "p.jsonl", rows), "-m", "gpt-image-1", "-o", out)
@@ -100,7 +100,7 @@ def test_flat_folder_of_an_earlier_version_resumes_flat(
     prompts = tmp_path / "p.txt"
     prompts.write_text("one\ntwo\n")
     with monkeypatch.context() as patch:  # the version before layouts wrote everything flat
-        real = journal_module.resolve_layout
+        real = _journal_files.resolve_layout
         patch.setattr(journal_module, "resolve_layout",
                       lambda db, _requested, *, write: real(db, "flat", write=write))  # fmt: skip
         assert cli("batch", prompts, "-m", "dall-e-3", "-o", out).code == 0
