@@ -119,6 +119,8 @@ async def run_batch(args: argparse.Namespace) -> int:
         except (FolderLockedError, JournalError) as exc:
             say(f"error: {exc}", sys.stderr)
             return exc.exit_code
+        if journal.sharder is not None:
+            journal.sharder.target = args.parquet_shard_size
         try:
             code = await _run(args, settings, journal, stopper)
         except Stopped:

@@ -45,6 +45,7 @@ from ._journal_types import (
     StageReport,
 )
 from ._journal_writer import JournalWriter
+from ._parquet import MissingPyarrowError, Sharder, recover_shards, require_pyarrow
 from ._registry import Registry
 
 __all__ = [
@@ -160,8 +161,17 @@ class Journal:
         self.db_path = out / JOURNAL_DIR / DB_NAME
         try:
             self.layout: Layout = resolve_layout(db, layout, write=not read_only)
-        except ValueError as exc:
+            self.sharder = self._sharder()
+        except (ValueError, MissingPyarrowError) as exc:
             raise JournalError(str(exc)) from None
+
+    def _sharder(self) -> Sharder | None:
+        if self.layout.name != "parquet":
+            return None
+        require_pyarrow()  # refused before anything is billed
+        if not self.read_only:
+            Sharder.prepare(self.db)
+        return Sharder(self.out, self.tmp, owner_tag(self.shard))
 
     @classmethod
     def open(cls, out: str | os.PathLike[str], *, shard: tuple[int, int] = (0, 1),
@@ -196,6 +206,8 @@ class Journal:
             db.execute("PRAGMA synchronous = FULL")  # "done" means on disk, power loss too
             db.executescript(_SCHEMA)
             journal = cls(folder, db, lock, shard, read_only=False, layout=layout)
+            if journal.sharder is not None:  # before recover(), whose export writes shards
+                recover_shards(db, folder, lock.holds)
             recover(journal, lock)
         except BaseException:
             lock.release()
@@ -237,6 +249,11 @@ class Journal:
             raise InputConflictError(report)
         if report.changed and on_change == "refuse":
             raise ChangedItemsError(report)
+        if report.changed and on_change == "regenerate" and self.sharder is not None:
+            raise JournalError(
+                f"{report.changed} changed item(s) may already be in Parquet shards, which are"
+                " never rewritten: pass --on-change keep, or write into a new folder"
+            )
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
         self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed,
@@ -300,7 +317,14 @@ class Journal:
         """
         export_metadata(self.db, self.out, self.tmp, self.layout)
         export_errors(self.db, self.out, self.tmp)
+        if self.sharder is not None:  # the rows left since the last shard
+            self.sharder.flush(self.db)
         write_card(self.db, self.out, self.layout, self.tmp)
+
+    def after_commit(self, db: sqlite3.Connection, done: list[Committed]) -> None:
+        """Called by the writer after each group commit, on its thread and connection."""
+        if self.sharder is not None:
+            self.sharder.after_commit(db, done)
 
     def set_meta(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -241,6 +241,11 @@ class JournalWriter:
             loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
             return
         loop.call_soon_threadsafe(self._deliver, done, tasks, None)
+        try:
+            self._journal.after_commit(db, done)  # the Parquet layout's shards
+        except BaseException as exc:  # what is committed stays; the run must stop
+            self._failure = exc
+            logger.exception("writing a shard failed")
 
     def _commit(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome]
                 ) -> list[Committed]:  # fmt: skip
