@@ -111,6 +111,7 @@ class JournalWriter:
         # Backpressure: outcomes received but not yet durable are billed work a crash would
         # lose, so at most `backlog` of them wait for the disk (the batch then stops pulling).
         self._slots = asyncio.Semaphore(backlog)
+        self._backlog = backlog
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +170,8 @@ class JournalWriter:
         except BaseException:
             self._debt += 1  # the slot this outcome will free is not to be given back
             raise
+        if self._failure is not None:  # woken by _wake: nothing more will be committed
+            raise self._error()
 
     async def record_task(self, request: ImageRequest, task_id: str,
                           request_id: str | None = None) -> None:  # fmt: skip
@@ -203,6 +206,13 @@ class JournalWriter:
                     self._on_durable(committed)
                 except Exception:
                     logger.exception("on_durable callback failed (ignored)")
+
+    def _wake(self) -> None:
+        """After a failure no slot is freed by a commit again: free them all, so a ``put``
+        waiting for room raises instead of waiting for ever.
+        """
+        for _ in range(self._backlog):
+            self._slots.release()
 
     # --- the writer thread ------------------------------------------------------------------
 
@@ -239,6 +249,7 @@ class JournalWriter:
             # Nothing more is committed by this writer: the run must stop. What the failed
             # group left on disk is reconciled by the recovery of the next open.
             loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
+            loop.call_soon_threadsafe(self._wake)
             return
         loop.call_soon_threadsafe(self._deliver, done, tasks, None)
         try:
@@ -246,6 +257,7 @@ class JournalWriter:
         except BaseException as exc:  # what is committed stays; the run must stop
             self._failure = exc
             logger.exception("writing a shard failed")
+            loop.call_soon_threadsafe(self._wake)
 
     def _commit(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome]
                 ) -> list[Committed]:  # fmt: skip
