@@ -121,6 +121,7 @@ def test_a_crash_at_any_shard_step_never_duplicates_or_loses_a_row(
         assert done_before >= 2  # the first shard's rows were not generated again
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_parquet_run_then_resume_gives_every_row_once(tmp_path: Path) -> None:
     """SIGKILL while shards are being written, then the same command: every item in exactly
     one shard, nothing staged left, and only items not yet durable are generated again.
