@@ -40,8 +40,11 @@ def test_image_folder_buckets_hold_at_most_the_bucket_size_and_load(
     with its image and columns, even with ids that name a split (test-1, val.2).
     """
     monkeypatch.setattr(_journal_files, "BUCKET_SIZE", 3)
-    rows: list[dict[str, Any]] = [{"id": "test-1", "prompt": "a fox"}, {"id": "val.2", "prompt": "an owl", "n": 2},
-            *({"id": f"i{k}", "prompt": f"p{k}"} for k in range(5))]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"id": "test-1", "prompt": "a fox"},
+        {"id": "val.2", "prompt": "an owl", "n": 2},
+        *({"id": f"i{k}", "prompt": f"p{k}"} for k in range(5)),
+    ]
     out = tmp_path / "out"
     done = cli("batch", jsonl(tmp_path / "p.jsonl", rows), "-m", "gpt-image-1", "-o", out)
     assert done.code == 0, done.err
