@@ -181,3 +181,40 @@ def test_regenerating_changed_items_in_shards_is_refused(
     assert kept.code == 0, kept.err
     assert sum(shard_ids(out).values()) == 1
     assert api.submits == 1
+
+
+def test_shard_sizes_parse_in_megabytes_or_rows() -> None:
+    assert _parquet.parse_shard_size("500MB") == _parquet.ShardTarget(megabytes=500.0)
+    assert _parquet.parse_shard_size(" 2.5 mb ") == _parquet.ShardTarget(megabytes=2.5)
+    assert _parquet.parse_shard_size("10000rows") == _parquet.ShardTarget(None, 10000)
+    for bad in ("", "12", "0MB", "1.5rows", "-3rows", "3 GB"):
+        with pytest.raises(ValueError, match="500MB or 10000rows"):
+            _parquet.parse_shard_size(bad)
+    megabyte = _parquet.ShardTarget(megabytes=1.0)
+    assert not megabyte.reached(999_999, 10**6)
+    assert megabyte.reached(1_000_000, 1)
+
+
+def test_bad_shard_size_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli("batch", "p.txt", "-o", tmp_path, *PARQUET, "--parquet-shard-size", "lots")
+    assert stopped.value.code == 2
+
+
+def test_staged_images_a_sealed_shard_holds_are_removed_on_open(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A crash between sealing a shard and deleting its staged images leaves them behind: the
+    next open deletes them (and keeps the staged images no shard holds yet).
+    """
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    out = tmp_path / "out"
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET).code == 0
+    ((_, name),) = shard_ids(out)
+    (out / STAGED_DIR / name).write_bytes(b"left behind")
+    (out / STAGED_DIR / "other.png").write_bytes(b"not in a shard")
+    again = cli("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET)
+    assert again.code == 0, again.err
+    assert staged(out) == ["other.png"]
+    assert sum(shard_ids(out).values()) == 1
