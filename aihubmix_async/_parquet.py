@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -43,6 +44,8 @@ __all__ = [
     "recover_shards",
     "require_pyarrow",
 ]
+
+logger = logging.getLogger("aihubmix_async.journal")
 
 SHARDS_DIR = "data"
 _SEQ_KEY = "parquet:seq"
@@ -165,7 +168,15 @@ class Sharder:
         if name is None:
             return None
         _step("claimed")
-        rows = self._write(db, name)
+        try:
+            rows = self._write(db, name)
+        except FileNotFoundError:
+            # Another process (a shard run into this folder) committed a row whose image it
+            # has not renamed into the staging area yet: give the rows back; a later shard
+            # (at the latest that process's last) takes them.
+            logger.warning("shard %s: an image is not staged yet; its rows wait for the next", name)
+            _release(db, self.out, name)
+            return None
         _step("renamed")
         staged = [rel for (files,) in db.execute(
             "SELECT i.files FROM items i JOIN sharded s USING (id) WHERE s.shard = ?", (name,)
@@ -231,6 +242,16 @@ class Sharder:
         return written
 
 
+def _release(db: sqlite3.Connection, out: Path, name: str) -> None:
+    """Forget an unsealed shard: its file (if it got that far) and its claim on its rows."""
+    with contextlib.suppress(FileNotFoundError):
+        (out / name).unlink()
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("DELETE FROM sharded WHERE shard = ?", (name,))
+    db.execute("DELETE FROM shards WHERE name = ?", (name,))
+    db.execute("COMMIT")
+
+
 def recover_shards(db: sqlite3.Connection, out: Path, holds: Callable[[str], bool]) -> None:
     """Undo the shards a crash left unsealed (their owners cannot be running): delete their
     files, give their rows back; delete staged images that a sealed shard already holds.
@@ -240,12 +261,7 @@ def recover_shards(db: sqlite3.Connection, out: Path, holds: Callable[[str], boo
     for name, owner in unsealed:
         if not holds(owner):
             continue
-        with contextlib.suppress(FileNotFoundError):
-            (out / name).unlink()
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM sharded WHERE shard = ?", (name,))
-        db.execute("DELETE FROM shards WHERE name = ?", (name,))
-        db.execute("COMMIT")
+        _release(db, out, name)
     staged = out / STAGED_DIR
     if not staged.is_dir():
         return

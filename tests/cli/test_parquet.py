@@ -218,3 +218,32 @@ def test_staged_images_a_sealed_shard_holds_are_removed_on_open(
     assert again.code == 0, again.err
     assert staged(out) == ["other.png"]
     assert sum(shard_ids(out).values()) == 1
+
+
+def test_a_row_whose_image_is_not_staged_yet_waits_for_a_later_shard(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard that claims a row another writer has committed but not yet renamed into the
+    staging area gives its rows back instead of failing; the last shard of the run takes them.
+    """
+    prompts = jsonl(tmp_path / "p.jsonl", [{"id": f"i{k}", "prompt": f"p{k}"} for k in range(4)])
+    out = tmp_path / "out"
+    hidden = tmp_path / "hidden.png"
+    late: list[Path] = []
+
+    def lag(name: str) -> None:
+        if name != "claimed" or len(late) > 1:
+            return
+        if not late:  # the first shard: one of its images is "late"
+            late.append(next((out / STAGED_DIR).iterdir()))
+            late[0].rename(hidden)
+        else:  # and has arrived by the next one
+            hidden.rename(late[0])
+            late.append(hidden)
+
+    monkeypatch.setattr(_parquet, "test_hook", lag)
+    done = cli("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET,
+               "--parquet-shard-size", "1rows", "--concurrency", "1")  # fmt: skip
+    assert done.code == 0, done.err
+    assert shard_ids(out) == Counter({(f"i{k}", f"i{k}.png"): 1 for k in range(4)})
+    assert staged(out) == []
