@@ -32,6 +32,7 @@ from ._cli_client import open_client
 from ._errors import AIHubMixError
 from ._gallery import build_gallery
 from ._journal_files import safe_name
+from ._parquet import ShardTarget, parse_shard_size
 from ._preflight import parse_params
 from ._progress import say
 from ._registry import Registry
@@ -146,6 +147,13 @@ def _concurrency(text: str) -> int | str:
         ) from None
 
 
+def _shard_size(text: str) -> ShardTarget:
+    try:
+        return parse_shard_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_batch(commands: Any, connection: Any) -> None:
     bat = commands.add_parser(
         "batch",
@@ -157,7 +165,15 @@ def _add_batch(commands: Any, connection: Any) -> None:
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
     bat.add_argument("-o", "--out", required=True)
-    bat.add_argument("--format", choices=["text", "jsonl", "csv"])
+    bat.add_argument("--format", choices=["text", "jsonl", "csv"],
+                     help="the INPUT file's format (default: from its extension)")  # fmt: skip
+    bat.add_argument("--output-format", choices=["imagefolder", "parquet"], default="imagefolder",
+                     help="imagefolder (default): train/00000/... folders of at most 10,000"
+                          " images and train/metadata.jsonl; parquet: Parquet shards in data/"
+                          " (needs pyarrow: the 'parquet' extra)")  # fmt: skip
+    bat.add_argument("--parquet-shard-size", type=_shard_size, default=ShardTarget(),
+                     metavar="SIZE", help="with --output-format parquet: write a shard per SIZE"
+                     " of images, e.g. 500MB (default) or 10000rows")  # fmt: skip
     bat.add_argument("--concurrency", type=_concurrency, default=16, metavar="N|auto",
                      help="items at once (default 16); auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip

@@ -117,11 +117,13 @@ async def run_batch(args: argparse.Namespace) -> int:
     with stopper.installed():
         try:
             journal = await anyio.to_thread.run_sync(
-                lambda: Journal.open(args.out, shard=settings.shard)
+                lambda: Journal.open(args.out, shard=settings.shard, layout=args.output_format)
             )
         except (FolderLockedError, JournalError) as exc:
             say(f"error: {exc}", sys.stderr)
             return exc.exit_code
+        if journal.sharder is not None:
+            journal.sharder.target = args.parquet_shard_size
         try:
             code = await _run(args, settings, journal, stopper)
         except Stopped:

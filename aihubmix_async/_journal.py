@@ -29,7 +29,8 @@ import anyio.to_thread
 import attrs
 
 from ._batch import ImageRequest
-from ._journal_files import METADATA, export_errors, export_metadata
+from ._card import write_card
+from ._journal_files import METADATA, Layout, export_errors, export_metadata, resolve_layout
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
@@ -44,6 +45,7 @@ from ._journal_types import (
     StageReport,
 )
 from ._journal_writer import JournalWriter
+from ._parquet import MissingPyarrowError, Sharder, recover_shards, require_pyarrow
 from ._registry import Registry
 
 __all__ = [
@@ -147,7 +149,8 @@ class Journal:
     """The journal of one output folder, opened by one run (see the module docstring)."""
 
     def __init__(self, out: Path, db: sqlite3.Connection, lock: FolderLock | None,
-                 shard: tuple[int, int], *, read_only: bool) -> None:  # fmt: skip
+                 shard: tuple[int, int], *, read_only: bool, layout: str | None = None
+                 ) -> None:  # fmt: skip
         self.out = out
         self.db = db
         self.shard = shard
@@ -156,13 +159,28 @@ class Journal:
         self._lock = lock
         self.tmp = out / JOURNAL_DIR / f"tmp-{owner_tag(shard)}"
         self.db_path = out / JOURNAL_DIR / DB_NAME
+        try:
+            self.layout: Layout = resolve_layout(db, layout, write=not read_only)
+            self.sharder = self._sharder()
+        except (ValueError, MissingPyarrowError) as exc:
+            raise JournalError(str(exc)) from None
+
+    def _sharder(self) -> Sharder | None:
+        if self.layout.name != "parquet":
+            return None
+        require_pyarrow()  # refused before anything is billed
+        if not self.read_only:
+            Sharder.prepare(self.db)
+        return Sharder(self.out, self.tmp, owner_tag(self.shard))
 
     @classmethod
     def open(cls, out: str | os.PathLike[str], *, shard: tuple[int, int] = (0, 1),
-             read_only: bool = False) -> Journal:  # fmt: skip
+             read_only: bool = False, layout: str | None = None) -> Journal:  # fmt: skip
         """Open (creating) the journal of ``out``: take the folder lock (FolderLockedError at
         once if another process writes it), then recover from any crash. ``read_only`` (for
-        ``--dry-run``) takes no lock, creates nothing and writes nothing.
+        ``--dry-run``) takes no lock, creates nothing and writes nothing. ``layout``:
+        ``imagefolder``, ``parquet`` or ``flat`` (None: the folder's own, flat for a new one);
+        another layout than the folder's is refused (JournalError).
         """
         folder = Path(out)
         journal_dir = folder / JOURNAL_DIR
@@ -173,7 +191,7 @@ class Journal:
             else:
                 db = _connect(":memory:")
                 db.executescript(_SCHEMA)
-            return cls(folder, db, None, shard, read_only=True)
+            return cls(folder, db, None, shard, read_only=True, layout=layout)
         if (folder / METADATA).exists() and not (journal_dir / DB_NAME).exists():
             raise JournalError(
                 f"{str(folder)!r} holds a dataset written without a journal (an older version);"
@@ -187,7 +205,9 @@ class Journal:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")  # "done" means on disk, power loss too
             db.executescript(_SCHEMA)
-            journal = cls(folder, db, lock, shard, read_only=False)
+            journal = cls(folder, db, lock, shard, read_only=False, layout=layout)
+            if journal.sharder is not None:  # before recover(), whose export writes shards
+                recover_shards(db, folder, lock.holds)
             recover(journal, lock)
         except BaseException:
             lock.release()
@@ -229,6 +249,11 @@ class Journal:
             raise InputConflictError(report)
         if report.changed and on_change == "refuse":
             raise ChangedItemsError(report)
+        if report.changed and on_change == "regenerate" and self.sharder is not None:
+            raise JournalError(
+                f"{report.changed} changed item(s) may already be in Parquet shards, which are"
+                " never rewritten: pass --on-change keep, or write into a new folder"
+            )
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
         self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed,
@@ -287,9 +312,19 @@ class Journal:
                              backlog=backlog)  # fmt: skip
 
     def export(self) -> None:
-        """Rewrite ``metadata.jsonl`` and ``errors.jsonl`` from the journal (atomically)."""
-        export_metadata(self.db, self.out, self.tmp)
+        """Rewrite the metadata file, ``errors.jsonl`` and the dataset card (README.md) from
+        the journal (atomically).
+        """
+        export_metadata(self.db, self.out, self.tmp, self.layout)
         export_errors(self.db, self.out, self.tmp)
+        if self.sharder is not None:  # the rows left since the last shard
+            self.sharder.flush(self.db)
+        write_card(self.db, self.out, self.layout, self.tmp)
+
+    def after_commit(self, db: sqlite3.Connection, done: list[Committed]) -> None:
+        """Called by the writer after each group commit, on its thread and connection."""
+        if self.sharder is not None:
+            self.sharder.after_commit(db, done)
 
     def set_meta(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

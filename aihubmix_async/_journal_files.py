@@ -21,15 +21,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 __all__ = [
+    "BUCKET_SIZE",
     "ERRORS",
     "METADATA",
+    "Layout",
     "export_errors",
     "export_metadata",
     "file_name",
     "metadata_rows",
+    "move_into_place",
+    "resolve_layout",
     "safe_name",
     "sync_files",
+    "write_atomic",
     "write_file",
 ]
 
@@ -152,13 +159,15 @@ _ITEM_COLUMNS = (
 )
 
 
-def metadata_rows(row: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
-    """The ``metadata.jsonl`` lines of one done item (columns as in ``_ITEM_COLUMNS``)."""
+def metadata_rows(row: tuple[Any, ...], strip: str = "") -> Iterator[dict[str, Any]]:
+    """The ``metadata.jsonl`` lines of one done item (columns as in ``_ITEM_COLUMNS``);
+    ``strip``: the metadata file's folder, cut from the file paths.
+    """
     item_id, line, prompt, model, params, files, request_id, task_id, elapsed, attempts, usage = row
     tokens = json.loads(usage) if usage else {}
     for k, (name, mime_type) in enumerate(json.loads(files)):
         yield {
-            "file_name": name,
+            "file_name": name.removeprefix(strip),
             "id": item_id,
             "line": line,
             "prompt": prompt,
@@ -195,7 +204,7 @@ def dump_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False) + "\n").encode()
 
 
-def _export(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
+def write_atomic(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
     """Write ``path`` whole under a temporary name, then rename: readers see old or new."""
     # In the run's own temporary folder (same file system; cleaned by recovery), under a name
     # no concurrent export (another shard, in this process or not) can share.
@@ -220,17 +229,121 @@ def _chunks(db: sqlite3.Connection, sql: str, render: Any) -> Iterator[bytes]:
         yield b"".join(render(row) for row in rows)
 
 
-def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
-    """Rewrite ``metadata.jsonl`` from the journal's done items, in line order, streamed."""
+def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path,
+                    layout: Layout | None = None) -> None:  # fmt: skip
+    """Rewrite the metadata file from the journal's done items, in line order, streamed."""
+    layout = layout or Layout("flat")
+    if layout.metadata is None:
+        return
     sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'done' ORDER BY line, id"  # noqa: S608  (fixed columns)
 
     def render(row: tuple[Any, ...]) -> bytes:
-        return b"".join(dump_line(record) for record in metadata_rows(row))
+        return b"".join(dump_line(record) for record in metadata_rows(row, layout.strip))
 
-    _export(out / METADATA, _chunks(db, sql, render), scratch)
+    target = out / layout.metadata
+    target.parent.mkdir(exist_ok=True)
+    write_atomic(target, _chunks(db, sql, render), scratch)
 
 
 def export_errors(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
     """Rewrite ``errors.jsonl``: the current failures only (a later success removes a line)."""
     sql = f"SELECT {_ERROR_COLUMNS} FROM items WHERE state = 'failed' ORDER BY line, id"  # noqa: S608  (fixed columns)
-    _export(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))), scratch)
+    write_atomic(out / ERRORS, _chunks(db, sql, lambda row: dump_line(error_row(row))), scratch)
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+#: Image-folder layout: at most this many images per folder (the Hub's limit per folder).
+#: Module level so a test can make it small.
+BUCKET_SIZE = 10_000
+#: The split folder: ``datasets`` takes a folder named ``train`` as the train split before it
+#: looks at file names, so an id such as ``test-1`` cannot turn into a split of its own.
+SPLIT_DIR = "train"
+#: Parquet layout: images wait here (inside the journal folder) until a shard takes them.
+STAGED_DIR = ".aihubmix/staged"
+LAYOUTS = ("imagefolder", "parquet")
+_BUCKET_KEY = "layout:bucket"
+
+
+@attrs.frozen
+class Layout:
+    """Where a folder's images and metadata live.
+
+    ``imagefolder`` (the CLI's default): ``train/00000/<name>`` ... with at most
+    :data:`BUCKET_SIZE` images a folder and ``train/metadata.jsonl``. ``flat``: every image and
+    ``metadata.jsonl`` at the top (folders written before layouts existed stay so).
+    ``parquet``: images staged in the journal folder until Parquet shards take them.
+    """
+
+    name: str
+
+    @property
+    def metadata(self) -> str | None:
+        """The metadata file (relative to the folder); None when shards hold the metadata."""
+        return {"imagefolder": f"{SPLIT_DIR}/{METADATA}", "flat": METADATA}.get(self.name)
+
+    @property
+    def strip(self) -> str:
+        """What to cut from a file's path to make it relative to the metadata file."""
+        return f"{SPLIT_DIR}/" if self.name == "imagefolder" else ""
+
+    def place(self, db: sqlite3.Connection, files: dict[str, list[tuple[str, str]]]) -> None:
+        """Give each new image (by bare file name) its path in the folder, in place. Called in
+        the commit's transaction: the bucket counter is shared by every writer of the folder.
+        """
+        if self.name == "flat" or not files:
+            return
+        if self.name == "parquet":
+            for names in files.values():
+                names[:] = [(f"{STAGED_DIR}/{name}", mime) for name, mime in names]
+            return
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (_BUCKET_KEY,)).fetchone()
+        bucket, used = json.loads(row[0]) if row else (0, 0)
+        for names in files.values():
+            for k, (name, mime) in enumerate(names):
+                if used >= BUCKET_SIZE:
+                    bucket, used = bucket + 1, 0
+                names[k] = (f"{SPLIT_DIR}/{bucket:05d}/{name}", mime)
+                used += 1
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                   (_BUCKET_KEY, json.dumps([bucket, used])))  # fmt: skip
+
+
+def resolve_layout(db: sqlite3.Connection, requested: str | None, *, write: bool) -> Layout:
+    """The folder's layout: the one recorded, else ``requested`` (``flat`` if None) for a
+    folder without items. A journal with items but no layout was written before layouts
+    existed: flat. Another layout than the folder's is refused (``ValueError``).
+    """
+    row = db.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+    has_items = db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is not None
+    stored = row[0] if row else ("flat" if has_items else None)
+    if stored is None or not has_items:
+        name = requested or stored or "flat"
+        if write and name != (row[0] if row else None):
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (name,))
+        return Layout(name)
+    compatible = requested in (None, stored) or {requested, stored} == {"imagefolder", "flat"}
+    if write and not compatible:
+        raise ValueError(
+            f"this folder holds a {'Parquet' if stored == 'parquet' else 'image-folder'} dataset;"
+            f" pass --output-format {'parquet' if stored == 'parquet' else 'imagefolder'} to"
+            " resume it, or write into a new folder"
+        )
+    return Layout(stored)
+
+
+def move_into_place(out: Path, tmp: Path, files: dict[str, list[tuple[str, str]]]) -> None:
+    """Rename committed images from their temporary names to their paths in the folder."""
+    for names in files.values():
+        for rel, _ in names:
+            rename_part(tmp / f"{rel.rsplit('/', 1)[-1]}.part", out / rel)
+
+
+def rename_part(part: Path, final: Path) -> None:
+    try:
+        part.replace(final)
+    except FileNotFoundError:
+        if not part.exists():
+            raise
+        final.parent.mkdir(parents=True, exist_ok=True)  # a new bucket
+        part.replace(final)

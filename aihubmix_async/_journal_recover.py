@@ -16,7 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ._journal_files import fsync_dir, stem_of
+from ._journal_files import fsync_dir, rename_part, stem_of
 from ._journal_lock import FolderLock
 from ._journal_types import JournalFolder
 
@@ -43,9 +43,11 @@ def _finish_temp(db: sqlite3.Connection, out: Path, entry: os.DirEntry[str]) -> 
     row = db.execute(
         "SELECT state, files FROM items WHERE stem_key = ?", (stem_of(name).lower(),)
     ).fetchone()
-    if row and row[0] == "done" and name in (f[0] for f in json.loads(row[1] or "[]")):
-        Path(entry.path).replace(out / name)
-        return True
+    placed = [f[0] for f in json.loads(row[1] or "[]")] if row and row[0] == "done" else []
+    for rel in placed:  # a path in the folder (a bucket folder, say) ending in the name
+        if rel.rsplit("/", 1)[-1] == name:
+            rename_part(Path(entry.path), out / rel)
+            return True
     Path(entry.path).unlink()
     return False
 

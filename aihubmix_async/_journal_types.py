@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 import attrs
 
 from ._batch import Outcome
+from ._journal_files import Layout
 
 __all__ = [
     "ChangedItem",
@@ -134,7 +135,10 @@ class JournalFolder(Protocol):
     db: sqlite3.Connection
     db_path: Path
     shard: tuple[int, int]
+    layout: Layout
 
     def export(self) -> None: ...
+
+    def after_commit(self, db: sqlite3.Connection, done: list[Committed]) -> None: ...
 
     def set_meta(self, key: str, value: object) -> None: ...

@@ -31,12 +31,12 @@ from ._batch import ImageRequest, Outcome
 from ._errors import TransportError
 from ._journal_files import (
     ERRORS,
-    METADATA,
     append_lines,
     dump_line,
     error_row,
     file_name,
     metadata_rows,
+    move_into_place,
     sync_files,
     write_file,
 )
@@ -112,6 +112,7 @@ class JournalWriter:
         # Backpressure: outcomes received but not yet durable are billed work a crash would
         # lose, so at most `backlog` of them wait for the disk (the batch then stops pulling).
         self._slots = asyncio.Semaphore(backlog)
+        self._backlog = backlog
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,6 +171,8 @@ class JournalWriter:
         except BaseException:
             self._debt += 1  # the slot this outcome will free is not to be given back
             raise
+        if self._failure is not None:  # woken by _wake: nothing more will be committed
+            raise self._error()
 
     async def record_task(self, request: ImageRequest, task_id: str,
                           request_id: str | None = None) -> None:  # fmt: skip
@@ -204,6 +207,13 @@ class JournalWriter:
                     self._on_durable(committed)
                 except Exception:
                     logger.exception("on_durable callback failed (ignored)")
+
+    def _wake(self) -> None:
+        """After a failure no slot is freed by a commit again: free them all, so a ``put``
+        waiting for room raises instead of waiting for ever.
+        """
+        for _ in range(self._backlog):
+            self._slots.release()
 
     # --- the writer thread ------------------------------------------------------------------
 
@@ -240,8 +250,15 @@ class JournalWriter:
             # Nothing more is committed by this writer: the run must stop. What the failed
             # group left on disk is reconciled by the recovery of the next open.
             loop.call_soon_threadsafe(self._deliver, [], tasks, exc)
+            loop.call_soon_threadsafe(self._wake)
             return
         loop.call_soon_threadsafe(self._deliver, done, tasks, None)
+        try:
+            self._journal.after_commit(db, done)  # the Parquet layout's shards
+        except BaseException as exc:  # what is committed stays; the run must stop
+            self._failure = exc
+            logger.exception("writing a shard failed")
+            loop.call_soon_threadsafe(self._wake)
 
     def _commit(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome]
                 ) -> list[Committed]:  # fmt: skip
@@ -260,8 +277,7 @@ class JournalWriter:
                 path.unlink(missing_ok=True)
             raise
         _step("committed")
-        for path, final in temps:
-            path.replace(final)
+        move_into_place(self._journal.out, tmp, files)  # names placed by the transaction
         _step("renamed")
         self._append(lines)
         return [
@@ -300,6 +316,7 @@ class JournalWriter:
         errors: list[bytes] = []
         db.execute("BEGIN IMMEDIATE")
         try:
+            self._journal.layout.place(db, files)  # bucket folders: a counter in the journal
             db.executemany(
                 "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?,"
                 " request_id), updated = ? WHERE id = ? AND state != 'done'",
@@ -310,7 +327,8 @@ class JournalWriter:
                 if row is None or row[6] == "done":
                     continue
                 if outcome.result is not None:
-                    meta.extend(self._done(db, outcome, outcome.result, row, files[row[0]], now))
+                    meta.extend(self._done(db, outcome, outcome.result, row, files[row[0]], now,
+                                           self._journal.layout.strip))  # fmt: skip
                 elif outcome.error is not None:
                     errors.append(self._failed(db, outcome, outcome.error, row, now))
             db.execute("COMMIT")
@@ -322,7 +340,7 @@ class JournalWriter:
 
     @staticmethod
     def _done(db: sqlite3.Connection, outcome: Outcome, result: ImageResult,
-              row: tuple[Any, ...], names: list[tuple[str, str]], now: float
+              row: tuple[Any, ...], names: list[tuple[str, str]], now: float, strip: str
               ) -> list[bytes]:  # fmt: skip
         usage = result.usage
         usage_json = None
@@ -342,7 +360,7 @@ class JournalWriter:
         )  # fmt: skip
         record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
                   outcome.elapsed, attempts, usage_json)  # fmt: skip
-        return [dump_line(r) for r in metadata_rows(record)]
+        return [dump_line(r) for r in metadata_rows(record, strip)]
 
     @staticmethod
     def _failed(db: sqlite3.Connection, outcome: Outcome, error: Exception,
@@ -366,8 +384,8 @@ class JournalWriter:
     def _append(self, lines: tuple[list[bytes], list[bytes]]) -> None:
         # Live lines for readers during the run; the files are rewritten from the journal at
         # the end (and after a crash), so a failed append loses nothing.
-        for name, chunk in zip((METADATA, ERRORS), lines, strict=True):
-            if chunk:
+        for name, chunk in zip((self._journal.layout.metadata, ERRORS), lines, strict=True):
+            if chunk and name is not None:
                 try:
                     append_lines(self._journal.out / name, b"".join(chunk))
                 except OSError as exc:

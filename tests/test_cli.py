@@ -85,12 +85,12 @@ def write_jsonl(path: Path, n: int, model: str = "gpt-image-1") -> Path:
 
 
 def metadata(out: Path) -> list[dict[str, Any]]:
-    text = (out / "metadata.jsonl").read_text()
+    text = (out / "train" / "metadata.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines()]
 
 
 def image_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.suffix in (".png", ".jpg", ".webp"))
+    return sorted(p for p in (out / "train").rglob("*") if p.suffix in (".png", ".jpg", ".webp"))
 
 
 def test_500_line_jsonl_gives_500_images(server: SandboxProcess, tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_500_line_jsonl_gives_500_images(server: SandboxProcess, tmp_path: Path)
     assert {r["id"] for r in rows} == {f"item-{i}" for i in range(500)}
     files = image_files(out)
     assert len(files) == 500
-    assert {r["file_name"] for r in rows} == {p.name for p in files}
+    assert {r["file_name"] for r in rows} == {f"00000/{p.name}" for p in files}
     assert decode_image(files[0].read_bytes())[0] == "PNG"
     assert all(r["request_id"] for r in rows)
     assert "500 saved (500 images), 0 failed" in done.stdout
@@ -123,7 +123,7 @@ def test_kill_9_then_rerun_ends_with_every_item_once(
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        meta = out / "metadata.jsonl"
+        meta = out / "train" / "metadata.jsonl"
         if meta.exists() and meta.read_text().count("\n") >= 150:
             break
         time.sleep(0.02)

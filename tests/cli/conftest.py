@@ -119,8 +119,14 @@ def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def metadata_path(out: Path) -> Path:
+    """``train/metadata.jsonl`` (the image-folder layout) or ``metadata.jsonl`` (flat)."""
+    split = out / "train" / "metadata.jsonl"
+    return split if split.exists() else out / "metadata.jsonl"
+
+
 def metadata(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in metadata_path(out).read_text().splitlines()]
 
 
 def errors(out: Path) -> list[dict[str, Any]]:
@@ -128,4 +134,9 @@ def errors(out: Path) -> list[dict[str, Any]]:
 
 
 def images(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".jpg", ".webp"))
+    """The image file names in the folder (in bucket folders or not), the journal's aside."""
+    return sorted(
+        p.name
+        for p in out.rglob("*")
+        if p.suffix in (".png", ".jpg", ".webp") and ".aihubmix" not in p.parts
+    )

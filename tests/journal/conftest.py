@@ -51,8 +51,15 @@ async def run(journal: Journal, client: Client, report: StageReport, *,
     return plan, committed
 
 
+def base(out: Path) -> Path:
+    """The metadata file's folder: ``train/`` in the image-folder layout (the CLI's), else the
+    folder itself (flat: the journal's default).
+    """
+    return out / "train" if (out / "train").is_dir() else out
+
+
 def metadata(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (base(out) / "metadata.jsonl").read_text().splitlines()]
 
 
 def errors(out: Path) -> list[dict[str, Any]]:
@@ -61,7 +68,13 @@ def errors(out: Path) -> list[dict[str, Any]]:
 
 
 def images(out: Path) -> set[str]:
-    return {p.name for p in out.iterdir() if p.suffix in (".png", ".jpg", ".webp", ".bin")}
+    """The images' paths from the metadata file's folder (bucket folders included)."""
+    top = base(out)
+    return {
+        str(p.relative_to(top))
+        for p in top.rglob("*")
+        if p.suffix in (".png", ".jpg", ".webp", ".bin") and ".aihubmix" not in p.parts
+    }
 
 
 def temps(out: Path) -> list[str]:
@@ -83,5 +96,5 @@ def assert_consistent(out: Path) -> list[dict[str, Any]]:
         assert r["image_index"] not in indexes
         indexes.add(r["image_index"])
     for r in rows:
-        assert (out / r["file_name"]).stat().st_size > 0
+        assert (base(out) / r["file_name"]).stat().st_size > 0
     return rows

@@ -45,7 +45,7 @@ def test_cli_keeps_hostile_ids_inside_the_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = cli("batch", str(prompts), "-m", "dall-e-3", "-o", str(out), "--sandbox")
     assert done.returncode == 0, done.stderr
-    inside = {p.name for p in out.iterdir()}
+    inside = {str(p.relative_to(out / "train")) for p in (out / "train").rglob("*")}
     assert len(image_files(out)) == len(rows)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "p.jsonl"]
     assert {r["file_name"] for r in metadata(out)} <= inside

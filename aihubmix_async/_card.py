@@ -1,0 +1,217 @@
+"""The dataset card: ``README.md`` in the output folder, written from the run journal.
+
+YAML front matter the Hub and ``datasets`` read (``configs`` with ``data_files``, the features,
+``size_categories``, ``task_categories``, tags), then prose: models, parameters, counts, dates
+and the tool that generated the data. Rewritten at the end of every run and resume. The YAML is
+written by hand (JSON scalars are YAML scalars): the core install needs no YAML library.
+
+No ``splits`` with example counts: ``datasets`` checks those against the data, and a card left
+by a crashed run (regenerated only by the resume) would then stop the folder from loading.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from ._config import VERSION
+from ._journal_files import ERRORS, Layout, write_atomic
+
+__all__ = ["CARD", "IMAGEFOLDER_FEATURES", "PARQUET_FEATURES", "render_card", "write_card"]
+
+CARD = "README.md"
+HOMEPAGE = "https://github.com/aihubmix-async/aihubmix-async"
+
+#: The columns ``datasets`` loads from each layout, as (name, dtype in the card).
+Features = tuple[tuple[str, str], ...]
+IMAGEFOLDER_FEATURES: Features = (
+    ("image", "image"), ("id", "string"), ("line", "int64"), ("prompt", "string"),
+    ("model", "string"), ("params", "string"), ("image_index", "int64"),
+    ("mime_type", "string"), ("request_id", "string"), ("task_id", "string"),
+    ("elapsed", "float64"), ("attempts", "int64"), ("input_tokens", "int64"),
+    ("output_tokens", "int64"), ("total_tokens", "int64"),
+)  # fmt: skip
+#: The columns shared with the Ray Data and ``datasets`` helpers (usage, params: JSON text).
+PARQUET_FEATURES: Features = (
+    ("id", "string"), ("prompt", "string"), ("model", "string"), ("params", "string"),
+    ("image", "image"), ("mime_type", "string"), ("request_id", "string"),
+    ("usage", "string"), ("cost", "float64"), ("attempts", "int64"), ("elapsed", "float64"),
+    ("error_type", "string"), ("error_message", "string"),
+)  # fmt: skip
+_SIZES = (
+    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+)  # fmt: skip
+_SHOWN = 10  # models and parameter sets named in the prose
+_PARAMS_CHARS = 200  # inline images can sit in parameters: cut them short
+
+
+def size_category(rows: int) -> str:
+    for limit, label in _SIZES:
+        if rows < limit:
+            return label
+    return "100M<n<1B"
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+
+
+def _code(text: str) -> str:
+    """Text shown as inline code in Markdown (backticks cannot close it early)."""
+    text = text if len(text) <= _PARAMS_CHARS else text[:_PARAMS_CHARS] + "…"
+    return "`` " + text.replace("`", "'") + " ``"
+
+
+def _front_matter(layout: Layout, rows: int) -> Iterator[str]:
+    pattern: str | None
+    features: Features
+    if layout.name == "parquet":
+        pattern, features = "data/train-*.parquet", PARQUET_FEATURES
+    else:
+        pattern = "train/**" if layout.name == "imagefolder" else None
+        features = IMAGEFOLDER_FEATURES
+    yield "---"
+    if pattern is not None:  # flat: datasets finds the files itself, as before
+        yield "configs:"
+        yield "- config_name: default"
+        yield "  data_files:"
+        yield "  - split: train"
+        yield f"    path: {json.dumps(pattern)}"
+    yield "dataset_info:"
+    yield "  features:"
+    for name, dtype in features:
+        yield f"  - name: {name}"
+        yield f"    dtype: {dtype}"
+    yield "size_categories:"
+    yield f"- {json.dumps(size_category(rows))}"
+    yield "task_categories:"
+    yield "- text-to-image"
+    yield "tags:"
+    yield "- synthetic"
+    yield "- aihubmix"
+    yield "- aihubmix-async"
+    yield "---"
+
+
+@attrs.frozen(kw_only=True)
+class _Facts:
+    counts: dict[str, int]
+    images: int
+    first: float | None
+    last: float | None
+    models: list[tuple[str, int]]
+    params: list[tuple[str, int]]
+    n_models: int
+    n_params: int
+
+
+def _facts(db: sqlite3.Connection) -> _Facts:
+    counts = dict(db.execute("SELECT state, count(*) FROM items GROUP BY state").fetchall())
+    images, first, last = db.execute(
+        "SELECT coalesce(sum(json_array_length(files)), 0), min(updated), max(updated)"
+        " FROM items WHERE state = 'done'"
+    ).fetchone()
+    models = db.execute(
+        "SELECT model, count(*) FROM items WHERE state = 'done' GROUP BY model"
+        " ORDER BY count(*) DESC, model LIMIT ?",
+        (_SHOWN,),
+    ).fetchall()
+    params = db.execute(
+        "SELECT params, count(*) FROM items WHERE state = 'done' GROUP BY params"
+        " ORDER BY count(*) DESC, params LIMIT ?",
+        (_SHOWN,),
+    ).fetchall()
+    (n_models, n_params) = db.execute(
+        "SELECT count(DISTINCT model), count(DISTINCT params) FROM items WHERE state = 'done'"
+    ).fetchone()
+    return _Facts(counts=counts, images=images, first=first, last=last, models=models,
+                  params=params, n_models=n_models, n_params=n_params)  # fmt: skip
+
+
+def _listing(pairs: list[tuple[str, int]], total: int, noun: str) -> Iterator[str]:
+    for value, count in pairs:
+        yield f"- {_code(value)}: {count} item(s)"
+    if total > len(pairs):
+        yield f"- … and {total - len(pairs)} more {noun}"
+
+
+def _loading(layout: Layout) -> str:
+    if layout.name == "parquet":
+        return (
+            "Parquet shards in `data/` (one row per image; the `image` column holds the image's"
+            ' bytes and file name). Load with `datasets.load_dataset("parquet",'
+            ' data_dir="<this folder>/data")` or `datasets.load_dataset("<this folder>")`.'
+        )
+    if layout.name == "imagefolder":
+        return (
+            "An image folder: the images in `train/00000/`, `train/00001/` … (at most 10,000 a"
+            " folder), one row per image in `train/metadata.jsonl`. Load with"
+            ' `datasets.load_dataset("imagefolder", data_dir="<this folder>")` or'
+            ' `datasets.load_dataset("<this folder>")`.'
+        )
+    return (
+        "An image folder (flat, as written by earlier versions): the images and"
+        ' `metadata.jsonl` at the top. Load with `datasets.load_dataset("<this folder>")`.'
+    )
+
+
+def render_card(db: sqlite3.Connection, layout: Layout, *, title: str) -> str:
+    """The card's text for the journal ``db`` of a folder in ``layout``."""
+    facts = _facts(db)
+    counts, images = facts.counts, facts.images
+    unfinished = counts.get("pending", 0) + counts.get("submitted", 0)
+    lines = [*_front_matter(layout, images), "", f"# {title}", ""]
+    lines += [
+        (
+            f"Images generated from text prompts through the AIHubMix API with"
+            f" [aihubmix-async]({HOMEPAGE}) {VERSION}."
+        ),
+        "",
+        "## Contents",
+        "",
+        f"- {counts.get('done', 0)} item(s) generated, {images} image(s)",
+        (
+            f"- {counts.get('failed', 0)} item(s) failed: listed in `{ERRORS}`, not in the data"
+            " (rerunning the same command retries them)"
+        ),
+        f"- {unfinished} item(s) not generated yet",
+        (
+            f"- Generated between {_when(facts.first)} and {_when(facts.last)}"
+            f" (this card: {_when(time.time())})"
+        ),
+        "",
+        "## Models",
+        "",
+        *_listing(facts.models, facts.n_models, "models"),
+        "",
+        "## Parameters",
+        "",
+        "Each item's parameters (JSON; the command's `--param` merged with the line's own):",
+        "",
+        *_listing(facts.params, facts.n_params, "parameter sets"),
+        "",
+        "## Layout",
+        "",
+        _loading(layout),
+        "",
+        (
+            "The run journal (`.aihubmix/`) is the source of truth these files are written from;"
+            " `aihubmix-async status <this folder>` summarises it."
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(db: sqlite3.Connection, out: Path, layout: Layout, scratch: Path) -> None:
+    """Rewrite ``out/README.md`` from the journal, atomically."""
+    text = render_card(db, layout, title=out.resolve().name or "Generated images")
+    write_atomic(out / CARD, iter([text.encode()]), scratch)

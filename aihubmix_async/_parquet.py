@@ -1,0 +1,277 @@
+"""The Parquet layout: done journal rows packed into shards ``data/train-00000.parquet`` ...
+
+Images are committed like any other (temporary name, one transaction, rename) into
+``.aihubmix/staged/``; once the rows committed since the last shard reach the target size, a
+shard takes every done row no shard holds yet:
+
+1. **claim** (one transaction): a new shard name from a counter, recorded as ``writing`` by its
+   owner, and every unsharded done row recorded as that shard's;
+2. **write** under a temporary name, fsync, rename into ``data/``;
+3. **seal** (one transaction): the shard is ``done``; then its staged images are deleted.
+
+A crash before the seal leaves a ``writing`` shard: the recovery of the next open (its owner
+cannot be running) deletes its file, if any, and gives its rows back, so they go into a later
+shard: no row is ever in two shards, none is lost. A sealed shard is never written again.
+``pyarrow`` is imported only here, only when a shard is written (the ``parquet`` extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._card import PARQUET_FEATURES
+from ._journal_files import STAGED_DIR, fsync_dir, stem_of
+from ._journal_types import Committed
+
+__all__ = [
+    "SHARDS_DIR",
+    "MissingPyarrowError",
+    "ShardTarget",
+    "Sharder",
+    "parse_shard_size",
+    "recover_shards",
+    "require_pyarrow",
+]
+
+logger = logging.getLogger("aihubmix_async.journal")
+
+SHARDS_DIR = "data"
+_SEQ_KEY = "parquet:seq"
+_BATCH_ROWS = 64  # rows a record batch (a row group): images are large, memory stays bounded
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shards(name TEXT PRIMARY KEY, owner TEXT NOT NULL,
+    state TEXT NOT NULL, rows INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sharded(id TEXT PRIMARY KEY, shard TEXT NOT NULL) WITHOUT ROWID;
+"""
+_ROWS = (
+    "SELECT i.id, i.prompt, i.model, i.params, i.files, i.request_id, i.usage, i.attempts,"
+    " i.elapsed FROM items i JOIN sharded s USING (id) WHERE s.shard = ? ORDER BY i.line, i.id"
+)
+
+#: Test-only: called with "claimed" and "renamed"; raising there stops like a crash would.
+test_hook: Callable[[str], None] | None = None
+
+
+class MissingPyarrowError(ImportError):
+    """``--output-format parquet`` without pyarrow installed."""
+
+
+def require_pyarrow() -> tuple[Any, Any]:
+    """The ``pyarrow`` and ``pyarrow.parquet`` modules, or a clear error naming the extra."""
+    try:  # optional (the parquet extra), untyped: imported by name
+        pa = importlib.import_module("pyarrow")
+        pq = importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        raise MissingPyarrowError(
+            "--output-format parquet needs pyarrow: pip install 'aihubmix-async[parquet]'"
+        ) from None
+    return pa, pq
+
+
+@attrs.frozen
+class ShardTarget:
+    """When a shard is written: at ``megabytes`` of images or ``rows`` rows, whichever set."""
+
+    megabytes: float | None = 500.0
+    rows: int | None = None
+
+    def reached(self, size: int, rows: int) -> bool:
+        if self.rows is not None:
+            return rows >= self.rows
+        return self.megabytes is not None and size >= self.megabytes * 1e6
+
+
+def parse_shard_size(text: str) -> ShardTarget:
+    """``--parquet-shard-size``: ``500MB`` (megabytes of images) or ``10000rows``."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(mb|rows)\s*", text, re.IGNORECASE)
+    if not found or float(found[1]) <= 0 or (found[2].lower() == "rows" and "." in found[1]):
+        raise ValueError(f"expected a size such as 500MB or 10000rows, got {text!r}")
+    if found[2].lower() == "rows":
+        return ShardTarget(megabytes=None, rows=int(found[1]))
+    return ShardTarget(megabytes=float(found[1]))
+
+
+def _step(name: str) -> None:
+    if test_hook is not None:
+        test_hook(name)
+
+
+def _features() -> dict[str, Any]:
+    """The ``datasets`` features of a shard, as it stores them in the schema's metadata."""
+    return {
+        name: {"_type": "Image"} if dtype == "image" else {"dtype": dtype, "_type": "Value"}
+        for name, dtype in PARQUET_FEATURES
+    }
+
+
+def _schema(pa: Any) -> Any:
+    types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(),
+             "image": pa.struct([("bytes", pa.binary()), ("path", pa.string())])}  # fmt: skip
+    metadata = {"huggingface": json.dumps({"info": {"features": _features()}})}
+    return pa.schema([(name, types[dtype]) for name, dtype in PARQUET_FEATURES], metadata=metadata)
+
+
+def _records(out: Path, row: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
+    """The shard rows of one done item: one per image, its bytes read from the staging area."""
+    item_id, prompt, model, params, files, request_id, usage, attempts, elapsed = row
+    for rel, mime_type in json.loads(files):
+        name = rel.rsplit("/", 1)[-1]
+        yield {
+            "id": item_id, "prompt": prompt, "model": model, "params": params,
+            "image": {"bytes": (out / rel).read_bytes(), "path": name},
+            "mime_type": mime_type, "request_id": request_id, "usage": usage, "cost": None,
+            "attempts": attempts, "elapsed": elapsed, "error_type": None, "error_message": None,
+        }  # fmt: skip
+
+
+class Sharder:
+    """The shards of one writer (see the module docstring). ``note`` what each commit added,
+    call ``maybe_flush`` after it and ``flush`` at the end of the run.
+    """
+
+    def __init__(self, out: Path, tmp: Path, owner: str, target: ShardTarget | None = None
+                 ) -> None:  # fmt: skip
+        self.out, self.tmp, self.owner = out, tmp, owner
+        self.target = target or ShardTarget()
+        self._size = self._rows = 0
+
+    @staticmethod
+    def prepare(db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)
+
+    def after_commit(self, db: sqlite3.Connection, done: list[Committed]) -> None:
+        """Count what a commit added (images, rows); write a shard once the target is met."""
+        for item in done:
+            result = item.outcome.result
+            if item.ok and result is not None:
+                self._size += sum(len(image.data or b"") for image in result.images)
+                self._rows += len(item.files)
+        if self.target.reached(self._size, self._rows):
+            self.flush(db)
+
+    def flush(self, db: sqlite3.Connection) -> str | None:
+        """Write every done row no shard holds yet into a new shard; its name, or None."""
+        self._size = self._rows = 0
+        name = self._claim(db)
+        if name is None:
+            return None
+        _step("claimed")
+        try:
+            rows = self._write(db, name)
+        except FileNotFoundError:
+            # Another process (a shard run into this folder) committed a row whose image it
+            # has not renamed into the staging area yet: give the rows back; a later shard
+            # (at the latest that process's last) takes them.
+            logger.warning("shard %s: an image is not staged yet; its rows wait for the next", name)
+            _release(db, self.out, name)
+            return None
+        _step("renamed")
+        staged = [rel for (files,) in db.execute(
+            "SELECT i.files FROM items i JOIN sharded s USING (id) WHERE s.shard = ?", (name,)
+        ) for rel, _ in json.loads(files)]  # fmt: skip
+        db.execute("UPDATE shards SET state = 'done', rows = ? WHERE name = ?", (rows, name))
+        for rel in staged:
+            with contextlib.suppress(FileNotFoundError):
+                (self.out / rel).unlink()
+        return name
+
+    def _claim(self, db: sqlite3.Connection) -> str | None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (_SEQ_KEY,)).fetchone()
+            seq = int(row[0]) + 1 if row else 0
+            name = f"{SHARDS_DIR}/train-{seq:05d}.parquet"
+            claimed = db.execute(
+                "INSERT INTO sharded SELECT id, ? FROM items WHERE state = 'done'"
+                " AND id NOT IN (SELECT id FROM sharded)",
+                (name,),
+            ).rowcount
+            if not claimed:
+                db.execute("ROLLBACK")
+                return None
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_SEQ_KEY, seq))
+            db.execute("INSERT INTO shards VALUES (?, ?, 'writing', NULL)", (name, self.owner))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return name
+
+    def _write(self, db: sqlite3.Connection, name: str) -> int:
+        pa, pq = require_pyarrow()
+        schema = _schema(pa)
+        final = self.out / name
+        part = self.tmp / f"{final.name}.{secrets.token_hex(4)}.shard"
+        written = 0
+        try:
+            with pq.ParquetWriter(part, schema, compression="zstd") as writer:
+                batch: list[dict[str, Any]] = []
+                for row in db.execute(_ROWS, (name,)):
+                    batch.extend(_records(self.out, row))
+                    if len(batch) >= _BATCH_ROWS:
+                        writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                        written, batch = written + len(batch), []
+                if batch:
+                    writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                    written += len(batch)
+            fd = os.open(part, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            final.parent.mkdir(exist_ok=True)
+            part.replace(final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise
+        fsync_dir(final.parent)
+        return written
+
+
+def _release(db: sqlite3.Connection, out: Path, name: str) -> None:
+    """Forget an unsealed shard: its file (if it got that far) and its claim on its rows."""
+    with contextlib.suppress(FileNotFoundError):
+        (out / name).unlink()
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("DELETE FROM sharded WHERE shard = ?", (name,))
+    db.execute("DELETE FROM shards WHERE name = ?", (name,))
+    db.execute("COMMIT")
+
+
+def recover_shards(db: sqlite3.Connection, out: Path, holds: Callable[[str], bool]) -> None:
+    """Undo the shards a crash left unsealed (their owners cannot be running): delete their
+    files, give their rows back; delete staged images that a sealed shard already holds.
+    """
+    Sharder.prepare(db)
+    unsealed = db.execute("SELECT name, owner FROM shards WHERE state = 'writing'").fetchall()
+    for name, owner in unsealed:
+        if not holds(owner):
+            continue
+        _release(db, out, name)
+    staged = out / STAGED_DIR
+    if not staged.is_dir():
+        return
+    for entry in os.scandir(staged):
+        rel = f"{STAGED_DIR}/{entry.name}"
+        sealed = db.execute(
+            "SELECT 1 FROM items i, json_each(i.files) f JOIN sharded s ON s.id = i.id"
+            " JOIN shards h ON h.name = s.shard AND h.state = 'done'"
+            " WHERE i.stem_key = ? AND json_extract(f.value, '$[0]') = ?",
+            (stem_of(entry.name).lower(), rel),
+        ).fetchone()
+        if sealed:
+            Path(entry.path).unlink()
