@@ -36,6 +36,7 @@ from ._inputs import ImageInput
 from ._models import (
     BatchProgress,
     BatchSummary,
+    Cost,
     GeneratedImage,
     ImageRequest,
     ImageResult,
@@ -46,8 +47,10 @@ from ._models import (
     ResponseEvent,
     Usage,
 )
+from ._pricing import Price, PriceBook
 from ._registry import Registry
 from ._retry import set_testing
+from ._spend import Estimate, ModelEstimate, SpendCapReached
 
 __all__ = [
     "AIHubMixError",
@@ -64,18 +67,23 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ContentPolicyError",
+    "Cost",
+    "Estimate",
     "GeneratedImage",
     "GenerationFailedError",
     "ImageInput",
     "ImageRequest",
     "ImageResult",
     "InvalidRequestError",
+    "ModelEstimate",
     "ModelInfo",
     "NotFoundError",
     "Outcome",
     "ParamInfo",
     "PermissionDeniedError",
     "PollPolicy",
+    "Price",
+    "PriceBook",
     "ProviderLoadError",
     "RateLimitError",
     "Registry",
@@ -85,6 +93,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "ServerError",
+    "SpendCapReached",
     "TransportError",
     "Usage",
     "__version__",

@@ -18,6 +18,7 @@ __all__ = [
     "BatchProgress",
     "BatchSummary",
     "CallStats",
+    "Cost",
     "GeneratedImage",
     "ImageRequest",
     "ImageResult",
@@ -131,6 +132,21 @@ class Usage:
 
 
 @attrs.frozen(kw_only=True)
+class Cost:
+    """What a generation cost (or will cost), in US dollars, and where the figure comes from.
+
+    ``basis`` is ``"tokens"`` (the server's token usage times the token prices) or
+    ``"per image"`` (an estimate: images times the model's price per image). ``source`` says
+    which prices: ``"snapshot YYYY-MM-DD"`` (shipped with the package), ``"catalogue"`` (the
+    live ``/api/v1/models``) or ``"override"`` (the caller's own).
+    """
+
+    amount: float
+    source: str
+    basis: str = "per image"
+
+
+@attrs.frozen(kw_only=True)
 class ImageResult:
     """The result of one generation.
 
@@ -144,6 +160,8 @@ class ImageResult:
     request_id: str | None = None
     task_id: str | None = None
     raw: JSONValue = attrs.field(default=None, repr=False, eq=False)
+    #: What this generation cost, when the model has a price (see :class:`Cost`).
+    cost: Cost | None = None
 
     @property
     def image(self) -> GeneratedImage:
@@ -201,6 +219,10 @@ class ModelInfo:
     params: tuple[ParamInfo, ...] = ()
     asynchronous: bool = False
     route: str = "predictions"
+    #: With ``client.models(prices=True)``: US dollars per image (with no parameters set)
+    #: and where the figure comes from; None when the model has no known price.
+    price_per_image: float | None = None
+    price_source: str | None = None
 
 
 # --- batch values: shared by the batch runner, the command line and the dataset writer ------
@@ -315,6 +337,13 @@ class BatchSummary:
     not_started: int | None
     retries: int
     elapsed: float
+    #: Images delivered, and the sum of their known costs (US dollars; items without a price
+    #: add nothing: ``priced`` of ``succeeded`` had one).
+    images: int = 0
+    cost: float = 0.0
+    priced: int = 0
+    #: Set when ``max_cost`` / ``max_images`` stopped the batch: what the cap was.
+    capped: str | None = None
 
 
 ProgressHook = Callable[[BatchProgress], Any]
