@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -60,10 +61,14 @@ async def test_every_family_with_a_count_sends_one_and_gets_one(client: Client, 
     assert isinstance(adapter, Adapter)
     name = adapter.answer.sent_count
     assert name is not None
-    needed = {field: "https://example.com/in.png" for field in adapter.required_fields(path)}
+    needed: dict[str, Any] = dict.fromkeys(
+        adapter.required_fields(path), "https://example.com/in.png"
+    )
     request = adapter.build_request(path, "a red fox", needed)
-    assert request.json is not None
-    assert request.json["input"][name] == 1
+    body = request.json
+    assert isinstance(body, dict)
+    assert isinstance(body["input"], dict)
+    assert body["input"][name] == 1
     result = await client.generate(model, "a red fox", **needed)
     assert len(result.images) == 1
 
