@@ -137,15 +137,19 @@ class Spend:
             name = request.model or model
             if name is None:
                 raise InvalidRequestError("no model: give model=... or a per-item model")
-            planned = self.plan(name, {**params, **request.params})
-            row = rows.setdefault(planned.model, [0, 0, 0.0, planned.source, True])
-            row[0] += 1
-            row[1] += planned.images
-            if planned.cost is None:
-                row[4] = False
-            else:
-                row[2] += planned.cost
+            count_into(rows, self.plan(name, {**params, **request.params}))
         return summarise(rows)
+
+
+def count_into(rows: dict[str, list[Any]], planned: Planned) -> None:
+    """Add one request to ``{model: [requests, images, cost, source, priced]}``."""
+    row = rows.setdefault(planned.model, [0, 0, 0.0, planned.source, True])
+    row[0] += 1
+    row[1] += planned.images
+    if planned.cost is None:
+        row[4] = False
+    else:
+        row[2] += planned.cost
 
 
 def summarise(rows: Mapping[str, list[Any]]) -> Estimate:
