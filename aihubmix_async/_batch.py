@@ -32,6 +32,7 @@ from ._models import (
 )
 from ._ratelimit import RateLimiter
 from ._spend import Budget, Planned, Spend
+from ._spend import as_request as _as_request
 
 # The value types live in _models; they are re-exported here for code that imports them from
 # the runner (the command line, the dataset writer).
@@ -412,18 +413,6 @@ def _worker_count(concurrency: object, adaptive: AdaptiveLimiter | None) -> int:
             field="concurrency",
         )
     return concurrency
-
-
-def _as_request(item: Any) -> ImageRequest:
-    if isinstance(item, ImageRequest):
-        return item
-    if isinstance(item, str):
-        return ImageRequest(prompt=item)
-    if isinstance(item, Mapping):
-        return request_from_mapping(item)
-    raise InvalidRequestError(
-        f"batch items must be prompts, mappings or ImageRequest, got {type(item).__name__}"
-    )
 
 
 def _fallback_request(item: Any) -> ImageRequest:

@@ -133,7 +133,7 @@ class Spend:
     ) -> Estimate:
         rows: dict[str, list[Any]] = {}
         for item in items:
-            request = _as_request(item)
+            request = as_request(item)
             name = request.model or model
             if name is None:
                 raise InvalidRequestError("no model: give model=... or a per-item model")
@@ -173,7 +173,8 @@ def summarise(rows: Mapping[str, list[Any]]) -> Estimate:
     )
 
 
-def _as_request(item: Any) -> ImageRequest:
+def as_request(item: Any) -> ImageRequest:
+    """A batch item (prompt, mapping or ImageRequest) as an ImageRequest."""
     if isinstance(item, ImageRequest):
         return item
     if isinstance(item, str):
@@ -181,7 +182,7 @@ def _as_request(item: Any) -> ImageRequest:
     if isinstance(item, Mapping):
         return request_from_mapping(item)
     raise InvalidRequestError(
-        f"items must be prompts, mappings or ImageRequest, got {type(item).__name__}"
+        f"batch items must be prompts, mappings or ImageRequest, got {type(item).__name__}"
     )
 
 
