@@ -22,6 +22,7 @@ from ._registry import Registry
 __all__ = ["Budget", "Estimate", "ModelEstimate", "Planned", "Spend", "SpendCapReached"]
 
 _CACHE_LIMIT = 1024
+_IMAGE_STAND_IN = "https://estimate.invalid/image.png"
 
 
 class SpendCapReached(AIHubMixError):  # noqa: N818 - reads as the event it is
@@ -106,8 +107,14 @@ class Spend:
         if key is not None and (known := self._plans.get(key)) is not None:
             return known
         adapter, path = self.registry.resolve(model)
+        # Local images (bytes, paths, files) are encoded only when sent; a URL stands in for
+        # them here, where only the count and the price matter.
+        checked = {
+            k: _IMAGE_STAND_IN if k in adapter.image_params and v is not None else v
+            for k, v in params.items()
+        }
         fields = getattr(adapter, "fields", None)
-        wire = fields(path, "estimate", params) if fields is not None else dict(params)
+        wire = fields(path, "estimate", checked) if fields is not None else checked
         images = estimate_images(adapter, path, wire)
         price = self.book.price(path)
         each = price.image_price(params) if price is not None else None

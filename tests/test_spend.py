@@ -20,6 +20,7 @@ from aihubmix_async import (
 )
 from aihubmix_async.providers import Adapter
 from aihubmix_async.sandbox import Sandbox
+from aihubmix_async.sandbox._images import png as make_png
 
 from .support import collect, make_client
 
@@ -234,3 +235,14 @@ async def test_max_cost_refuses_a_model_without_a_price(client: Client, sandbox:
 async def test_bad_caps_are_refused_at_once(client: Client, caps: dict[str, object]) -> None:
     with pytest.raises(InvalidRequestError):
         client.batch(["a"], model=FAST, **caps)  # type: ignore[arg-type]
+
+
+async def test_a_capped_batch_takes_local_images(client: Client, sandbox: Sandbox) -> None:
+    """Image inputs are encoded when sent; the cap's worst case does not trip over bytes."""
+    png = make_png(8, 8)
+    items = [{"prompt": "make it blue", "model": "qwen-image-edit", "image": png}]
+    async with client.batch(items, max_images=1) as batch:
+        (outcome,) = await collect(batch)
+    assert outcome.ok, outcome.error
+    estimate = client.estimate(items)
+    assert estimate.images == 1
