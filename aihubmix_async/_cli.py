@@ -30,7 +30,7 @@ import anyio
 
 from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
-from ._cli_spend import add_spend_flags
+from ._cli_spend import add_spend_flags, price_notes
 from ._errors import AIHubMixError
 from ._journal_files import safe_name
 from ._preflight import parse_params
@@ -70,9 +70,9 @@ async def _generate(args: argparse.Namespace) -> int:
 
 
 def _models(_args: argparse.Namespace) -> int:
-    for info in Registry.default().models():
+    for info, price in price_notes(Registry.default()):
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
-        say(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]")
+        say(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]{price}")
         for p in info.params:
             if p.choices:
                 allowed = " | ".join(map(str, p.choices))

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
-from ._models import ImageRequest
+from ._models import ImageRequest, ModelInfo
 from ._pricing import PriceBook
 from ._registry import Registry
 from ._spend import Estimate, Spend, count_into, summarise
 
-__all__ = ["EXIT_CAPPED", "Tally", "add_spend_flags", "caps_left", "price_book"]
+__all__ = ["EXIT_CAPPED", "Tally", "add_spend_flags", "caps_left", "price_book", "price_notes"]
 
 #: Exit status of a run stopped by ``--max-cost`` / ``--max-images`` (rerun with a higher cap).
 EXIT_CAPPED = 5
@@ -58,6 +59,15 @@ class Tally:
 
     def estimate(self) -> Estimate:
         return summarise(self._rows)
+
+
+def price_notes(registry: Registry) -> Iterator[tuple[ModelInfo, str]]:
+    """Each model with its snapshot price as text (``"  $0.02/image (snapshot ...)"``)."""
+    spend = Spend(registry, PriceBook.snapshot())
+    for info in registry.models():
+        priced = spend.describe(info)
+        each = priced.price_per_image
+        yield info, "" if each is None else f"  ${each:g}/image ({priced.price_source})"
 
 
 def caps_left(args: argparse.Namespace, db: sqlite3.Connection) -> tuple[float | None, int | None]:

@@ -101,3 +101,12 @@ def test_a_prices_file_overrides_the_snapshot(api: ThreadSandbox, cli: Any, tmp_
     assert bad.code == 2
     assert "cannot read prices" in bad.err
     assert api.submits == 0
+
+
+def test_models_lists_snapshot_prices(cli: Any) -> None:
+    listing = cli("models")
+    assert listing.code == 0
+    line = next(x for x in listing.out.splitlines() if x.startswith(f"google/{FAST}"))
+    assert "$0.02/image (snapshot " in line
+    qwen = next(x for x in listing.out.splitlines() if x.startswith("qianfan/qwen-image "))
+    assert "/image" not in qwen
