@@ -246,3 +246,17 @@ async def test_a_capped_batch_takes_local_images(client: Client, sandbox: Sandbo
     assert outcome.ok, outcome.error
     estimate = client.estimate(items)
     assert estimate.images == 1
+
+
+async def test_doubaos_sequential_mode_counts_its_most_images(client: Client) -> None:
+    auto = {"sequential_image_generation": "auto"}
+    assert client.estimate(["a"], model="seedream-4.0", **auto).images == 15
+    assert client.estimate(["a"], model="seedream-4.0", max_images=3, **auto).images == 3
+    assert client.estimate(["a"], model="seedream-4.0").images == 1
+
+
+async def test_gemini_is_priced_from_its_token_usage(client: Client) -> None:
+    result = await client.generate("nano-banana", "a fox")
+    assert result.cost is not None
+    assert result.cost.basis == "tokens"
+    assert result.cost.amount == pytest.approx((37 * 0.3 + 1290 * 30) / 1e6)
