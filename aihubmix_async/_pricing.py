@@ -15,6 +15,7 @@ last segment, case-insensitively. Every figure carries its source: ``snapshot <d
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -94,6 +95,14 @@ class Price:
         return self.per_image
 
 
+@functools.cache
+def snapshot_body() -> dict[str, Any]:
+    """The shipped snapshot, read once per process (a new client reads no file)."""
+    text = resources.files("aihubmix_async").joinpath("data", SNAPSHOT).read_text("utf-8")
+    body: dict[str, Any] = json.loads(text)
+    return body
+
+
 def _key(model: str) -> str:
     return model.rsplit("/", 1)[-1].lower()
 
@@ -117,8 +126,7 @@ class PriceBook:
     @classmethod
     def snapshot(cls) -> PriceBook:
         """The dated snapshot shipped with the package (for offline estimates)."""
-        text = resources.files("aihubmix_async").joinpath("data", SNAPSHOT).read_text("utf-8")
-        body = json.loads(text)
+        body = snapshot_body()
         date = str(body.get("snapshot_date", "undated"))
         book = cls.from_catalogue(body, source=f"snapshot {date}")
         book.date = date

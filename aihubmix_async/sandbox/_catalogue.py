@@ -9,21 +9,19 @@ The filters ``type`` and ``model`` are honoured.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
+from .._pricing import snapshot_body
 from .._registry import Registry
 
 __all__ = ["catalogue_body"]
 
 
 def _snapshot_pricing() -> dict[str, Any]:
-    text = resources.files("aihubmix_async").joinpath("data", "prices.json").read_text("utf-8")
     return {
         entry["model_id"].lower(): entry["pricing"]
-        for entry in json.loads(text)["data"]
+        for entry in snapshot_body()["data"]
         if isinstance(entry, dict) and "pricing" in entry
     }
 
