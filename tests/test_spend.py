@@ -260,3 +260,69 @@ async def test_gemini_is_priced_from_its_token_usage(client: Client) -> None:
     assert result.cost is not None
     assert result.cost.basis == "tokens"
     assert result.cost.amount == pytest.approx((37 * 0.3 + 1290 * 30) / 1e6)
+
+
+def test_the_catalogue_reader_keeps_only_usable_prices() -> None:
+    book = PriceBook.from_catalogue({
+        "success": True,
+        "data": [
+            "not an entry",
+            {"pricing": {"per_image": 1}},
+            {"model_id": "free-model", "pricing": "free"},
+            {"model_id": "empty", "pricing": {}},
+            {"model_id": "flagged", "pricing": {"per_image": True}},
+            {"model_id": "chat-model", "pricing": {"input": 1, "output": 2}},
+            {"model_id": "V3", "pricing": {"per_image": 0.1,
+                                           "per_image_by": {"param": "x", "prices": "nope"}}},
+        ],
+    })  # fmt: skip
+    assert len(book) == 2
+    chat = book.price("vendor/CHAT-MODEL")
+    assert chat is not None
+    assert (chat.input, chat.output, chat.per_image) == (1.0, 2.0, None)
+    ideogram = book.price("ideogram/V3")
+    assert ideogram is not None
+    assert ideogram.per_image_by is None
+    assert ideogram.image_price({"x": "y"}) == 0.1
+
+
+def test_a_price_file_may_be_a_catalogue_answer(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.json"
+    path.write_text(json.dumps({"data": [{"model_id": FAST, "pricing": {"per_image": 0.3}}]}))
+    price = PriceBook.load(path).price(FAST)
+    assert price is not None
+    assert (price.per_image, price.source) == (0.3, "override")
+    path.write_text("[1, 2]")
+    with pytest.raises(InvalidRequestError, match="not a JSON object"):
+        PriceBook.load(path)
+
+
+async def test_the_sandbox_catalogue_honours_its_filters(sandbox: Sandbox) -> None:
+    url = f"{sandbox.base_url}/api/v1/models"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params={"type": "image_generation", "model": "V3"}) as r:
+            one = await r.json()
+        async with session.get(url, params={"type": "llm"}) as r:
+            none = await r.json()
+    assert [e["model_id"] for e in one["data"]] == ["V3"]
+    assert one["data"][0]["pricing"]["per_image"] == 0.09
+    assert none == {"success": True, "message": "", "data": []}
+
+
+async def test_a_resumed_task_is_collected_whatever_the_cap(
+    client: Client, sandbox: Sandbox
+) -> None:
+    """A journaled task was paid for already: the cap never leaves it uncollected."""
+    first = await client.generate("flux-kontext-max", "a boat")
+    assert first.task_id is not None
+    resumed = ImageRequest(prompt="a boat", model="flux-kontext-max", task_id=first.task_id)
+    async with client.batch([resumed], max_images=0) as batch:
+        (outcome,) = await collect(batch)
+    assert outcome.ok, outcome.error
+    assert sandbox.stats.submits == 1
+
+
+async def test_list_parameters_are_estimated_too(client: Client) -> None:
+    urls = ["https://example.com/a.png", "https://example.com/b.png"]
+    for _ in range(2):  # not cached (a list is unhashable), estimated each time
+        assert client.estimate(["a"], model="seedream-4.0", image=urls).images == 1
