@@ -9,7 +9,7 @@ take the run past the cap together.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -271,9 +271,3 @@ class Budget:
             self.spent_images += len(result.images)
             cost = result.cost.amount if result.cost is not None else planned.cost
             self.spent_cost += cost or 0.0
-
-
-async def collect(items: Iterable[Any] | AsyncIterable[Any]) -> list[Any]:
-    if isinstance(items, AsyncIterable):
-        return [item async for item in items]
-    return list(items)

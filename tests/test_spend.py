@@ -326,3 +326,12 @@ async def test_list_parameters_are_estimated_too(client: Client) -> None:
     urls = ["https://example.com/a.png", "https://example.com/b.png"]
     for _ in range(2):  # not cached (a list is unhashable), estimated each time
         assert client.estimate(["a"], model="seedream-4.0", image=urls).images == 1
+
+
+async def test_an_estimate_needs_a_model_and_real_items(client: Client) -> None:
+    with pytest.raises(InvalidRequestError, match="no model"):
+        client.estimate(["a"])
+    with pytest.raises(InvalidRequestError, match="batch items must be"):
+        client.estimate([42])
+    unpriced = next(m for m in client.models(prices=True) if m.path == "qianfan/qwen-image")
+    assert (unpriced.price_per_image, unpriced.price_source) == (None, None)
