@@ -259,10 +259,10 @@ def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: R
     failed = reporter.failed
     left = plan.to_run - reporter.done  # this run's items not settled (other shards aside)
     say(
-        f"{reporter.done - failed} saved ({reporter.images} images, ${spent.cost:.4f}"
-        f" estimated), {failed} failed, {bad.count} bad line(s), {plan.skipped_done} already"
-        f" done -> {args.out}"
+        f"{reporter.done - failed} saved ({reporter.images} images), {failed} failed,"
+        f" {bad.count} bad line(s), {plan.skipped_done} already done -> {args.out}"
     )
+    say(f"cost: ${spent.cost:.4f} estimated for this run's priced items")
     if spent.capped is not None:
         say(f"stopped at the cap: {spent.capped}; {left} item(s) not generated; rerun with a"
             " higher --max-cost / --max-images to continue", sys.stderr)  # fmt: skip
