@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,24 @@ def test_models_lists_snapshot_prices(cli: Any) -> None:
     assert "$0.02/image (snapshot " in line
     qwen = next(x for x in listing.out.splitlines() if x.startswith("qianfan/qwen-image "))
     assert "/image" not in qwen
+
+
+def test_a_folder_written_before_costs_were_recorded_resumes(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """Rows with no cost (an older version's) need no migration: the run resumes, status reads
+    them, and the cap counts what is recorded.
+    """
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\na cat\n")
+    out = tmp_path / "out"
+    assert cli("batch", prompts, "-m", FAST, "-o", out).code == 0
+    db = sqlite3.connect(out / ".aihubmix" / "journal.sqlite3")
+    with db:
+        db.execute("UPDATE items SET usage = NULL")  # what the previous version wrote
+    db.close()
+    prompts.write_text("a fox\na cat\nan owl\n")
+    again = cli("batch", prompts, "-m", FAST, "-o", out, "--max-cost", "0.02")
+    assert again.code == 0, again.err
+    assert api.submits == 3
+    assert "cost: $0.0200 estimated for 1 priced item(s)" in cli("status", out).out
