@@ -37,6 +37,7 @@ from ._inputs import ImageInput
 from ._models import (
     BatchProgress,
     BatchSummary,
+    Cost,
     Failure,
     GeneratedImage,
     ImageRequest,
@@ -49,8 +50,10 @@ from ._models import (
     Success,
     Usage,
 )
+from ._pricing import Price, PriceBook
 from ._registry import Registry
 from ._retry import set_testing
+from ._spend import Estimate, ModelEstimate, SpendCapReached
 from ._typed import ImageValue, ModelName
 from ._typed_models import KnownModel
 
@@ -71,6 +74,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ContentPolicyError",
+    "Cost",
+    "Estimate",
     "Failure",
     "GeneratedImage",
     "GenerationFailedError",
@@ -80,6 +85,7 @@ __all__ = [
     "ImageValue",
     "InvalidRequestError",
     "KnownModel",
+    "ModelEstimate",
     "ModelInfo",
     "ModelName",
     "NotFoundError",
@@ -87,6 +93,8 @@ __all__ = [
     "ParamInfo",
     "PermissionDeniedError",
     "PollPolicy",
+    "Price",
+    "PriceBook",
     "ProviderLoadError",
     "RateLimitError",
     "Registry",
@@ -96,6 +104,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "ServerError",
+    "SpendCapReached",
     "Success",
     "TransportError",
     "Usage",

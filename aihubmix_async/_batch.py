@@ -33,6 +33,8 @@ from ._models import (
     request_from_mapping,
 )
 from ._ratelimit import RateLimiter
+from ._spend import Budget, Planned, Spend
+from ._spend import as_request as _as_request
 
 # The value types live in _models; they are re-exported here for code that imports them from
 # the runner (the command line, the dataset writer).
@@ -78,6 +80,8 @@ class Batch:
         on_task: BatchTaskHook | None = None,
         adaptive: AdaptiveLimiter | None = None,
         give_up_after: float | None = None,
+        spend: Spend | None = None,
+        budget: Budget | None = None,
     ) -> None:
         #: The client's adaptive limit, engaged while this batch runs (``concurrency="auto"``).
         self._adaptive = adaptive if concurrency == "auto" else None
@@ -95,6 +99,10 @@ class Batch:
         self._on_progress = on_progress
         self._on_task = on_task
         self._give_up_after = give_up_after
+        self._spend = spend  # prices each result (ImageResult.cost)
+        self._budget = budget  # max_cost / max_total_images: checked before each submit
+        self._delivered_images = self._priced = 0
+        self._cost = 0.0
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
@@ -182,6 +190,11 @@ class Batch:
 
     def _emit(self, outcome: Outcome) -> Outcome:
         self._next_index = outcome.index + 1
+        if outcome.result is not None:
+            self._delivered_images += len(outcome.result.images)
+            if outcome.result.cost is not None:
+                self._priced += 1
+                self._cost += outcome.result.cost.amount
         if outcome.error is None:
             self._delivered_ok += 1
         else:
@@ -219,6 +232,10 @@ class Batch:
             not_started=None if self._total is None else self._total - self._started,
             retries=self._retries,
             elapsed=elapsed,
+            images=self._delivered_images,
+            cost=self._cost,
+            priced=self._priced,
+            capped=None if self._budget is None else self._budget.reached,
         )
 
     # --- the worker side ------------------------------------------------------------------------
@@ -252,10 +269,11 @@ class Batch:
         self._started += 1
         return index, item
 
-    async def _worker(self) -> None:  # noqa: C901
+    async def _worker(self) -> None:  # noqa: C901, PLR0912
         # The item's generation runs inline here rather than in a helper coroutine: one frame
         # fewer to re-enter on every resume of the HTTP exchange.
         generate, window, queue = self._generator.generate, self._window, self._queue
+        spend, budget = self._spend, self._budget
         while True:
             if window is not None:
                 await window.acquire()
@@ -269,6 +287,7 @@ class Batch:
             started = time.perf_counter()
             result: ImageResult | None = None
             error: Exception | None = None
+            planned: Planned | None = None
             try:
                 request = _as_request(item)
             except InvalidRequestError as exc:
@@ -281,6 +300,8 @@ class Batch:
                             "no model: give batch(model=...) or a per-item model"
                         )
                     params = {**self._params, **request.params} if request.params else self._params
+                    if budget is not None:  # before the submit: a refused item is never sent
+                        planned = budget.reserve(model, params, force=request.task_id is not None)
                     if self._limiter is not None and request.task_id is None:
                         await self._limiter.acquire()
                     result = await generate(
@@ -293,8 +314,14 @@ class Batch:
                         task_id=request.task_id,
                         on_task=None if self._on_task is None else self._task_hook(request),
                     )
+                    if spend is not None:
+                        result = spend.priced(model, params, result)
                 except Exception as exc:  # every item ends as an outcome, whatever went wrong  # noqa: BLE001
                     error = exc
+            if budget is not None:
+                if planned is not None:
+                    budget.settle(planned, result)
+                self._stopped = self._stopped or budget.reached is not None  # no item starts
             outcome = self._account(index, request, result, error, stats, started)
             if isinstance(error, RateLimitError) and self._give_up_after is not None:
                 self._check_breaker()
@@ -386,18 +413,6 @@ def _worker_count(concurrency: object, adaptive: AdaptiveLimiter | None) -> int:
             field="concurrency",
         )
     return concurrency
-
-
-def _as_request(item: Any) -> ImageRequest:
-    if isinstance(item, ImageRequest):
-        return item
-    if isinstance(item, str):
-        return ImageRequest(prompt=item)
-    if isinstance(item, Mapping):
-        return request_from_mapping(item)
-    raise InvalidRequestError(
-        f"batch items must be prompts, mappings or ImageRequest, got {type(item).__name__}"
-    )
 
 
 def _fallback_request(item: Any) -> ImageRequest:

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import attrs
 
 from ._files import save_into
-from ._provenance import embed
 from ._models import Failure, GeneratedImage, ImageResult, Outcome, Success
+from ._provenance import embed
 
 __all__ = [
     "BlockingImage",

@@ -8,7 +8,8 @@ The sandbox (and with it ``aiohttp.web``) is imported only by ``--sandbox``, ``d
 Exit status: 0 done; 1 finished, but some items failed or some lines were bad (a rerun retries
 the failures); 2 refused before anything was sent (usage, preflight, colliding ids, changed
 items); 3 an I/O error such as a full disk (rerun to resume); the journal's code for a folder
-another process is writing; 130/143 stopped by SIGINT/SIGTERM (rerun to resume).
+another process is writing; 5 stopped by ``--max-cost`` / ``--max-images`` (rerun with a
+higher cap to continue); 130/143 stopped by SIGINT/SIGTERM (rerun to resume).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import anyio
 
 from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
+from ._cli_spend import add_spend_flags, price_notes
 from ._errors import AIHubMixError
 from ._gallery import build_gallery
 from ._journal_files import safe_name
@@ -71,9 +73,9 @@ async def _generate(args: argparse.Namespace) -> int:
 
 
 def _models(_args: argparse.Namespace) -> int:
-    for info in Registry.default().models():
+    for info, price in price_notes(Registry.default()):
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
-        say(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]")
+        say(f"{info.path}{aliases}  [{info.family}{', task' if info.asynchronous else ''}]{price}")
         for p in info.params:
             if p.choices:
                 allowed = " | ".join(map(str, p.choices))
@@ -160,7 +162,8 @@ def _add_batch(commands: Any, connection: Any) -> None:
         help="a prompt file into an image dataset, resumably",
         epilog="exit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
         " retries failures); 2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
-        " folder is in use; 130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
+        " folder is in use; 5 stopped by --max-cost / --max-images (rerun with a higher cap);"
+        " 130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
     )
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
@@ -193,6 +196,7 @@ def _add_batch(commands: Any, connection: Any) -> None:
                      help="leave items that failed in an earlier run as they are")  # fmt: skip
     bat.add_argument("--allow-local-files", action="store_true",
                      help="let lines name local image files (read and uploaded)")  # fmt: skip
+    add_spend_flags(bat)
     bat.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, how long generations in flight (already billed)"
                           " get to be saved (default 30)")  # fmt: skip

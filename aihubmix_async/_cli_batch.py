@@ -19,6 +19,7 @@ import attrs
 
 from . import __version__
 from ._cli_client import open_client
+from ._cli_spend import EXIT_CAPPED, Tally, caps_left, price_book
 from ._journal import (
     Committed,
     FolderLockedError,
@@ -33,6 +34,7 @@ from ._preflight import BatchSettings, preflight
 from ._progress import Reporter, make_reporter, say
 from ._prompts import BadLine, BadLines, PromptReader, input_key, open_source
 from ._registry import Registry
+from ._spend import SpendCapReached, check_cap
 from ._stopping import Stopped, Stopper, in_daemon_thread
 
 __all__ = ["dry_run", "run_batch", "show_status"]
@@ -41,6 +43,9 @@ RERUN = "rerun the same command to resume"
 
 
 def _settings(args: argparse.Namespace, *, need_key: bool) -> BatchSettings:
+    check_cap(args.max_cost, "--max-cost")
+    check_cap(args.max_images, "--max-images")
+    price_book(args)  # a bad --prices file is refused before anything is read or sent
     return preflight(
         source=args.prompts, fmt=args.format, model=args.model, params=args.param,
         shard=args.shard, concurrency=args.concurrency, sandbox=args.sandbox,
@@ -50,7 +55,8 @@ def _settings(args: argparse.Namespace, *, need_key: bool) -> BatchSettings:
 
 
 def _stage(journal: Journal, args: argparse.Namespace, settings: BatchSettings,
-           bad: BadLines, stopper: Stopper | None = None) -> StageReport:  # fmt: skip
+           bad: BadLines, stopper: Stopper | None = None,
+           tally: Tally | None = None) -> StageReport:  # fmt: skip
     """One pass over the input into the journal's staging table (a worker thread)."""
     registry = Registry.default()
     reader = PromptReader(registry, model=settings.model, params=settings.params,
@@ -66,6 +72,8 @@ def _stage(journal: Journal, args: argparse.Namespace, settings: BatchSettings,
                 continue
             try:
                 stager.add(entry.line, entry.request)
+                if tally is not None:
+                    tally.add(entry.request)
             except ValueError as exc:  # InvalidRequestError: a line that cannot be an item
                 bad.add(BadLine(line=entry.line, message=str(exc)))
     finally:
@@ -88,11 +96,12 @@ async def dry_run(args: argparse.Namespace) -> int:
     """Check every line and what the folder's journal would make of it; send nothing."""
     settings = _settings(args, need_key=False)
     bad = BadLines()
+    tally = Tally(args, settings.model, settings.params)
     journal = await anyio.to_thread.run_sync(
         lambda: Journal.open(args.out, shard=settings.shard, read_only=True)
     )
     try:
-        report = await anyio.to_thread.run_sync(_stage, journal, args, settings, bad)
+        report = await anyio.to_thread.run_sync(_stage, journal, args, settings, bad, None, tally)
     finally:
         journal.close()
     _report_input(bad, report)
@@ -103,6 +112,10 @@ async def dry_run(args: argparse.Namespace) -> int:
         f" to resume, {report.failed} failed before, {report.changed} changed;"
         " nothing was sent"
     )
+    done = f" (every valid line; {report.done} already done)" if report.done else ""
+    say(f"estimate{done}:")
+    for line in tally.estimate().lines():
+        say(line)
     return 1 if bad.count or report.conflict_count or refused else 0
 
 
@@ -168,9 +181,9 @@ async def _run(args: argparse.Namespace, settings: BatchSettings, journal: Journ
     say(_plan_line(plan), sys.stderr)
     reporter = make_reporter(plan.to_run)
     stopper.tell = reporter.note
-    await _generate(args, settings, journal, stopper, reporter)
+    spent = await _generate(args, settings, journal, stopper, reporter)
     reporter.close()
-    return _summary(args, bad, plan, reporter, stopper)
+    return _summary(args, bad, plan, reporter, stopper, spent)
 
 
 def _input_key(args: argparse.Namespace, settings: BatchSettings) -> str | None:
@@ -204,10 +217,23 @@ def _plan_line(plan: RunPlan) -> str:
     return f"[aihubmix] {plan.to_run} to generate: {', '.join(parts)}{skipped}"
 
 
+class _Spent:
+    """What this run cost (priced items) and why the cap stopped it, if it did."""
+
+    cost = 0.0
+    capped: str | None = None
+
+
 async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: Journal,
-                    stopper: Stopper, reporter: Reporter) -> None:  # fmt: skip
+                    stopper: Stopper, reporter: Reporter) -> _Spent:  # fmt: skip
+    spent = _Spent()
+    max_cost, max_images = caps_left(args, journal.db)
+
     def saved(item: Committed) -> None:
         reporter.item(ok=item.ok, images=len(item.files))
+        result = item.outcome.result
+        if result is not None and result.cost is not None:
+            spent.cost += result.cost.amount
 
     async with (
         open_client(args, settings.concurrency) as client,
@@ -221,10 +247,21 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
                 concurrency="auto" if settings.adaptive else settings.concurrency,
                 rpm=args.rpm,
                 on_task=writer.record_task,
+                max_cost=max_cost,
+                max_total_images=max_images,
             ) as outcomes:
                 stopper.watch(outcomes)
                 async for outcome in outcomes:
+                    if isinstance(outcome.error, SpendCapReached):  # never sent: stays pending
+                        spent.capped = _flag_words(outcome.error.cap)
+                        continue
                     await writer.put(_provenance(args, outcome))
+    return spent
+
+
+def _flag_words(cap: str) -> str:
+    """The SDK's cap message in the CLI's words (its flags, not the keyword arguments)."""
+    return cap.replace("max_total_images=", "--max-images ").replace("max_cost=", "--max-cost ")
 
 
 def _provenance(args: argparse.Namespace, outcome: Outcome) -> Outcome:
@@ -235,13 +272,18 @@ def _provenance(args: argparse.Namespace, outcome: Outcome) -> Outcome:
 
 
 def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: Reporter,
-             stopper: Stopper) -> int:  # fmt: skip
+             stopper: Stopper, spent: _Spent) -> int:  # fmt: skip
     failed = reporter.failed
     left = plan.to_run - reporter.done  # this run's items not settled (other shards aside)
     say(
         f"{reporter.done - failed} saved ({reporter.images} images), {failed} failed,"
         f" {bad.count} bad line(s), {plan.skipped_done} already done -> {args.out}"
     )
+    say(f"cost: ${spent.cost:.4f} estimated for this run's priced items")
+    if spent.capped is not None:
+        say(f"stopped at the cap: {spent.capped}; {left} item(s) not generated; rerun with a"
+            " higher --max-cost / --max-images to continue", sys.stderr)  # fmt: skip
+        return EXIT_CAPPED
     if failed:
         say(f"{failed} item(s) failed (see errors.jsonl); a rerun of the same command retries"
             " them", sys.stderr)  # fmt: skip
@@ -268,7 +310,8 @@ async def show_status(folder: Any) -> int:
     counts = status.counts
     say(f"{folder}: " + ", ".join(f"{counts[k]} {k}" for k in counts))
     say(f"{status.images} image(s); tokens: {status.input_tokens} in, {status.output_tokens} out,"
-        f" {status.total_tokens} total")  # fmt: skip
+        f" {status.total_tokens} total; cost: ${status.cost:.4f} estimated for {status.priced}"
+        " priced item(s)")  # fmt: skip
     if counts["failed"]:
         say(f"{counts['failed']} failed ({status.retryable_failures} retryable); a rerun retries"
             " them. First failures:")  # fmt: skip

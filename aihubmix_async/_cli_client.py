@@ -25,6 +25,8 @@ async def open_client(
     options: dict[str, Any] = {"max_concurrency": max(concurrency or 16, 1)}
     if getattr(args, "rpm", None):
         options["rpm"] = args.rpm
+    if getattr(args, "prices", None):
+        options["prices"] = args.prices
     if args.sandbox:
         from .sandbox import DEFAULT_API_KEY, serve  # noqa: PLC0415  (only now: aiohttp.web)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal, Self
 
 from ._batch import Batch, BatchTaskHook, ProgressHook
@@ -17,6 +18,7 @@ from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
+    USER_AGENT,
     ClientConfig,
     PollPolicy,
     RetryPolicy,
@@ -27,8 +29,10 @@ from ._exchange import Exchange
 from ._generation import Generator
 from ._inputs import DEFAULT_MAX_INPUT_BYTES
 from ._models import CallStats, ImageResult, ModelInfo, RequestEvent, ResponseEvent
+from ._pricing import PriceBook
 from ._ratelimit import RateLimiter
 from ._registry import Registry
+from ._spend import Budget, Estimate, Spend
 from ._transport import Transport
 from ._typed_client import ClientCalls
 
@@ -36,6 +40,16 @@ __all__ = ["DEFAULT_GIVE_UP_AFTER", "Client"]
 
 #: A batch whose every answer has been a 429 for this long stops (``batch(give_up_after=)``).
 DEFAULT_GIVE_UP_AFTER = 600.0
+#: The model catalogue with prices (reference §11), below the base URL.
+CATALOGUE_PATH = "/api/v1/models"
+
+
+def _price_book(prices: PriceBook | Mapping[str, Any] | str | Path | None) -> PriceBook | None:
+    if prices is None or isinstance(prices, PriceBook):
+        return prices
+    if isinstance(prices, str | Path):
+        return PriceBook.load(prices)
+    return PriceBook.from_mapping(prices)
 
 
 def _check_rpm(rpm: float | None) -> None:
@@ -81,6 +95,7 @@ class Client(ClientCalls):
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
         on_request: Callable[[RequestEvent], object] | None = None,
         on_response: Callable[[ResponseEvent], object] | None = None,
+        prices: PriceBook | Mapping[str, Any] | str | Path | None = None,
     ) -> None:
         config = resolve_config(
             api_key=api_key,
@@ -111,6 +126,12 @@ class Client(ClientCalls):
             on_response=on_response,
         )
         self._adaptive = exchange.adaptive  # concurrency="auto": one figure per client
+        self._exchange = exchange
+        # Prices: the shipped snapshot, then the live catalogue once read, then the caller's.
+        self._override = _price_book(prices)
+        self._snapshot = PriceBook.snapshot()
+        self._catalogue: PriceBook | None = None
+        self._spend = Spend(self._registry, self._layered())
         self._generator = Generator(
             config=config,
             registry=self._registry,
@@ -182,9 +203,49 @@ class Client(ClientCalls):
 
     # --- public operations ------------------------------------------------------------------
 
-    def models(self) -> tuple[ModelInfo, ...]:
-        """Every model this client can call, with aliases and parameters."""
-        return self._registry.models()
+    def models(self, *, prices: bool = False) -> tuple[ModelInfo, ...]:
+        """Every model this client can call, with aliases and parameters; ``prices=True``
+        adds each model's price per image and its source (the catalogue once
+        :meth:`catalogue` has read it, else the shipped snapshot; the caller's override wins).
+        """
+        models = self._registry.models()
+        if not prices:
+            return models
+        return tuple(self._spend.describe(info) for info in models)
+
+    def _layered(self) -> PriceBook:
+        book = self._snapshot
+        for layer in (self._catalogue, self._override):
+            if layer is not None:
+                book = book.over(layer)
+        return book
+
+    async def catalogue(self, *, refresh: bool = False) -> PriceBook:
+        """The live model catalogue's prices (``GET {base_url}/api/v1/models``), read once
+        and cached on the client (``refresh=True`` reads it again). From then on, estimates
+        and costs use it where it has a price (source ``"catalogue"``).
+        """
+        if self._catalogue is None or refresh:
+            _, data, _ = await self._exchange.call(
+                "GET",
+                self._config.base_url + CATALOGUE_PATH,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                billed=False,
+                model="catalogue",
+                stats=CallStats(),
+            )
+            self._catalogue = PriceBook.from_catalogue(data)
+            self._spend.book = self._layered()
+        return self._catalogue
+
+    def estimate(
+        self, items: Iterable[Any], *, model: str | None = None, **params: Any
+    ) -> Estimate:
+        """What a batch of ``items`` (as :meth:`batch` takes them) would cost, sending
+        nothing: requests, images (the most each request can make) and estimated cost per
+        model and in total, each priced model saying where its price comes from.
+        """
+        return self._spend.estimate_requests(items, model, params)
 
     async def _generate(
         self,
@@ -208,9 +269,10 @@ class Client(ClientCalls):
         ``task_id`` resumes a task an earlier submit answered (e.g. one a journal recorded):
         nothing is submitted (nothing billed); the task is polled and its images downloaded.
         """
-        return await self._generator.generate(
+        result = await self._generator.generate(
             model, prompt, params, download, deadline, CallStats(), task_id=task_id
         )
+        return self._spend.priced(model, params, result)
 
     def _batch(
         self,
@@ -226,6 +288,8 @@ class Client(ClientCalls):
         on_progress: ProgressHook | None = None,
         on_task: BatchTaskHook | None = None,
         give_up_after: float | None = DEFAULT_GIVE_UP_AFTER,
+        max_cost: float | None = None,
+        max_total_images: int | None = None,
         **params: Any,
     ) -> Batch:
         """``batch(items, *, model=..., **params)``: fan out many generations; an async
@@ -253,6 +317,14 @@ class Client(ClientCalls):
         iteration ends with :class:`BatchAbortedError` after the running items are delivered
         (the rest count in ``summary.not_started``). ``client.aclose()`` also stops a running
         batch from pulling its input.
+
+        ``max_cost`` (US dollars) and ``max_total_images`` cap the batch (not ``max_images``:
+        that name is Doubao's parameter for the images of one sequential call): before an item is
+        submitted, its worst case (the most images its request can make, at its price) is
+        held against the cap together with every item in flight; an item that could go past
+        it is not sent and ends with :class:`SpendCapReached`, and no further item starts
+        (``summary.capped`` says why). ``max_cost`` needs a price for every model it meets.
+        Each result's :attr:`ImageResult.cost` is set where the model has a price.
         """
         if model is not None:
             adapter, path = self._registry.resolve(model)
@@ -281,4 +353,8 @@ class Client(ClientCalls):
             on_task=on_task,
             adaptive=self._adaptive,
             give_up_after=give_up_after,
+            spend=self._spend,
+            budget=None
+            if max_cost is None and max_total_images is None
+            else Budget(self._spend, max_cost=max_cost, max_images=max_total_images),
         )

@@ -133,6 +133,9 @@ class JournalStatus:
     output_tokens: int
     total_tokens: int
     failures: tuple[Failure, ...]
+    #: US dollars recorded for done items (those with a price), and how many had one.
+    cost: float = 0.0
+    priced: int = 0
     retryable_failures: int
 
 
@@ -338,11 +341,12 @@ def read_status(out: str | os.PathLike[str], *, failures: int = 5) -> JournalSta
     db = _connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         counts = dict(db.execute("SELECT state, count(*) FROM items GROUP BY state").fetchall())
-        images, tin, tout, ttotal = db.execute(
+        images, tin, tout, ttotal, cost, priced = db.execute(
             "SELECT coalesce(sum(json_array_length(files)), 0),"
             " coalesce(sum(usage ->> 'input_tokens'), 0),"
             " coalesce(sum(usage ->> 'output_tokens'), 0),"
-            " coalesce(sum(usage ->> 'total_tokens'), 0)"
+            " coalesce(sum(usage ->> 'total_tokens'), 0),"
+            " coalesce(sum(usage ->> 'cost'), 0.0), count(usage ->> 'cost')"
             " FROM items WHERE state = 'done'"
         ).fetchone()
         rows = db.execute(
@@ -360,5 +364,5 @@ def read_status(out: str | os.PathLike[str], *, failures: int = 5) -> JournalSta
         images=images, input_tokens=tin, output_tokens=tout, total_tokens=ttotal,
         failures=tuple(Failure(id=r[0], line=r[1], error=r[2] or "", message=r[3] or "")
                        for r in rows),
-        retryable_failures=retryable,
+        retryable_failures=retryable, cost=cost, priced=priced,
     )  # fmt: skip

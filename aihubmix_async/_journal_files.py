@@ -165,7 +165,10 @@ def metadata_rows(row: tuple[Any, ...], strip: str = "") -> Iterator[dict[str, A
     """
     item_id, line, prompt, model, params, files, request_id, task_id, elapsed, attempts, usage = row
     tokens = json.loads(usage) if usage else {}
-    for k, (name, mime_type) in enumerate(json.loads(files)):
+    names = json.loads(files)
+    cost = tokens.get("cost")
+    share = None if cost is None or not names else cost / len(names)  # rows sum to the item
+    for k, (name, mime_type) in enumerate(names):
         yield {
             "file_name": name.removeprefix(strip),
             "id": item_id,
@@ -182,6 +185,8 @@ def metadata_rows(row: tuple[Any, ...], strip: str = "") -> Iterator[dict[str, A
             "input_tokens": tokens.get("input_tokens"),
             "output_tokens": tokens.get("output_tokens"),
             "total_tokens": tokens.get("total_tokens"),
+            "cost": share,
+            "cost_source": tokens.get("cost_source"),
         }
 
 

@@ -342,12 +342,18 @@ class JournalWriter:
     def _done(db: sqlite3.Connection, outcome: Outcome, result: ImageResult,
               row: tuple[Any, ...], names: list[tuple[str, str]], now: float, strip: str
               ) -> list[bytes]:  # fmt: skip
-        usage = result.usage
+        usage, cost = result.usage, result.cost
         usage_json = None
-        if usage is not None:
-            usage_json = json.dumps({"input_tokens": usage.input_tokens,
-                                     "output_tokens": usage.output_tokens,
-                                     "total_tokens": usage.total_tokens})  # fmt: skip
+        if usage is not None or cost is not None:
+            # The item's use: tokens and (kept in the same JSON column, so folders written
+            # before costs were recorded need no migration) its cost and the price's source.
+            spent: dict[str, Any] = {}
+            if usage is not None:
+                spent = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                         "total_tokens": usage.total_tokens}  # fmt: skip
+            if cost is not None:
+                spent.update(cost=cost.amount, cost_source=cost.source)
+            usage_json = json.dumps(spent)
         files_json = json.dumps(names)
         task_id = result.task_id or row[8]
         attempts = row[7] + outcome.attempts

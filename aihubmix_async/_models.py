@@ -20,6 +20,7 @@ __all__ = [
     "BatchProgress",
     "BatchSummary",
     "CallStats",
+    "Cost",
     "Failure",
     "GeneratedImage",
     "ImageRequest",
@@ -144,6 +145,21 @@ class Usage:
 
 
 @attrs.frozen(kw_only=True)
+class Cost:
+    """What a generation cost (or will cost), in US dollars, and where the figure comes from.
+
+    ``basis`` is ``"tokens"`` (the server's token usage times the token prices) or
+    ``"per image"`` (an estimate: images times the model's price per image). ``source`` says
+    which prices: ``"snapshot YYYY-MM-DD"`` (shipped with the package), ``"catalogue"`` (the
+    live ``/api/v1/models``) or ``"override"`` (the caller's own).
+    """
+
+    amount: float
+    source: str
+    basis: str = "per image"
+
+
+@attrs.frozen(kw_only=True)
 class ImageResult:
     """The result of one generation.
 
@@ -170,6 +186,9 @@ class ImageResult:
         )  # fmt: skip
         images = tuple(attrs.evolve(image, provenance=fields) for image in self.images)
         object.__setattr__(self, "images", images)  # frozen: set once, while being built
+
+    #: What this generation cost, when the model has a price (see :class:`Cost`).
+    cost: Cost | None = None
 
     @property
     def image(self) -> GeneratedImage:
@@ -244,6 +263,10 @@ class ModelInfo:
     params: tuple[ParamInfo, ...] = ()
     asynchronous: bool = False
     route: str = "predictions"
+    #: With ``client.models(prices=True)``: US dollars per image (with no parameters set)
+    #: and where the figure comes from; None when the model has no known price.
+    price_per_image: float | None = None
+    price_source: str | None = None
 
 
 # --- batch values: shared by the batch runner, the command line and the dataset writer ------
@@ -382,6 +405,13 @@ class BatchSummary:
     not_started: int | None
     retries: int
     elapsed: float
+    #: Images delivered, and the sum of their known costs (US dollars; items without a price
+    #: add nothing: ``priced`` of ``succeeded`` had one).
+    images: int = 0
+    cost: float = 0.0
+    priced: int = 0
+    #: Set when ``max_cost`` / ``max_total_images`` stopped the batch: what the cap was.
+    capped: str | None = None
 
 
 ProgressHook = Callable[[BatchProgress], Any]

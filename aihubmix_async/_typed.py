@@ -63,3 +63,5 @@ class BatchOptions(TypedDict, total=False):
     on_progress: ProgressHook | None
     on_task: BatchTaskHook | None
     give_up_after: float | None
+    max_cost: float | None
+    max_total_images: int | None

@@ -317,6 +317,8 @@ class BlockingCalls:
         on_progress: ProgressHook | None = ...,
         on_task: BatchTaskHook | None = ...,
         give_up_after: float | None = ...,
+        max_cost: float | None = ...,
+        max_total_images: int | None = ...,
         **params: object,
     ) -> Iterator[BlockingOutcome]: ...
     def batch(

@@ -319,6 +319,8 @@ class ClientCalls:
         on_progress: ProgressHook | None = ...,
         on_task: BatchTaskHook | None = ...,
         give_up_after: float | None = ...,
+        max_cost: float | None = ...,
+        max_total_images: int | None = ...,
         **params: object,
     ) -> Batch: ...
     def batch(self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any) -> Batch:

@@ -163,11 +163,17 @@ class Adapter:
         return values
 
     def fields(self, model_path: str, prompt: str, params: Mapping[str, object]) -> JSONObject:
-        """The body fields for ``params`` (validated), without the prompt."""
+        """The body fields for ``params`` (validated), without the prompt; the image count is
+        always there for a model that takes one (see :attr:`Answer.sent_count`).
+        """
         if not params and self._takes_nothing(model_path):
             check_prompt(prompt, model_path)  # the common bulk case: nothing else to validate
-            return {}
-        return to_wire(self.validate(model_path, prompt, params))
+            return dict(self._one_image(model_path))
+        fields = to_wire(self.validate(model_path, prompt, params))
+        one = self._one_image(model_path)
+        if one and not any(name in fields for name in self.answer.count_params):
+            fields.update(one)
+        return fields
 
     def build_request(
         self, model_path: str, prompt: str, params: Mapping[str, object]
@@ -175,8 +181,21 @@ class Adapter:
         # build_request runs once per generated item: the no-parameter case stays short.
         if not params and self._takes_nothing(model_path):
             check_prompt(prompt, model_path)
-            return self._route.build(model_path, prompt, _NO_FIELDS)
+            return self._route.build(model_path, prompt, self._one_image(model_path))
         return self._route.build(model_path, prompt, self.fields(model_path, prompt, params))
+
+    def _one_image(self, model_path: str) -> JSONObject:
+        """``{count: 1}`` for a model whose family sends its count explicitly, else nothing."""
+        known = self._counts_sent.get(model_path)
+        if known is None:
+            name = self.answer.sent_count
+            taken = name is not None and name in wire_names(self.params_for(model_path))
+            known = self._counts_sent[model_path] = {name: 1} if taken and name else _NO_FIELDS
+        return known
+
+    @functools.cached_property
+    def _counts_sent(self) -> dict[str, JSONObject]:
+        return {}
 
     @functools.cached_property
     def _route(self) -> Route:

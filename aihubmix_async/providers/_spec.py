@@ -326,7 +326,11 @@ class Answer:
     #: A parameter choosing the format ("output_format": "jpeg"|"png").
     format_param: str | None = None
     count_params: tuple[str, ...] = ()
+    #: The server's count when the body has none (the emulator answers that many).
     default_count: int = 1
+    #: The count parameter sent as 1 when the caller gives none, so that a call makes (and
+    #: bills) one image unless more are asked for, whatever the server's default.
+    sent_count: str | None = None
     #: Token usage the emulator reports per image (0 = no usage object).
     usage_per_image: int = 0
 

@@ -28,7 +28,7 @@ class ErnieIragEditParams:
     watermark: bool | None = param(bool)
 
 
-_ANSWER = Answer(shapes=("output[].url",), image_format="jpeg", count_params=("n",))
+_ANSWER = Answer(shapes=("output[].url",), image_format="jpeg", count_params=("n",), sent_count="n")
 
 
 class IragAdapter(Adapter):

@@ -2,7 +2,8 @@
 
 The count field is ``numberOfImages`` in the docs' examples and ``sampleCount`` in the Chinese
 table; both are accepted (not together). The ultra model makes one image per request, the
-others four by default. Response shape is undocumented: a URL list is most likely;
+others four by default: ``numberOfImages: 1`` is sent unless a count is given (as the documented
+examples do), so a call bills one image. Response shape is undocumented: a URL list is most likely;
 ``output[]`` of ``{url}`` / ``{b64_json}`` / strings, ``files[].uri`` and Google's native
 ``predictions[].bytesBase64Encoded`` (+ ``mimeType``) are all accepted; when Google filtered
 every image, its ``raiFilteredReason`` is in the error.
@@ -63,6 +64,7 @@ class ImagenAdapter(Adapter):
         ),
         count_params=("numberOfImages", "sampleCount"),
         default_count=4,
+        sent_count="numberOfImages",
     )
     expected = (
         "output[] of {url} / {b64_json} / URL strings, output.files[].uri, or"

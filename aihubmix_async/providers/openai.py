@@ -73,6 +73,7 @@ class GptImageAdapter(Adapter):
         shapes=("output.b64_json[].bytesBase64", "output[].b64_json", "data[].b64_json"),
         format_param="output_format",
         count_params=("n",),
+        sent_count="n",
         usage_per_image=1056,
     )
 
@@ -108,4 +109,5 @@ class DallE3Adapter(Adapter):
     answer = Answer(
         shapes=("output[].url", "output[].b64_json", "output.b64_json[].bytesBase64"),
         count_params=("n",),
+        sent_count="n",
     )

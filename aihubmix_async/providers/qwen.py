@@ -37,7 +37,7 @@ class QwenImageEditParams:
     seed: int | None = param(int, minimum=0, maximum=2147483647)
 
 
-_ANSWER = Answer(shapes=("output[].url",), image_format="jpeg", count_params=("n",))
+_ANSWER = Answer(shapes=("output[].url",), image_format="jpeg", count_params=("n",), sent_count="n")
 
 
 class QwenImageAdapter(Adapter):

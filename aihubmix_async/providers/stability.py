@@ -28,5 +28,7 @@ class StabilityAdapter(Adapter):
     )
     params_class = StabilityParams
     answer = Answer(
-        shapes=("output[].b64_json", "output[].url", "output[] strings"), count_params=("n",)
+        shapes=("output[].b64_json", "output[].url", "output[] strings"),
+        count_params=("n",),
+        sent_count="n",
     )

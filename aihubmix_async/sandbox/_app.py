@@ -20,6 +20,7 @@ from aiohttp import web
 from .._registry import Registry
 from ..providers import BUILTIN_ADAPTERS, ROUTES, Adapter, Route
 from ..providers._spec import Unwrapped
+from ._catalogue import catalogue_body
 from ._families import Problem, check_body, find_family, render_answer
 from ._faults import Fault, FaultScript
 from ._images import ImageSpec, image_for, png_of_size, spec_for
@@ -71,6 +72,8 @@ class Sandbox:
         self.faults = FaultScript()
         self.tasks = TaskStore()
         self._ids = itertools.count(1)
+        #: Prices the catalogue (``GET /api/v1/models``) lists instead of the snapshot's.
+        self.prices: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Sandbox(base_url={self.base_url!r}, cdn_url={self.cdn_url!r})"
@@ -101,6 +104,7 @@ class Sandbox:
         }
         for poll_path in sorted(poll_paths):
             app.router.add_get(poll_path, self._task)
+        app.router.add_get("/api/v1/models", self._catalogue)
         app.router.add_get("/_sandbox/stats", self._stats)
         app.router.add_get("/_sandbox/events", self._events)
         app.router.add_post("/_sandbox/faults", self._script)
@@ -315,6 +319,10 @@ class Sandbox:
     async def _stats(self, request: web.Request) -> web.StreamResponse:  # noqa: ARG002
         return web.json_response(self.stats.as_dict())
 
+    async def _catalogue(self, request: web.Request) -> web.StreamResponse:
+        self.record("catalogue", None, "catalogue")
+        return web.json_response(catalogue_body(self.registry, self.prices, request.query))
+
     async def _events(self, request: web.Request) -> web.StreamResponse:  # noqa: ARG002
         return web.json_response([list(event) for event in self.events])
 
@@ -335,7 +343,7 @@ def _kind(request: web.Request) -> str:
     if path.startswith(("/img/", "/redirect/")):
         return "download"
     if request.method == "GET":
-        return "control" if path.startswith("/_sandbox/") else "poll"
+        return "control" if path.startswith(("/_sandbox/", "/api/")) else "poll"
     return "control" if path.startswith("/_sandbox/") else "submit"
 
 
