@@ -34,7 +34,8 @@ IMAGEFOLDER_FEATURES: Features = (
     ("model", "string"), ("params", "string"), ("image_index", "int64"),
     ("mime_type", "string"), ("request_id", "string"), ("task_id", "string"),
     ("elapsed", "float64"), ("attempts", "int64"), ("input_tokens", "int64"),
-    ("output_tokens", "int64"), ("total_tokens", "int64"),
+    ("output_tokens", "int64"), ("total_tokens", "int64"), ("cost", "float64"),
+    ("cost_source", "string"),
 )  # fmt: skip
 #: The columns shared with the Ray Data and ``datasets`` helpers (usage, params: JSON text).
 PARQUET_FEATURES: Features = (

@@ -126,12 +126,15 @@ def _schema(pa: Any) -> Any:
 def _records(out: Path, row: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
     """The shard rows of one done item: one per image, its bytes read from the staging area."""
     item_id, prompt, model, params, files, request_id, usage, attempts, elapsed = row
-    for rel, mime_type in json.loads(files):
+    names = json.loads(files)
+    cost = json.loads(usage).get("cost") if usage else None
+    share = None if cost is None or not names else cost / len(names)  # rows sum to the item
+    for rel, mime_type in names:
         name = rel.rsplit("/", 1)[-1]
         yield {
             "id": item_id, "prompt": prompt, "model": model, "params": params,
             "image": {"bytes": (out / rel).read_bytes(), "path": name},
-            "mime_type": mime_type, "request_id": request_id, "usage": usage, "cost": None,
+            "mime_type": mime_type, "request_id": request_id, "usage": usage, "cost": share,
             "attempts": attempts, "elapsed": elapsed, "error_type": None, "error_message": None,
         }  # fmt: skip
 

@@ -83,6 +83,11 @@ def test_parquet_shards_load_with_an_image_column_and_the_shared_columns(
     assert first["error_type"] is None
     assert first["model"] == "openai/gpt-image-1"
     assert json.loads(first["usage"])["total_tokens"] > 0
+    # gpt-image reports tokens: each row carries its share of the item's cost (i3's two rows
+    # split it), and the rows add up to what the journal's usage records per item.
+    item_costs = {r["id"]: json.loads(r["usage"])["cost"] for r in loaded}
+    assert all(r["cost"] is not None and r["cost"] > 0 for r in loaded)
+    assert sum(loaded["cost"]) == pytest.approx(sum(item_costs.values()))
     assert sorted(load(out, path=str(out))["id"]) == sorted(loaded["id"])  # through the card
     front = (out / "README.md").read_text().split("---\n")[1]
     assert 'path: "data/train-*.parquet"' in front
