@@ -9,6 +9,7 @@ in groups, off the event loop; an item counts as saved only once it is durable.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from functools import partial
 from typing import Any
@@ -35,6 +36,8 @@ from ._stopping import Stopped, Stopper, in_daemon_thread
 __all__ = ["dry_run", "run_batch", "show_status"]
 
 RERUN = "rerun the same command to resume"
+#: The one meaning of "retries" in the bar, the progress lines and the summary.
+_RETRIES = " (requests resent after a 429, 5xx or timeout)"
 
 
 def _settings(args: argparse.Namespace, *, need_key: bool) -> BatchSettings:
@@ -202,7 +205,8 @@ def _plan_line(plan: RunPlan) -> str:
 async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: Journal,
                     stopper: Stopper, reporter: Reporter) -> None:  # fmt: skip
     def saved(item: Committed) -> None:
-        reporter.item(ok=item.ok, images=len(item.files))
+        reporter.item(ok=item.ok, images=len(item.files),
+                      retries=max(item.outcome.attempts - 1, 0))  # fmt: skip
 
     async with (
         open_client(args, settings.concurrency) as client,
@@ -228,18 +232,30 @@ def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: R
     left = plan.to_run - reporter.done  # this run's items not settled (other shards aside)
     say(
         f"{reporter.done - failed} saved ({reporter.images} images), {failed} failed,"
-        f" {bad.count} bad line(s), {plan.skipped_done} already done -> {args.out}"
+        f" {bad.count} bad line(s), {plan.skipped_done} already done, {reporter.retries}"
+        f" retries{_RETRIES if reporter.retries else ''} -> {args.out}"
     )
+    again = _rerun(args)
     if failed:
         say(f"{failed} item(s) failed (see errors.jsonl); a rerun of the same command retries"
-            " them", sys.stderr)  # fmt: skip
+            f" them{again}", sys.stderr)  # fmt: skip
     if stopper.signum is not None:
-        say(f"stopped: {left} item(s) not generated yet; {RERUN}", sys.stderr)
+        say(f"stopped: {left} item(s) not generated yet; {RERUN}{again}", sys.stderr)
         return stopper.exit_code
     if left:
-        say(f"{left} item(s) not finished; {RERUN}", sys.stderr)
+        say(f"{left} item(s) not finished; {RERUN}{again}", sys.stderr)
         return 1
     return 1 if failed or bad.count else 0
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    """``: <the exact command>`` to resume or retry (empty when the command is not known)."""
+    argv = getattr(args, "argv", None)
+    if not argv:
+        return ""
+    command = shlex.join(["aihubmix-async", *argv])
+    stdin = " (with the same prompts on standard input)" if args.prompts == "-" else ""
+    return f":\n  {command}{stdin}"
 
 
 # --- status -----------------------------------------------------------------------------------
