@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sqlite3
 import sys
 import tempfile
@@ -29,10 +28,11 @@ import anyio
 from . import __version__
 from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
+from ._cli_setup import HelpFormatter, connection_options, examples, start_logging, stop_logging
 from ._errors import AIHubMixError, cli_wording
 from ._journal_files import safe_name
 from ._preflight import parse_params
-from ._progress import ProgressLogHandler, say
+from ._progress import say
 from ._registry import Registry
 
 __all__ = ["main", "run"]
@@ -121,53 +121,6 @@ async def _status(args: argparse.Namespace) -> int:
 
 # --- entry ------------------------------------------------------------------------------------
 
-ENVIRONMENT = """environment:
-  AIHUBMIX_API_KEY   the API key (required unless --sandbox)
-  AIHUBMIX_BASE_URL  the API's base URL (default https://aihubmix.com)"""
-
-
-class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Epilogs keep their line breaks; options show their defaults, unless there is nothing
-    worth showing (no default, a flag, a counter) or the help already names it.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        flag = action.nargs == 0  # store_true/false, count, version: nothing to show
-        if flag or action.default in (None, [], argparse.SUPPRESS) or "default" in text:
-            return text
-        return super()._get_help_string(action) or text
-
-
-def _examples(*lines: str, environment: bool = True) -> str:
-    text = "examples:\n" + "\n".join(f"  {line}" for line in lines)
-    return f"{text}\n\n{ENVIRONMENT}" if environment else text
-
-
-def _logging(verbose: int) -> tuple[logging.Handler, list[tuple[logging.Logger, int]]]:
-    """Log lines to standard error, through the progress bar while one is drawn. Warnings
-    always; ``-v`` this package's INFO (retries), ``-vv`` its DEBUG and aiohttp's. The root
-    logger is never touched (asyncio's and other libraries' debug output stays off).
-    """
-    handler = ProgressLogHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    names = ["aihubmix_async", "aiohttp"] if verbose > 1 else ["aihubmix_async"]
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    saved = []
-    for name in names:
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.level))
-        logger.setLevel(level)
-        logger.addHandler(handler)
-    return handler, saved
-
-
-def _unlog(handler: logging.Handler, saved: list[tuple[logging.Logger, int]]) -> None:
-    for logger, level in saved:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    ProgressLogHandler.active = None
-
 
 def _concurrency(text: str) -> int | str:
     """``--concurrency``: a whole number, or ``auto``."""
@@ -187,8 +140,8 @@ def _add_batch(commands: Any, connection: Any) -> None:
         help="a prompt file into an image dataset, resumably",
         description="Generate an image dataset from a prompt file into a folder. Every item is"
         " journalled:\nrerunning the same command resumes where it stopped and retries failures.",
-        formatter_class=_Help,
-        epilog=_examples(
+        formatter_class=HelpFormatter,
+        epilog=examples(
             "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/",
             "aihubmix-async batch prompts.jsonl -o out/ --concurrency auto --rpm 60",
             "aihubmix-async batch prompts.csv -o out/ --dry-run",
@@ -196,13 +149,13 @@ def _add_batch(commands: Any, connection: Any) -> None:
             "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/ --sandbox   # no key needed",
         )
         + "\n\nexit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
-        " retries failures); 2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
-        " folder is in use; 130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
+        " retries failures);\n  2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
+        " folder is in use;\n  130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
     )
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
     bat.add_argument("-o", "--out", required=True, metavar="FOLDER",
-                     help="output folder: images, outcomes.jsonl, errors.jsonl and the run"
+                     help="output folder: images, metadata.jsonl, errors.jsonl and the run"
                           " journal (created if missing; a rerun into it resumes)")  # fmt: skip
     bat.add_argument("--format", choices=["text", "jsonl", "csv"],
                      help="input format (default: from the file's extension; text for"
@@ -236,8 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aihubmix-async",
         description="AIHubMix image generation from the command line.",
-        formatter_class=_Help,
-        epilog=_examples(
+        formatter_class=HelpFormatter,
+        epilog=examples(
             'aihubmix-async generate "a lighthouse at dawn" -m gpt-image-1',
             "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/",
             "aihubmix-async models",
@@ -248,26 +201,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                         help="print the version and exit")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(commands, connection_options)
+    _add_batch(commands, connection_options)
+    _add_tools(commands)
+    return parser
 
-    def connection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sandbox", action="store_true",
-                       help="run against an in-process sandbox (no key, no network)")  # fmt: skip
-        p.add_argument("--base-url", metavar="URL",
-                       help="the API's base URL (default: $AIHUBMIX_BASE_URL, else"
-                            " https://aihubmix.com)")  # fmt: skip
-        p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
-                       help="model parameter, repeatable (value read as JSON when it parses:"
-                            " -p n=2 -p size=1024x1024)")  # fmt: skip
-        p.add_argument("-v", "--verbose", action="count", default=0,
-                       help="log retries (-v) and every request (-vv, with aiohttp's debug"
-                            " log) to stderr")  # fmt: skip
 
+def _add_generate(commands: Any, connection: Any) -> None:
     gen = commands.add_parser(
         "generate",
         help="one generation; files written, paths printed",
         description="Generate images for one prompt; the files' paths are printed.",
-        formatter_class=_Help,
-        epilog=_examples(
+        formatter_class=HelpFormatter,
+        epilog=examples(
             'aihubmix-async generate "a red fox in snow" -m gpt-image-1',
             'aihubmix-async generate "a red fox" -m imagen-4.0-fast-generate-001 -o out/'
             " -p aspectRatio=16:9",
@@ -282,21 +228,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder the images are written into")  # fmt: skip
     gen.add_argument("--name", help="file name stem (default: from the prompt)")
     connection(gen)
-    _add_batch(commands, connection)
+
+
+def _add_tools(commands: Any) -> None:
+    """status, models, sandbox, demo."""
     status = commands.add_parser(
         "status",
         help="what a batch output folder holds",
         description="Count a batch folder's items by state, with tokens and the first failures.",
-        formatter_class=_Help,
-        epilog=_examples("aihubmix-async status out/", environment=False),
+        formatter_class=HelpFormatter,
+        epilog=examples("aihubmix-async status out/", environment=False),
     )
     status.add_argument("folder", help="a folder a batch wrote into (its -o)")
     commands.add_parser(
         "models",
         help="list models and their parameters",
         description="Every model (with aliases) and the parameters it accepts (-p K=V).",
-        formatter_class=_Help,
-        epilog=_examples(
+        formatter_class=HelpFormatter,
+        epilog=examples(
             "aihubmix-async models", "aihubmix-async models | grep -i flux", environment=False
         ),
     )
@@ -308,15 +257,14 @@ def _parser() -> argparse.ArgumentParser:
         help="sample prompts through the sandbox into a dataset",
         description="Run sample prompts for several model families through the built-in"
         " sandbox into a dataset folder: no key, no network.",
-        formatter_class=_Help,
-        epilog=_examples(
+        formatter_class=HelpFormatter,
+        epilog=examples(
             "aihubmix-async demo", "aihubmix-async demo -o demo/ --repeat 10", environment=False
         ),
     )
     demo.add_argument("-o", "--out", default="demo-images", metavar="FOLDER",
                       help="folder the dataset is written into")  # fmt: skip
     demo.add_argument("--repeat", type=int, default=3, help="rounds of the sample prompts")
-    return parser
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -336,12 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the summary's rerun command
-    handler, saved = _logging(getattr(args, "verbose", 0))
+    handler, saved = start_logging(getattr(args, "verbose", 0))
     try:
         with cli_wording():
             return _run(args)
     finally:
-        _unlog(handler, saved)
+        stop_logging(handler, saved)
 
 
 def _run(args: argparse.Namespace) -> int:
