@@ -283,7 +283,7 @@ class Batch:
                     window.release()
                 return
             index, item = pulled
-            stats = CallStats()
+            stats = CallStats(item_index=index)
             started = time.perf_counter()
             result: ImageResult | None = None
             error: Exception | None = None
@@ -293,6 +293,7 @@ class Batch:
             except InvalidRequestError as exc:
                 request, error = _fallback_request(item), exc
             else:
+                stats.item_id = request.id  # hook events and spans name the item
                 try:
                     model = request.model or self._model
                     if model is None:

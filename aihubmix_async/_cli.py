@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import os
 import sqlite3
 import sys
 import tempfile
@@ -28,10 +26,12 @@ from typing import Any
 
 import anyio
 
+from . import __version__
 from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
+from ._cli_setup import HelpFormatter, connection_options, examples, start_logging, stop_logging
 from ._cli_spend import add_spend_flags, price_notes
-from ._errors import AIHubMixError
+from ._errors import AIHubMixError, cli_wording
 from ._gallery import build_gallery
 from ._journal_files import safe_name
 from ._parquet import ShardTarget, parse_shard_size
@@ -109,6 +109,7 @@ async def _demo(args: argparse.Namespace) -> int:
     batch_args = _parser().parse_args(
         ["batch", str(source), "-o", args.out, "--concurrency", "8", "--sandbox"]
     )
+    batch_args.argv = args.argv  # a rerun of the demo, not of its temporary prompt file
     try:
         return await run_batch(batch_args)
     finally:
@@ -160,28 +161,34 @@ def _add_batch(commands: Any, connection: Any) -> None:
     bat = commands.add_parser(
         "batch",
         help="a prompt file into an image dataset, resumably",
-        epilog="exit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
-        " retries failures); 2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
-        " folder is in use; 5 stopped by --max-cost / --max-images (rerun with a higher cap);"
-        " 130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
+        description="Generate an image dataset from a prompt file into a folder. Every item is"
+        " journalled:\nrerunning the same command resumes where it stopped and retries failures.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/",
+            "aihubmix-async batch prompts.jsonl -o out/ --concurrency auto --rpm 60",
+            "aihubmix-async batch prompts.csv -o out/ --dry-run",
+            "cat prompts.txt | aihubmix-async batch - -m flux-kontext-max -o out/ -p seed=7",
+            "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/ --sandbox   # no key needed",
+        )
+        + "\n\nexit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
+        " retries failures);\n  2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
+        " folder is in use;\n  5 stopped by --max-cost / --max-images (rerun with a higher"
+        " cap);\n  130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
     )
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
-    bat.add_argument("-o", "--out", required=True)
+    bat.add_argument("-o", "--out", required=True, metavar="FOLDER",
+                     help="output folder: images, metadata.jsonl, errors.jsonl and the run"
+                          " journal (created if missing; a rerun into it resumes)")  # fmt: skip
     bat.add_argument("--format", choices=["text", "jsonl", "csv"],
-                     help="the INPUT file's format (default: from its extension)")  # fmt: skip
-    bat.add_argument("--output-format", choices=["imagefolder", "parquet"], default="imagefolder",
-                     help="imagefolder (default): train/00000/... folders of at most 10,000"
-                          " images and train/metadata.jsonl; parquet: Parquet shards in data/"
-                          " (needs pyarrow: the 'parquet' extra)")  # fmt: skip
-    bat.add_argument("--parquet-shard-size", type=_shard_size, default=ShardTarget(),
-                     metavar="SIZE", help="with --output-format parquet: write a shard per SIZE"
-                     " of images, e.g. 500MB (default) or 10000rows")  # fmt: skip
+                     help="input format (default: from the file's extension; text for"
+                          " stdin)")  # fmt: skip
     bat.add_argument("--concurrency", type=_concurrency, default=16, metavar="N|auto",
-                     help="items at once (default 16); auto starts low, grows while answers"
+                     help="items in flight at once; auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip
     bat.add_argument("--max-concurrency", type=int, default=64, metavar="N",
-                     help="the ceiling of --concurrency auto (default 64)")  # fmt: skip
+                     help="the ceiling of --concurrency auto")  # fmt: skip
     bat.add_argument("--rpm", type=float, help="generations per minute, spaced evenly")
     bat.add_argument("--shard", metavar="I/N",
                      help="run shard I of N (items picked by a hash of their id); the shards"
@@ -190,7 +197,7 @@ def _add_batch(commands: Any, connection: Any) -> None:
                      help="check every line and the folder's journal, send nothing")  # fmt: skip
     bat.add_argument("--on-change", choices=["refuse", "regenerate", "keep"], default="refuse",
                      help="items done before whose model, prompt or parameters changed:"
-                          " refuse to run (default), generate them again, or keep the old"
+                          " refuse to run, generate them again, or keep the old"
                           " images")  # fmt: skip
     bat.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                      help="leave items that failed in an earlier run as they are")  # fmt: skip
@@ -199,51 +206,101 @@ def _add_batch(commands: Any, connection: Any) -> None:
     add_spend_flags(bat)
     bat.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, how long generations in flight (already billed)"
-                          " get to be saved (default 30)")  # fmt: skip
+                          " get to be saved")  # fmt: skip
     connection(bat)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aihubmix-async", description="AIHubMix image generation from the command line."
+        prog="aihubmix-async",
+        description="AIHubMix image generation from the command line.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            'aihubmix-async generate "a lighthouse at dawn" -m gpt-image-1',
+            "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/",
+            "aihubmix-async models",
+            "aihubmix-async demo   # sample prompts through the built-in sandbox, no key",
+            "aihubmix-async COMMAND --help   # each command's options and examples",
+        ),
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(commands, connection_options)
+    _add_batch(commands, connection_options)
+    _add_tools(commands)
+    return parser
 
-    def connection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sandbox", action="store_true",
-                       help="run against an in-process sandbox (no key, no network)")  # fmt: skip
-        p.add_argument("--base-url", default=os.environ.get("AIHUBMIX_BASE_URL"))
-        p.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
-                       help="model parameter (value read as JSON when it parses)")  # fmt: skip
-        p.add_argument("--no-provenance", dest="provenance", action="store_false",
-                       help="save images without prompt, model, parameters and request id"
-                            " in their metadata")  # fmt: skip
-        p.add_argument("-v", "--verbose", action="count", default=0,
-                       help="log retries (-v) and every request (-vv) to stderr")  # fmt: skip
 
-    gen = commands.add_parser("generate", help="one generation; files written, paths printed")
-    gen.add_argument("prompt")
-    gen.add_argument("-m", "--model", required=True)
-    gen.add_argument("-o", "--out", default=".")
+def _add_generate(commands: Any, connection: Any) -> None:
+    gen = commands.add_parser(
+        "generate",
+        help="one generation; files written, paths printed",
+        description="Generate images for one prompt; the files' paths are printed.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            'aihubmix-async generate "a red fox in snow" -m gpt-image-1',
+            'aihubmix-async generate "a red fox" -m imagen-4.0-fast-generate-001 -o out/'
+            " -p aspectRatio=16:9",
+            'aihubmix-async generate "a paper boat" -m flux-kontext-max --name boat -p seed=7',
+            'aihubmix-async generate "a cat" -m gpt-image-1 --sandbox   # no key, no network',
+        ),
+    )
+    gen.add_argument("prompt", help="the prompt (quote it)")
+    gen.add_argument("-m", "--model", required=True,
+                     help="model name or alias (aihubmix-async models lists them all)")  # fmt: skip
+    gen.add_argument("-o", "--out", default=".", metavar="FOLDER",
+                     help="folder the images are written into")  # fmt: skip
     gen.add_argument("--name", help="file name stem (default: from the prompt)")
     connection(gen)
-    _add_batch(commands, connection)
-    status = commands.add_parser("status", help="what a batch output folder holds")
-    status.add_argument("folder")
-    gallery = commands.add_parser(
-        "gallery", help="an HTML contact sheet of a batch output folder (DIR/gallery.html)"
+
+
+def _add_tools(commands: Any) -> None:
+    """status, models, sandbox, demo."""
+    status = commands.add_parser(
+        "status",
+        help="what a batch output folder holds",
+        description="Count a batch folder's items by state, with tokens and the first failures.",
+        formatter_class=HelpFormatter,
+        epilog=examples("aihubmix-async status out/", environment=False),
     )
-    gallery.add_argument("folder", metavar="DIR")
+    status.add_argument("folder", help="a folder a batch wrote into (its -o)")
+    gallery = commands.add_parser(
+        "gallery",
+        help="an HTML contact sheet of a batch output folder (DIR/gallery.html)",
+        description="Write DIR/gallery.html: thumbnails, prompts, parameters, costs and failures"
+        " of a batch folder, with filters; it opens from file:// and fetches nothing.",
+        formatter_class=HelpFormatter,
+        epilog=examples("aihubmix-async gallery out/", environment=False),
+    )
+    gallery.add_argument("folder", metavar="DIR", help="a folder a batch wrote into (its -o)")
     gallery.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
                          help="show the original images scaled by the browser")  # fmt: skip
-    commands.add_parser("models", help="list models and their parameters")
+    commands.add_parser(
+        "models",
+        help="list models and their parameters",
+        description="Every model (with aliases) and the parameters it accepts (-p K=V).",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "aihubmix-async models", "aihubmix-async models | grep -i flux", environment=False
+        ),
+    )
     # The sandbox's own parser reads its options (loading it here would load aiohttp.web).
     commands.add_parser("sandbox", help="serve the built-in emulator (--help for its options)",
                         add_help=False)  # fmt: skip
-    demo = commands.add_parser("demo", help="sample prompts through the sandbox into a dataset")
-    demo.add_argument("-o", "--out", default="demo-images")
+    demo = commands.add_parser(
+        "demo",
+        help="sample prompts through the sandbox into a dataset",
+        description="Run sample prompts for several model families through the built-in"
+        " sandbox into a dataset folder: no key, no network.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            "aihubmix-async demo", "aihubmix-async demo -o demo/ --repeat 10", environment=False
+        ),
+    )
+    demo.add_argument("-o", "--out", default="demo-images", metavar="FOLDER",
+                      help="folder the dataset is written into")  # fmt: skip
     demo.add_argument("--repeat", type=int, default=3, help="rounds of the sample prompts")
-    return parser
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -264,13 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.options = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    verbose = getattr(args, "verbose", 0)
-    if verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            format="%(asctime)s %(name)s %(levelname)s %(message)s",
-            stream=sys.stderr,
-        )
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the summary's rerun command
+    handler, saved = start_logging(getattr(args, "verbose", 0))
+    try:
+        with cli_wording():
+            return _run(args)
+    finally:
+        stop_logging(handler, saved)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except AIHubMixError as exc:

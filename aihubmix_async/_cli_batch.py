@@ -40,6 +40,8 @@ from ._stopping import Stopped, Stopper, in_daemon_thread
 __all__ = ["dry_run", "run_batch", "show_status"]
 
 RERUN = "rerun the same command to resume"
+#: The one meaning of "retries" in the bar, the progress lines and the summary.
+_RETRIES = " (requests resent after a 429, 5xx or timeout)"
 
 
 def _settings(args: argparse.Namespace, *, need_key: bool) -> BatchSettings:
@@ -230,7 +232,8 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
     max_cost, max_images = caps_left(args, journal.db)
 
     def saved(item: Committed) -> None:
-        reporter.item(ok=item.ok, images=len(item.files))
+        reporter.item(ok=item.ok, images=len(item.files),
+                      retries=max(item.outcome.attempts - 1, 0))  # fmt: skip
         result = item.outcome.result
         if result is not None and result.cost is not None:
             spent.cost += result.cost.amount
@@ -277,25 +280,37 @@ def _summary(args: argparse.Namespace, bad: BadLines, plan: RunPlan, reporter: R
     left = plan.to_run - reporter.done  # this run's items not settled (other shards aside)
     say(
         f"{reporter.done - failed} saved ({reporter.images} images), {failed} failed,"
-        f" {bad.count} bad line(s), {plan.skipped_done} already done -> {args.out}"
+        f" {bad.count} bad line(s), {plan.skipped_done} already done, {reporter.retries}"
+        f" retries{_RETRIES if reporter.retries else ''} -> {args.out}"
     )
     say(f"cost: ${spent.cost:.4f} estimated for this run's priced items")
+    again = _rerun(args)
     if spent.capped is not None:
         say(f"stopped at the cap: {spent.capped}; {left} item(s) not generated; rerun with a"
             " higher --max-cost / --max-images to continue", sys.stderr)  # fmt: skip
         return EXIT_CAPPED
     if failed:
         say(f"{failed} item(s) failed (see errors.jsonl); a rerun of the same command retries"
-            " them", sys.stderr)  # fmt: skip
+            f" them{again}", sys.stderr)  # fmt: skip
     if reporter.done:
         say(f"contact sheet: aihubmix-async gallery {shlex.quote(str(args.out))}")
     if stopper.signum is not None:
-        say(f"stopped: {left} item(s) not generated yet; {RERUN}", sys.stderr)
+        say(f"stopped: {left} item(s) not generated yet; {RERUN}{again}", sys.stderr)
         return stopper.exit_code
     if left:
-        say(f"{left} item(s) not finished; {RERUN}", sys.stderr)
+        say(f"{left} item(s) not finished; {RERUN}{again}", sys.stderr)
         return 1
     return 1 if failed or bad.count else 0
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    """``: <the exact command>`` to resume or retry (empty when the command is not known)."""
+    argv = getattr(args, "argv", None)
+    if not argv:
+        return ""
+    command = shlex.join(["aihubmix-async", *argv])
+    stdin = " (with the same prompts on standard input)" if args.prompts == "-" else ""
+    return f":\n  {command}{stdin}"
 
 
 # --- status -----------------------------------------------------------------------------------

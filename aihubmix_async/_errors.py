@@ -27,6 +27,10 @@ echoes it back is redacted by :func:`redact_secret`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
 __all__ = [
     "AIHubMixError",
     "APIStatusError",
@@ -46,8 +50,31 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "TransportError",
+    "cli_wording",
     "redact_secret",
 ]
+
+#: Where a hint sends the reader, in the words of each front end: the library's calls, or the
+#: command line's commands. A FastAPI body carries the bare message (no hint).
+Hint = Literal["models"]
+_HINTS: dict[str, dict[Hint, str]] = {
+    "python": {"models": "Client.models() lists them all"},
+    "cli": {"models": "aihubmix-async models lists them all"},
+}
+#: The front end in use. Process-wide, not a context variable: the command line reads its
+#: input in plain threads, which do not inherit context.
+_wording = ["python"]
+
+
+@contextlib.contextmanager
+def cli_wording() -> Iterator[None]:
+    """Within it (the command line), error hints name commands instead of Python calls."""
+    previous = _wording[0]
+    _wording[0] = "cli"
+    try:
+        yield
+    finally:
+        _wording[0] = previous
 
 
 class AIHubMixError(Exception):
@@ -96,13 +123,35 @@ class ConfigurationError(AIHubMixError):
 
 
 class InvalidRequestError(AIHubMixError, ValueError):
-    """A request the SDK refuses to send: unknown model, unknown or invalid parameter."""
+    """A request the SDK refuses to send: unknown model, unknown or invalid parameter.
+
+    ``hint`` (e.g. ``"models"``) points to where the valid choices are listed; ``str()`` words
+    it for the front end in use (``Client.models()``, or ``aihubmix-async models`` in the
+    command line), while :attr:`message` stays free of either.
+    """
 
     field: str | None
+    hint: Hint | None
 
-    def __init__(self, message: str, *, field: str | None = None, model: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        model: str | None = None,
+        hint: Hint | None = None,
+    ) -> None:
         super().__init__(message, model=model)
         self.field = field
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message
+        hint = getattr(self, "hint", None)  # errors unpickled from before the field existed
+        if hint:
+            text = f"{text} ({_HINTS[_wording[0]][hint]})"
+        details = self._details()
+        return f"{text} ({', '.join(details)})" if details else text
 
 
 class ProviderLoadError(AIHubMixError):

@@ -8,10 +8,11 @@ transport below it moves bytes. Nothing here knows about models, adapters or the
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -26,12 +27,19 @@ from ._errors import (
     error_for_response,
     redact_secret,
 )
-from ._models import CallStats, RequestEvent, ResponseEvent, image_type, sniff_mime_type
+from ._models import (
+    CallStats,
+    Phase,
+    RequestEvent,
+    ResponseEvent,
+    image_type,
+    sniff_mime_type,
+)
 from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, should_retry
 from ._transport import Response, Transport
 from ._types import JSONValue
 
-__all__ = ["IMAGE", "Exchange", "interpret", "logger"]
+__all__ = ["IMAGE", "AttemptTracer", "Exchange", "interpret", "logger"]
 
 logger = logging.getLogger("aihubmix_async")
 
@@ -162,6 +170,7 @@ class Exchange:
         self._secret = secret
         self._on_request = on_request
         self._on_response = on_response
+        self._tracer: AttemptTracer | None = None
         self._hooked = on_request is not None or on_response is not None
         #: Monotonic time until which every request waits (a 429 with Retry-After pauses the
         #: whole key).
@@ -202,8 +211,10 @@ class Exchange:
             attempt += 1
             stats.requests += 1
             if hooked:
-                started = time.perf_counter()
-                self._emit_request(method, url, model, attempt)
+                # "submit" is the one billed request of a generation; IMAGE fetches files.
+                phase: Phase = "submit" if billed else "download" if parse is IMAGE else "poll"
+                context = _Attempt(method, _redact(url), model, attempt, phase, stats)
+                await self._emit_request(context)
             try:
                 if self._paused_until:
                     await self._wait_if_paused()
@@ -229,7 +240,7 @@ class Exchange:
                 if self._secret:
                     redact_secret(exc, self._secret)
                 if hooked:
-                    self._emit_response(method, url, model, attempt, started, None, exc)
+                    await self._emit_response(context, None, exc)
                 delay = self._retry_delay(exc, attempt, billed, policy, stats.waited)
                 if delay is None:
                     raise
@@ -240,7 +251,7 @@ class Exchange:
                 continue
             self._refused_since = None
             if hooked:
-                self._emit_response(method, url, model, attempt, started, response, None)
+                await self._emit_response(context, response, None)
             if logger.isEnabledFor(logging.DEBUG):
                 _log_exchange(method, url, model, response, attempt)
             return response, data, value
@@ -286,45 +297,101 @@ class Exchange:
 
     # --- hooks: observers never break (or bill twice) a request ---------------------------------
 
-    def _emit_request(self, method: str, url: str, model: str, attempt: int) -> None:
-        if self._on_request is None:
-            return
-        try:
-            self._on_request(
-                RequestEvent(method=method, url=_redact(url), model=model, attempt=attempt)
-            )
-        except Exception:
-            logger.exception("on_request hook raised; ignored (model=%s)", model)
+    def trace_with(self, tracer: AttemptTracer | None) -> None:
+        """Open a span per HTTP attempt through ``tracer`` (see :mod:`aihubmix_async.otel`);
+        ``None`` stops tracing.
+        """
+        self._tracer = tracer
+        self._hooked = (
+            self._on_request is not None or self._on_response is not None or (tracer is not None)
+        )
 
-    def _emit_response(
-        self,
-        method: str,
-        url: str,
-        model: str,
-        attempt: int,
-        started: float,
-        response: Response | None,
-        error: AIHubMixError | None,
+    async def _emit_request(self, context: _Attempt) -> None:
+        stats = context.stats
+        event = RequestEvent(
+            method=context.method, url=context.url, model=context.model,
+            attempt=context.attempt, call_id=stats.call_id, phase=context.phase,
+            item_index=stats.item_index, item_id=stats.item_id,
+        )  # fmt: skip
+        if self._tracer is not None:
+            try:
+                context.span = self._tracer.start(event)
+            except Exception:
+                logger.exception("tracer raised; ignored (model=%s)", event.model)
+        if self._on_request is not None:
+            await _call_hook(self._on_request, event, "on_request", event.model)
+        context.started = time.perf_counter()  # the HTTP exchange's time, not the hook's
+
+    async def _emit_response(
+        self, context: _Attempt, response: Response | None, error: AIHubMixError | None
     ) -> None:
-        if self._on_response is None:
-            return
-        status = response.status if response is not None else getattr(error, "status_code", None)
-        request_id = (
-            response.request_id if response is not None else getattr(error, "request_id", None)
-        )
+        if response is not None:
+            status: int | None = response.status
+            request_id = response.request_id
+        else:
+            status = getattr(error, "status_code", None)
+            request_id = getattr(error, "request_id", None)
+        stats = context.stats
         event = ResponseEvent(
-            method=method,
-            url=_redact(url),
-            model=model,
-            attempt=attempt,
-            status=status,
-            request_id=request_id,
-            elapsed=time.perf_counter() - started,
-            error=error,
+            method=context.method, url=context.url, model=context.model,
+            attempt=context.attempt, status=status, request_id=request_id,
+            elapsed=time.perf_counter() - context.started, error=error,
+            call_id=stats.call_id, phase=context.phase, item_index=stats.item_index,
+            item_id=stats.item_id,
+        )  # fmt: skip
+        if self._tracer is not None and context.span is not None:
+            try:
+                self._tracer.end(context.span, event)
+            except Exception:
+                logger.exception("tracer raised; ignored (model=%s)", event.model)
+        if self._on_response is not None:
+            await _call_hook(self._on_response, event, "on_response", event.model, request_id)
+
+
+class AttemptTracer(Protocol):
+    """Spans for HTTP attempts (implemented by :mod:`aihubmix_async.otel`): ``start`` before
+    the request is sent, ``end`` with its answer (or error). Both are called synchronously.
+    """
+
+    def start(self, event: RequestEvent) -> object: ...
+
+    def end(self, span: object, event: ResponseEvent) -> None: ...
+
+
+class _Attempt:
+    """One HTTP attempt as the hooks see it (built only when a hook or tracer is set)."""
+
+    __slots__ = ("attempt", "method", "model", "phase", "span", "started", "stats", "url")
+
+    def __init__(
+        self, method: str, url: str, model: str, attempt: int, phase: Phase, stats: CallStats
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.model = model
+        self.attempt = attempt
+        self.phase: Phase = phase
+        self.stats = stats
+        self.span: object = None
+        self.started = time.perf_counter()
+
+
+async def _call_hook(
+    hook: Callable[[Any], object],
+    event: object,
+    name: str,
+    model: str,
+    request_id: str | None = None,
+) -> None:
+    """Call a hook, awaiting what it returns if that is awaitable (``async def`` hooks, or a
+    sync hook handing back a coroutine). An exception is logged with its traceback and
+    swallowed: an observer never fails (or re-bills) a generation.
+    """
+    try:
+        returned = hook(event)
+        if inspect.isawaitable(returned):
+            await returned
+    except Exception:
+        logger.exception(
+            "%s hook raised; ignored (model=%s, request_id=%s)", name, model, request_id
         )
-        try:
-            self._on_response(event)
-        except Exception:
-            logger.exception(
-                "on_response hook raised; ignored (model=%s, request_id=%s)", model, request_id
-            )

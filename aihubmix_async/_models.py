@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "ModelInfo",
     "Outcome",
     "ParamInfo",
+    "Phase",
     "ProgressHook",
     "RequestEvent",
     "ResponseEvent",
@@ -118,10 +120,22 @@ class GeneratedImage(ImageView):
         return await anyio.to_thread.run_sync(save_into, Path(path), data, name)
 
 
+#: Call ids: one per generation (a ``generate`` call or a batch item), unique in the process.
+_call_ids = itertools.count(1)
+
+
 @attrs.define
 class CallStats:
-    """Per-generation bookkeeping: HTTP requests made, retries among them, the task id."""
+    """Per-generation bookkeeping: HTTP requests made, retries among them, the task id, and
+    what links the generation's hook events (its call id, its batch item).
+    """
 
+    #: Links one generation's submit, polls and downloads in hook events and traces.
+    call_id: int = attrs.field(factory=_call_ids.__next__)
+    #: The batch item's index in the input (None outside a batch).
+    item_index: int | None = None
+    #: The batch item's id (``ImageRequest.id``), when it has one.
+    item_id: str | None = None
     requests: int = 0
     retries: int = 0
     #: Seconds spent waiting before retries (bounded by ``RetryPolicy.max_retry_wait``).
@@ -213,22 +227,36 @@ class ImageResult:
         return images_html(shown, f"{self.model} · {len(shown)} image(s)")
 
 
+#: What an HTTP attempt is for, within its generation.
+Phase = Literal["submit", "poll", "download"]
+
+
 @attrs.frozen(kw_only=True)
 class RequestEvent:
     """Passed to ``Client(on_request=...)`` before every HTTP attempt (for metrics, tracing).
 
-    ``url`` is scheme, host and path only: signed query strings are left out.
+    ``url`` is scheme, host and path only: signed query strings are left out. ``call_id`` is
+    the same for every request of one generation (its submit, polls and downloads: ``phase``
+    says which); in a batch, ``item_index`` and ``item_id`` name the item.
+
+    .. versionchanged:: Unreleased ``call_id``, ``phase``, ``item_index``, ``item_id``.
     """
 
     method: str
     url: str
     model: str
     attempt: int
+    call_id: int = 0
+    phase: Phase = "submit"
+    item_index: int | None = None
+    item_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class ResponseEvent:
-    """Passed to ``Client(on_response=...)`` after every HTTP attempt, failed ones included."""
+    """Passed to ``Client(on_response=...)`` after every HTTP attempt, failed ones included
+    (``error`` set). Carries the same ``call_id``, ``phase`` and item as its request's event.
+    """
 
     method: str
     url: str
@@ -238,6 +266,10 @@ class ResponseEvent:
     request_id: str | None
     elapsed: float
     error: Exception | None = None
+    call_id: int = 0
+    phase: Phase = "submit"
+    item_index: int | None = None
+    item_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)

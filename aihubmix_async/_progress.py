@@ -9,13 +9,14 @@ stream into a sink and the run goes on, committing everything it was billed for.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["Reporter", "make_reporter", "say"]
+__all__ = ["ProgressLogHandler", "Reporter", "make_reporter", "say"]
 
 
 def say(text: str, stream: TextIO | None = None) -> bool:
@@ -50,14 +51,19 @@ class Reporter:
         self.total = total
         self.stream = stream
         self.interval = interval
-        self.done = self.failed = self.images = 0
+        #: Requests sent again after a transient failure (429, 5xx, timeout), the one meaning
+        #: of "retries" in the bar, the progress lines and the summary.
+        self.done = self.failed = self.images = self.retries = 0
         self._started = self._last = time.monotonic()
         self.broken = False
 
-    def item(self, *, ok: bool, images: int = 0) -> None:
-        """One item is settled on disk (committed, or its failure recorded)."""
+    def item(self, *, ok: bool, images: int = 0, retries: int = 0) -> None:
+        """One item is settled on disk (committed, or its failure recorded); ``retries``: its
+        requests sent again.
+        """
         self.done += 1
         self.images += images
+        self.retries += retries
         if not ok:
             self.failed += 1
         now = time.monotonic()
@@ -74,7 +80,7 @@ class Reporter:
             eta = f", ETA {max(0.0, (self.total - self.done) / rate):.0f}s"
         per_second = self.images / elapsed if elapsed > 0 else 0.0
         return (
-            f"[aihubmix] {self.done}{total} saved, {self.failed} failed,"
+            f"[aihubmix] {self.done}{total} saved, {self.failed} failed, {self.retries} retries,"
             f" {per_second:.1f} images/s{eta}"
         )
 
@@ -96,13 +102,16 @@ class _BarReporter(Reporter):
         super().__init__(total, stream)
         self._bar = tqdm(total=total, unit="item", file=stream, dynamic_ncols=True)
 
-    def item(self, *, ok: bool, images: int = 0) -> None:
+    def item(self, *, ok: bool, images: int = 0, retries: int = 0) -> None:
         self.done += 1
         self.images += images
         self.failed += not ok
+        self.retries += retries
         self._guarded(self._bar.update, 1)
-        if not ok or self.done % 64 == 0:
-            self._guarded(self._bar.set_postfix, failed=self.failed, refresh=False)
+        if not ok or retries or self.done % 64 == 0:
+            self._guarded(
+                self._bar.set_postfix, failed=self.failed, retries=self.retries, refresh=False
+            )
 
     def note(self, text: str) -> None:
         self._guarded(self._bar.write, text, file=self.stream)
@@ -122,8 +131,38 @@ class _BarReporter(Reporter):
             silence(self.stream)
 
 
+class ProgressLogHandler(logging.Handler):
+    """Log records as whole lines that never land on the progress bar: while a reporter is
+    active they go through it (tqdm clears the bar, writes the line, redraws the bar), before
+    and after it straight to standard error.
+    """
+
+    #: The reporter of the run in progress (the latest :func:`make_reporter`), if any.
+    active: Reporter | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+            return
+        reporter = ProgressLogHandler.active
+        if reporter is not None:
+            reporter.note(text)
+        else:
+            say(text, sys.stderr)
+
+
 def make_reporter(total: int | None, stream: TextIO | None = None) -> Reporter:
-    """A bar on a terminal when tqdm is installed, else plain lines."""
+    """A bar on a terminal when tqdm is installed, else plain lines. Log records of the
+    :class:`ProgressLogHandler` go through the newest reporter.
+    """
+    reporter = _make_reporter(total, stream)
+    ProgressLogHandler.active = reporter
+    return reporter
+
+
+def _make_reporter(total: int | None, stream: TextIO | None) -> Reporter:
     stream = sys.stderr if stream is None else stream
     try:
         interactive = stream.isatty()

@@ -74,9 +74,7 @@ class Registry:
             near = difflib.get_close_matches(model, list(self._entries), n=3, cutoff=0.4)
             hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
             raise InvalidRequestError(
-                f"unknown model {model!r}{hint} (Client.models() lists them all)",
-                field="model",
-                model=model,
+                f"unknown model {model!r}{hint}", field="model", model=model, hint="models"
             )
         # Every served path (opanai/ and openai/ alike) is its own entry, so a path the user
         # writes is sent as written; aliases and other casings get the canonical spelling.

@@ -93,6 +93,19 @@ async def test_errors_map_to_http_answers(app_url: str, upstream: Sandbox) -> No
             assert response.status == 422
 
 
+async def test_a_model_typo_answers_422_without_naming_python_calls(app_url: str) -> None:
+    """An unknown model: 422 with the near names, and no Client.models() in a web answer."""
+    async with aiohttp.ClientSession() as http:
+        body = {"model": "gpt-imag-1", "prompt": "a cat"}
+        async with http.post(f"{app_url}/generate", json=body) as response:
+            assert response.status == 422
+            error = (await response.json())["error"]
+    assert error["field"] == "model"
+    assert "did you mean 'gpt-image-1'" in error["message"]
+    assert "Client" not in error["message"]
+    assert "()" not in error["message"]
+
+
 async def test_batch_streams_results_incrementally(app_url: str, upstream: Sandbox) -> None:
     """POST /batch delivers NDJSON lines as results finish, not all at the end."""
     upstream.latency = 0.05

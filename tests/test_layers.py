@@ -114,3 +114,25 @@ def test_the_graph_reader_sees_relative_imports() -> None:
     assert f"{NAME}._generation" in edges[f"{NAME}._batch"]
     assert f"{NAME}._json" in edges[f"{NAME}._exchange"]
     assert f"{NAME}._exchange" in edges[f"{NAME}._client"]
+
+
+def external_imports(path: Path) -> set[str]:
+    """Top-level names of the modules ``path`` imports from outside the package."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_otel_module_imports_opentelemetry() -> None:
+    """Tracing is an extra: no core module imports OpenTelemetry, and none imports .otel."""
+    importers = {
+        short(module_name(path))
+        for path in PACKAGE.rglob("*.py")
+        if "opentelemetry" in external_imports(path)
+    }
+    assert importers == {"otel"}
+    assert not [name for name, deps in graph().items() if f"{NAME}.otel" in deps]
