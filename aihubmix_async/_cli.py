@@ -182,8 +182,15 @@ def _add_batch(commands: Any, connection: Any) -> None:
                      help="output folder: images, metadata.jsonl, errors.jsonl and the run"
                           " journal (created if missing; a rerun into it resumes)")  # fmt: skip
     bat.add_argument("--format", choices=["text", "jsonl", "csv"],
-                     help="input format (default: from the file's extension; text for"
-                          " stdin)")  # fmt: skip
+                     help="the INPUT file's format (default: from the file's extension; text"
+                          " for stdin)")  # fmt: skip
+    bat.add_argument("--output-format", choices=["imagefolder", "parquet"], default="imagefolder",
+                     help="imagefolder: train/00000/... folders of at most 10,000 images and"
+                          " train/metadata.jsonl; parquet: Parquet shards in data/ (needs"
+                          " pyarrow: the 'parquet' extra)")  # fmt: skip
+    bat.add_argument("--parquet-shard-size", type=_shard_size, default=ShardTarget(),
+                     metavar="SIZE", help="with --output-format parquet: a shard per SIZE of"
+                     " images, e.g. 500MB or 10000rows")  # fmt: skip
     bat.add_argument("--concurrency", type=_concurrency, default=16, metavar="N|auto",
                      help="items in flight at once; auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip

@@ -72,16 +72,27 @@ def _params(value: Any) -> str:
     return "" if text in ("{}", "null") else text
 
 
+def _safe_relative(name: object) -> bool:
+    """A metadata ``file_name`` the page may show: relative, forward slashes, no ``..``."""
+    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
 def _rows(folder: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for record in _read_jsonl(folder / METADATA):
+    # The image-folder layout keeps its metadata in train/ (file names relative to it);
+    # folders of earlier versions keep it at the top.
+    split = folder / "train" / METADATA
+    metadata, prefix = (split, "train/") if split.exists() else (folder / METADATA, "")
+    for record in _read_jsonl(metadata):
         name = record.get("file_name")
-        if isinstance(name, str) and "/" not in name and "\\" not in name:
-            rows.append({**record, "file": name, "status": "ok"})
+        if _safe_relative(name):
+            rows.append({**record, "file": f"{prefix}{name}", "status": "ok"})
     rows.extend(
         {**record, "file": "", "status": "failed"} for record in _read_jsonl(folder / ERRORS)
     )
-    if not rows and not (folder / METADATA).exists() and not (folder / ERRORS).exists():
+    if not rows and not metadata.exists() and not (folder / ERRORS).exists():
         rows = [{"file": p.name, "status": "ok"} for p in sorted(folder.iterdir())
                 if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()]  # fmt: skip
     return rows
@@ -103,6 +114,7 @@ def _thumbnail(source: Path, target: Path) -> bool:
             rgb = image.convert("RGB")
     except (OSError, ValueError):
         return False  # missing or undecodable: the page falls back to the original
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     rgb.save(tmp, "JPEG", quality=82)
     tmp.replace(target)
@@ -126,6 +138,7 @@ def _make_thumbnails(folder: Path, files: list[str]) -> tuple[dict[str, str], in
         )
     thumbs = folder / FOLDER / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
+    files = list(dict.fromkeys(files))  # one job per file: two threads never race on one
     jobs = [(folder / name, thumbs / f"{name}.jpg") for name in files]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
         made = list(pool.map(lambda job: _thumbnail(*job), jobs))

@@ -23,7 +23,7 @@ from PIL import Image
 from aihubmix_async._gallery import build_gallery
 from aihubmix_async.sandbox._images import colours
 
-from .conftest import ThreadSandbox, jsonl, metadata
+from .conftest import ThreadSandbox, jsonl, metadata, metadata_path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -87,8 +87,9 @@ def test_the_gallery_shows_thumbnails_and_failures_in_chromium(
     page = out / "gallery.html"
     assert ran.out.startswith(page.resolve().as_uri())
     assert "5 images, 1 failed" in ran.out
-    thumbs = sorted(p.name for p in (out / ".gallery" / "thumbs").iterdir())
-    assert thumbs == sorted(f"{m['file_name']}.jpg" for m in metadata(out))
+    thumbs_dir = out / ".gallery" / "thumbs"
+    thumbs = sorted(p.relative_to(thumbs_dir).as_posix() for p in thumbs_dir.rglob("*.jpg"))
+    assert thumbs == sorted(f"train/{m['file_name']}.jpg" for m in metadata(out))
 
     html = page.read_text()
     assert "http://" not in html
@@ -119,8 +120,8 @@ def test_thumbnails_are_made_once(api: ThreadSandbox, cli: Any, tmp_path: Path) 
     assert (first.images, first.failures, first.thumbnails_made) == (5, 1, 5)
     again = build_gallery(out)
     assert again.thumbnails_made == 0
-    (out / metadata(out)[0]["file_name"]).touch()  # a newer image: only its thumbnail again
-    os.utime(out / metadata(out)[0]["file_name"], ns=(2**62, 2**62))
+    newer = metadata_path(out).parent / metadata(out)[0]["file_name"]  # in train/00000/
+    os.utime(newer, ns=(2**62, 2**62))  # a newer image: only its thumbnail again
     assert build_gallery(out).thumbnails_made == 1
 
 
