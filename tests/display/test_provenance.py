@@ -150,8 +150,8 @@ def test_the_dataset_writer_embeds_provenance_unless_told_not_to(tmp_path: Path)
         code = main(["batch", str(prompts), "-m", "gpt-image-1", "-o", str(out), "--sandbox",
                      "-p", "quality=low", *flag])  # fmt: skip
         assert code == 0
-    (with_,) = (tmp_path / "with").glob("*.png")
-    (without,) = (tmp_path / "without").glob("*.png")
+    (with_,) = (tmp_path / "with").rglob("train/*/*.png")  # the image-folder layout
+    (without,) = (tmp_path / "without").rglob("train/*/*.png")
     text = opened(with_).info
     assert text["prompt"] == "a fox"
     assert json.loads(text["parameters"]) == {"quality": "low"}
