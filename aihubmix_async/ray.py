@@ -24,7 +24,8 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -97,9 +98,7 @@ class ImageGenerator:
     def _open(self) -> Client:
         if self._client is None:
             self._loop = asyncio.get_running_loop()
-            self._client = Client(
-                max_concurrency=self._concurrency, rpm=self._rpm, **self._options
-            )
+            self._client = Client(max_concurrency=self._concurrency, rpm=self._rpm, **self._options)
         return self._client
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
@@ -117,12 +116,13 @@ class ImageGenerator:
 
     def close(self) -> None:
         """Close the actor's client on its own loop (Ray calls ``__del__`` at shutdown)."""
-        client, loop, self._client = self._client, self._loop, None
+        client, loop = getattr(self, "_client", None), getattr(self, "_loop", None)
+        self._client = None
         if client is None or loop is None or loop.is_closed():
             return
         if loop.is_running():
             if _loop_thread_is_current(loop):  # cannot wait on the loop from inside it
-                loop.create_task(client.aclose())  # noqa: RUF006
+                loop.create_task(client.aclose())
                 return
             future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
             with contextlib.suppress(Exception):
@@ -159,9 +159,12 @@ def done_ids(source: Source | Sequence[Source]) -> pa.Array:
     for item in sources:
         if isinstance(item, ray.data.Dataset):
             table = item.select_columns(["id", "error_type"])
+        elif not any(Path(item).rglob("*.parquet")) and not Path(item).is_file():
+            continue  # nothing written there yet: nothing is done
         else:
-            table = ray.data.read_parquet(os.fspath(item), columns=["id", "error_type"])
-        for part in table.iter_batches(batch_format="pyarrow", batch_size=65_536):
+            table = ray.data.read_parquet(os.fspath(item)).select_columns(["id", "error_type"])
+        for batch in table.iter_batches(batch_format="pyarrow", batch_size=65_536):
+            part = cast("pa.Table", batch)  # the format asked for
             ok = part.filter(pc.is_null(part["error_type"]))
             found.update(ok["id"].to_pylist())
     return pa.array(sorted(found), type=pa.string())

@@ -32,7 +32,7 @@ class SandboxProcess:
 
     def fail(self, **fault: Any) -> None:
         """Script a fault (``sandbox.fail`` in another process)."""
-        request = urllib.request.Request(  # noqa: S310 - loopback only
+        request = urllib.request.Request(
             f"{self.base_url}/_sandbox/faults", data=json.dumps(fault).encode(), method="POST"
         )
         with urllib.request.urlopen(request, timeout=10) as answer:

@@ -6,11 +6,13 @@ saw and what a user reads back from the rows.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -28,6 +30,7 @@ from aihubmix_async.ray import SCHEMA, ImageGenerator, generate_images  # noqa: 
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(300),  # the first test starts Ray and its actors: slow on a busy machine
     # Ray's own modules warn about their own deprecated settings; ours stay errors.
     pytest.mark.filterwarnings(r"ignore::DeprecationWarning:ray\b"),
 ]
@@ -43,14 +46,14 @@ def ray_session(sandbox_process: SandboxProcess) -> Iterator[Path]:
     os.environ["AIHUBMIX_BASE_URL"] = sandbox_process.base_url
     try:
         context = ray.init(
-            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning"
+            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
         )
     finally:
         for name, value in saved.items():
             os.environ.pop(name, None) if value is None else os.environ.update({name: value})
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
-        yield Path(context.address_info["session_dir"])
+        yield Path(cast("Any", context).address_info["session_dir"])
     finally:
         ray.shutdown()
 
@@ -148,7 +151,7 @@ def test_the_key_never_travels_with_the_pipeline(
     """The pipeline Ray ships to its workers holds no key: each actor reads its own env."""
     monkeypatch.setenv("AIHUBMIX_API_KEY", sandbox_process.api_key)
     ds = generate_images(ray.data.from_items(PROMPTS), model="gpt-image-1")
-    shipped = ray.cloudpickle.dumps(ds)
+    shipped = ray.cloudpickle.dumps(ds)  # type: ignore[no-untyped-call]
     assert b"ImageGenerator" in shipped  # the guard: the UDF and its arguments are in there
     assert sandbox_process.api_key.encode() not in shipped
     with pytest.raises(Exception, match="AIHUBMIX_API_KEY"):
@@ -160,3 +163,31 @@ def test_output_schema_is_the_shared_columns() -> None:
         "id", "prompt", "model", "params", "image", "mime_type", "request_id", "usage",
         "cost", "attempts", "elapsed", "error_type", "error_message",
     ]  # fmt: skip
+
+
+def load_example(name: str) -> Any:
+    path = Path(__file__).parents[2] / "examples" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_example_runs_and_resumes_then_actors_close_their_clients(
+    ray_session: Path, sandbox_process: SandboxProcess, tmp_path: Path
+) -> None:
+    """examples/ray_generate.py generates every image, its rerun sends nothing, and no actor
+    of this session left an aiohttp session unclosed (last in the module: it stops Ray).
+    """
+    example = load_example("ray_generate.py")
+    assert example.run(tmp_path) == (24, 0)
+    before = sandbox_process.stats()["submits"]
+    assert example.run(tmp_path) == (0, 0)
+    assert sandbox_process.stats()["submits"] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1", "run-2"]
+    ray.shutdown()  # actors shut down: each closes its client, or aiohttp complains in its log
+    logs = [path.read_text(errors="replace") for path in ray_session.glob("logs/worker-*")]
+    assert any("MapBatches(ImageGenerator)" in text for text in logs)  # the right logs
+    assert not [text for text in logs if "Unclosed" in text]
