@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Mapping
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import datasets
 
@@ -57,14 +57,15 @@ assert tuple(FEATURES) == COLUMNS  # noqa: S101 - one list of names, two spellin
 
 
 class ImageMap:
-    """``ds.map(ImageMap(model), batched=True, remove_columns=ds.column_names,
-    features=FEATURES)``: input columns ``prompt``, optional ``id``, ``model`` and ``params``
-    (JSON text); output rows of :data:`COLUMNS`, one per image or one per failed row.
+    """The map function's owner: ``with ImageMap(model) as generate: ds.map(generate,
+    batched=True, remove_columns=ds.column_names, features=FEATURES)``. Input columns
+    ``prompt``, optional ``id``, ``model`` and ``params`` (JSON text); output rows of
+    :data:`COLUMNS`, one per image or one per failed row.
 
     The key is read from ``AIHUBMIX_API_KEY`` when a client opens; ``client_options`` go to
     :class:`Client` (``base_url``, ``timeout``, ``retry``, ``poll``...). Close it after the map
-    (``with ImageMap(...) as fn:``): the clients of finished maps are closed then, on their
-    own loops.
+    (leave the ``with`` block, or call :meth:`close`): the clients of finished maps are closed
+    then, on their own loops.
     """
 
     def __init__(
@@ -111,7 +112,8 @@ class ImageMap:
             self._clients[loop] = client
         return client
 
-    async def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+    async def generate(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+        """The map function (a coroutine function, which ``datasets`` needs to see)."""
         try:
             client = self._client()
         except ConfigurationError as exc:  # no key: every row says so, nothing is raised
@@ -131,8 +133,8 @@ class ImageMap:
         """Close the clients whose maps have ended (every one, once ``map`` returned)."""
         self._close_idle()
 
-    def __enter__(self) -> Self:
-        return self
+    def __enter__(self) -> Callable[[Mapping[str, list[Any]]], Awaitable[dict[str, list[Any]]]]:
+        return self.generate
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -173,9 +175,9 @@ def generate_images(
     """
     with ImageMap(
         model, concurrency=concurrency, rpm=rpm, client_options=client_options, **params
-    ) as function:
+    ) as generate:
         return ds.map(
-            function,
+            generate,
             batched=True,
             batch_size=batch_size or concurrency,
             remove_columns=ds.column_names,
