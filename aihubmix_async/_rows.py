@@ -165,6 +165,7 @@ async def generate_columns(
     model: str,
     params: Mapping[str, Any],
     concurrency: int,
+    **batch_options: Any,
 ) -> dict[str, list[Any]]:
     """Generate every row of a columnar batch; the result has :data:`COLUMNS`. Nothing raises
     for a row: failures (including the batch stopping early) are error rows.
@@ -174,7 +175,7 @@ async def generate_columns(
     finished: dict[int, list[dict[str, Any]]] = {}
     stopped: Exception | None = None
     try:
-        async with client.batch(valid, concurrency=concurrency) as outcomes:
+        async with client.batch(valid, concurrency=concurrency, **batch_options) as outcomes:
             async for outcome in outcomes:
                 finished[outcome.index] = outcome_rows(outcome, model)
     except Exception as exc:  # e.g. the 429 breaker: the items it never ran become error rows  # noqa: BLE001
