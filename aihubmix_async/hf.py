@@ -114,13 +114,7 @@ class ImageMap:
 
     async def generate(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
         """The map function (a coroutine function, which ``datasets`` needs to see)."""
-        try:
-            client = self._client()
-        except ConfigurationError as exc:  # no key: every row says so, nothing is raised
-            from ._rows import _error_row, requests_from_columns, to_columns  # noqa: PLC0415
-
-            requests = requests_from_columns(batch, self._model, self._params)
-            return to_columns([_error_row(request, self._model, exc) for request, _ in requests])
+        client = self._client()  # options were checked in __init__: this opens
         return await generate_columns(
             client, batch, model=self._model, params=self._params, concurrency=self._concurrency
         )

@@ -33,7 +33,7 @@ import ray
 import ray.data
 
 from ._client import Client
-from ._errors import ConfigurationError, InvalidRequestError
+from ._errors import AIHubMixError, ConfigurationError, InvalidRequestError
 from ._rows import COLUMNS, check_model_params, generate_columns, requests_from_columns
 
 __all__ = ["COLUMNS", "SCHEMA", "ImageGenerator", "done_ids", "generate_images"]
@@ -105,7 +105,7 @@ class ImageGenerator:
         columns = batch.to_pydict()
         try:
             client = self._open()
-        except ConfigurationError as exc:  # no key in this worker: every row says so
+        except AIHubMixError as exc:  # e.g. a bad AIHUBMIX_BASE_URL here: every row says so
             columns = _failed_columns(columns, self._model, self._params, exc)
         else:
             columns = await generate_columns(

@@ -95,11 +95,11 @@ def test_bad_input_is_refused_before_anything_is_sent(endpoint: Sandbox) -> None
     assert endpoint.stats.submits == 0
 
 
-def test_without_a_key_every_row_says_so(
+def test_a_bad_endpoint_is_refused_up_front(
     endpoint: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No key in the environment: rows carry the configuration error, the map finishes."""
-    monkeypatch.delenv("AIHUBMIX_API_KEY")
-    out = generate_images(prompts(3), model="gpt-image-1")
-    assert out["error_type"] == ["ConfigurationError"] * 3
+    """A base URL the client cannot use fails before the map starts; nothing is sent."""
+    monkeypatch.setenv("AIHUBMIX_BASE_URL", "ftp://example.invalid")
+    with pytest.raises(InvalidRequestError, match="base_url"):
+        generate_images(prompts(3), model="gpt-image-1")
     assert endpoint.stats.submits == 0
