@@ -114,3 +114,29 @@ def test_the_graph_reader_sees_relative_imports() -> None:
     assert f"{NAME}._generation" in edges[f"{NAME}._batch"]
     assert f"{NAME}._json" in edges[f"{NAME}._exchange"]
     assert f"{NAME}._exchange" in edges[f"{NAME}._client"]
+
+
+#: Heavy optional integrations: only their own modules may import them.
+OPTIONAL = {"ray": "ray", "datasets": "hf", "pyarrow": "ray"}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_core_never_imports_ray_or_datasets() -> None:
+    """`import aihubmix_async` stays light: Ray, datasets and pyarrow only in their modules."""
+    offenders = {
+        (module_name(path), name)
+        for path in PACKAGE.rglob("*.py")
+        for name in third_party_imports(path) & set(OPTIONAL)
+        if module_name(path) != f"{NAME}.{OPTIONAL[name]}"
+    }
+    assert offenders == set()
+    assert third_party_imports(PACKAGE / "ray.py") >= {"ray", "pyarrow"}  # the guard sees them
