@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from _harness import peak_rss_mb, print_table, sandbox_process
 
@@ -47,7 +47,7 @@ def script(base_url: str, fault: dict[str, Any]) -> None:
 
 def submit_rate(base_url: str, n: int) -> float:
     """Submits per second over the last ``n`` submits, by the sandbox's clock."""
-    times = sorted(stats(base_url)["submit_times"])[-n:]
+    times: list[float] = sorted(stats(base_url)["submit_times"])[-n:]
     return (len(times) - 1) / (times[-1] - times[0])
 
 
@@ -74,7 +74,7 @@ class ActorMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> ActorMemory:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
