@@ -8,16 +8,13 @@ no earlier run under out/ finished: run it again after a failure or a crash.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import ray
 import ray.data
+from local_endpoint import endpoint  # type: ignore[import-not-found, unused-ignore]
 
 from aihubmix_async.ray import generate_images
 
@@ -42,28 +39,6 @@ def run(out: Path) -> tuple[int, int]:
     written = ray.data.read_parquet(str(run_dir)).select_columns(["error_type"]).take_all()
     failures = sum(row["error_type"] is not None for row in written)
     return len(written) - failures, failures
-
-
-@contextlib.contextmanager
-def endpoint() -> Iterator[None]:
-    """The real API with a key in the environment, else the sandbox in its own process (the
-    actors read the key and URL from the environment Ray starts them with).
-    """
-    if os.environ.get("AIHUBMIX_API_KEY"):
-        yield
-        return
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "aihubmix_async.sandbox"], stdout=subprocess.PIPE, text=True
-    )
-    assert sandbox.stdout is not None
-    os.environ["AIHUBMIX_BASE_URL"] = sandbox.stdout.readline().split()[3]
-    os.environ["AIHUBMIX_API_KEY"] = "sk-sandbox"
-    try:
-        yield
-    finally:
-        sandbox.terminate()
-        sandbox.wait()
-        sandbox.stdout.close()
 
 
 def main() -> None:

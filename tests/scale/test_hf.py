@@ -5,8 +5,10 @@ closed when the map ends.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +105,20 @@ def test_a_bad_endpoint_is_refused_up_front(
     with pytest.raises(InvalidRequestError, match="base_url"):
         generate_images(prompts(3), model="gpt-image-1")
     assert endpoint.stats.submits == 0
+
+
+def test_the_example_maps_every_prompt(
+    endpoint: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/hf_generate.py saves a dataset whose images load back as Image."""
+    examples = Path(__file__).parents[2] / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    spec = importlib.util.spec_from_file_location("hf_generate", examples / "hf_generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.run(tmp_path / "out") == (12, 0)
+    saved = datasets.load_from_disk(str(tmp_path / "out"))
+    assert saved.features["image"] == datasets.Image()
+    assert saved.cast_column("image", datasets.Image(decode=False))[0]["image"]["bytes"]

@@ -165,8 +165,9 @@ def test_output_schema_is_the_shared_columns() -> None:
     ]  # fmt: skip
 
 
-def load_example(name: str) -> Any:
+def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     path = Path(__file__).parents[2] / "examples" / name
+    monkeypatch.syspath_prepend(str(path.parent))  # the examples import their helper
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None
     assert spec.loader is not None
@@ -176,12 +177,12 @@ def load_example(name: str) -> Any:
 
 
 def test_the_example_runs_and_resumes_then_actors_close_their_clients(
-    ray_session: Path, sandbox_process: SandboxProcess, tmp_path: Path
+    ray_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """examples/ray_generate.py generates every image, and no actor of this session left an
     aiohttp session unclosed (last in the module: it stops Ray).
     """
-    example = load_example("ray_generate.py")
+    example = load_example("ray_generate.py", monkeypatch)
     assert example.run(tmp_path) == (24, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1"]
     ray.shutdown()  # actors shut down: each closes its client, or aiohttp complains in its log
