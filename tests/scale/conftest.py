@@ -17,6 +17,10 @@ from typing import Any
 import attrs
 import pytest
 
+from aihubmix_async.sandbox import Sandbox
+
+from ..support import sandbox_in_thread
+
 
 @attrs.frozen
 class SandboxProcess:
@@ -67,6 +71,17 @@ def stop_sandbox(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=10)
     if process.stdout is not None:
         process.stdout.close()
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """The sandbox on a thread of its own (``datasets`` and Ray run their own event loops), with
+    the key and URL in the environment, where the helpers' clients read them.
+    """
+    with sandbox_in_thread(api_key="sk-scale-thread") as sandbox:
+        monkeypatch.setenv("AIHUBMIX_API_KEY", "sk-scale-thread")
+        monkeypatch.setenv("AIHUBMIX_BASE_URL", sandbox.base_url)
+        yield sandbox
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from aihubmix_async import ConfigurationError, InvalidRequestError
 from aihubmix_async.sandbox import Sandbox
 
-from ..support import decode_image, sandbox_in_thread
+from ..support import decode_image
 from .conftest import require
 
 require("datasets")
@@ -23,15 +22,6 @@ require("datasets")
 import datasets  # noqa: E402
 
 from aihubmix_async.hf import FEATURES, ImageMap, generate_images  # noqa: E402
-
-
-@pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """The sandbox on a thread of its own (``map`` runs its own event loop here)."""
-    with sandbox_in_thread(api_key="sk-hf-test") as sandbox:
-        monkeypatch.setenv("AIHUBMIX_API_KEY", "sk-hf-test")
-        monkeypatch.setenv("AIHUBMIX_BASE_URL", sandbox.base_url)
-        yield sandbox
 
 
 def prompts(n: int) -> datasets.Dataset:

@@ -13,7 +13,7 @@ import pytest
 
 from aihubmix_async.sandbox import Sandbox
 
-from ..support import decode_image, sandbox_in_thread
+from ..support import decode_image
 from .conftest import require
 
 require("ray")
@@ -21,14 +21,6 @@ require("ray")
 import pyarrow as pa  # noqa: E402
 
 from aihubmix_async.ray import SCHEMA, ImageGenerator  # noqa: E402
-
-
-@pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox_in_thread(api_key="sk-udf-test") as sandbox:
-        monkeypatch.setenv("AIHUBMIX_API_KEY", "sk-udf-test")
-        monkeypatch.setenv("AIHUBMIX_BASE_URL", sandbox.base_url)
-        yield sandbox
 
 
 @pytest.fixture
