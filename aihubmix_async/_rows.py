@@ -20,6 +20,7 @@ from ._registry import Registry
 __all__ = [
     "COLUMNS",
     "check_model_params",
+    "failed_columns",
     "generate_columns",
     "item_id",
     "outcome_rows",
@@ -152,6 +153,14 @@ def outcome_rows(outcome: Outcome, model: str) -> list[dict[str, Any]]:
     return [
         {**common, "image": image.data, "mime_type": image.mime_type} for image in result.images
     ]
+
+
+def failed_columns(
+    batch: Mapping[str, Sequence[Any]], model: str, params: Mapping[str, Any], error: Exception
+) -> dict[str, list[Any]]:
+    """Every row of ``batch`` as an error row (a worker whose client cannot open)."""
+    requests = requests_from_columns(batch, model, params)
+    return to_columns([_error_row(request, model, error) for request, _ in requests])
 
 
 def to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

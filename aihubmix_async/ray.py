@@ -34,7 +34,13 @@ import ray.data
 
 from ._client import Client
 from ._errors import AIHubMixError, ConfigurationError, InvalidRequestError
-from ._rows import COLUMNS, check_model_params, generate_columns, requests_from_columns
+from ._rows import (
+    COLUMNS,
+    check_model_params,
+    failed_columns,
+    generate_columns,
+    requests_from_columns,
+)
 
 __all__ = ["COLUMNS", "SCHEMA", "ImageGenerator", "done_ids", "generate_images"]
 
@@ -106,7 +112,7 @@ class ImageGenerator:
         try:
             client = self._open()
         except AIHubMixError as exc:  # e.g. a bad AIHUBMIX_BASE_URL here: every row says so
-            columns = _failed_columns(columns, self._model, self._params, exc)
+            columns = failed_columns(columns, self._model, self._params, exc)
         else:
             columns = await generate_columns(
                 client, columns, model=self._model, params=self._params,
@@ -139,15 +145,6 @@ def _loop_thread_is_current(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def _failed_columns(
-    columns: Mapping[str, Sequence[Any]], model: str, params: Mapping[str, Any], error: Exception
-) -> dict[str, list[Any]]:
-    from ._rows import _error_row, to_columns  # noqa: PLC0415
-
-    requests = requests_from_columns(columns, model, params)
-    return to_columns([_error_row(request, model, error) for request, _ in requests])
 
 
 def done_ids(source: Source | Sequence[Source]) -> pa.Array:
