@@ -116,6 +116,10 @@ def test_the_graph_reader_sees_relative_imports() -> None:
     assert f"{NAME}._exchange" in edges[f"{NAME}._client"]
 
 
+#: Heavy optional integrations: only these modules may import them.
+OPTIONAL = {"ray": {"ray"}, "datasets": {"hf"}, "pyarrow": {"ray", "hf", "_parquet"}}
+
+
 def external_imports(path: Path) -> set[str]:
     """Top-level names of the modules ``path`` imports from outside the package."""
     found: set[str] = set()
@@ -136,3 +140,15 @@ def test_only_the_otel_module_imports_opentelemetry() -> None:
     }
     assert importers == {"otel"}
     assert not [name for name, deps in graph().items() if f"{NAME}.otel" in deps]
+
+
+def test_the_core_never_imports_ray_or_datasets() -> None:
+    """`import aihubmix_async` stays light: Ray, datasets and pyarrow only in their modules."""
+    offenders = {
+        (module_name(path), name)
+        for path in PACKAGE.rglob("*.py")
+        for name in external_imports(path) & set(OPTIONAL)
+        if short(module_name(path)) not in OPTIONAL[name]
+    }
+    assert offenders == set()
+    assert external_imports(PACKAGE / "ray.py") >= {"ray", "pyarrow"}  # the guard sees them

@@ -40,7 +40,10 @@ with Journal.open(sys.argv[1]) as journal:
         report = stage(journal, dups)
         result = {"items": report.items, "done": report.done,
                   "conflicts": [str(c) for c in report.conflicts]}
-result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak (a pytest that loaded Ray).
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+result["rss_mb"] = (int(hwm[0].split()[1]) if hwm else
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 print(json.dumps(result))
 """
 
