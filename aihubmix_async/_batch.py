@@ -348,7 +348,10 @@ class Batch:
         """For an outcome holding megabytes of image, a future the consumer resolves as it takes
         it: the worker waits for it before its next request (no pile-up of large outcomes).
         """
-        if result is None or sum(len(i.data or b"") for i in result.images) < _HANDOFF_BYTES:
+        size = 0
+        for image in () if result is None else result.images:  # no generator: runs per item
+            size += 0 if image.data is None else len(image.data)
+        if size < _HANDOFF_BYTES:
             return None
         self._handoffs[index] = handoff = asyncio.get_running_loop().create_future()
         return handoff
