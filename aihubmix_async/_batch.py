@@ -57,6 +57,10 @@ logger = logging.getLogger("aihubmix_async")
 
 _STOP = object()
 
+#: Image bytes from which a finished outcome is handed to the consumer before its worker goes
+#: on (smaller ones are queued: waiting would cost each small item a loop turn).
+_HANDOFF_BYTES = 256 * 1024
+
 
 class Batch:
     """A running batch: ``async with client.batch(prompts, model=m) as outcomes:``, then
@@ -110,6 +114,8 @@ class Batch:
         # Ordered mode: at most `window` items started but not yet handed to the consumer.
         self._window = asyncio.Semaphore(2 * concurrency) if ordered else None
         self._pending: dict[int, Outcome] = {}
+        #: Workers waiting for the consumer to take their large outcome (see _handoff).
+        self._handoffs: dict[int, asyncio.Future[None]] = {}
         self._next_index = 0
         self._exhausted = False
         self._stopped = False
@@ -201,6 +207,9 @@ class Batch:
             self._delivered_failed += 1
         if self._window is not None:
             self._window.release()
+        handoff = self._handoffs.pop(outcome.index, None) if self._handoffs else None
+        if handoff is not None and not handoff.done():
+            handoff.set_result(None)
         if outcome.error is not None and self._fail_fast:
             self._stopped = True
             assert self._workers is not None  # noqa: S101
@@ -328,7 +337,10 @@ class Batch:
                 self._check_breaker()
             if self._on_progress is not None:
                 await self._report(outcome)
+            handoff = self._handoff(index, result)  # before put: the consumer may take it
             await queue.put(outcome)
+            if handoff is not None:
+                await handoff
             # Drop this item's references before the next request runs: holding a finished
             # result (megabytes of image) per worker costs peak memory.
             del outcome, result, error
@@ -359,6 +371,18 @@ class Batch:
             self._retried += 1
             self._retries += outcome.attempts - 1
         return outcome
+
+    def _handoff(self, index: int, result: ImageResult | None) -> asyncio.Future[None] | None:
+        """For an outcome holding megabytes of image, a future the consumer resolves as it takes
+        it: the worker waits for it before its next request (no pile-up of large outcomes).
+        """
+        size = 0
+        for image in () if result is None else result.images:  # no generator: runs per item
+            size += 0 if image.data is None else len(image.data)
+        if size < _HANDOFF_BYTES:
+            return None
+        self._handoffs[index] = handoff = asyncio.get_running_loop().create_future()
+        return handoff
 
     def _check_breaker(self) -> None:
         """End the batch once the server has refused everything for ``give_up_after`` s."""

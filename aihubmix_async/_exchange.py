@@ -94,6 +94,10 @@ def interpret(
             request_id=response.request_id,
             model=model,
         )
+    # Decoded: free the body before ``parse`` decodes inline images, or a base64 answer's
+    # megabytes would be held as bytes, as text and as image at once.
+    response.body = b""
+    del body
     if parse is None:
         return data, data
     try:

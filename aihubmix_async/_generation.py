@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -310,10 +311,19 @@ class Generator:
         return GeneratedImage(data=response.body, mime_type=mime, url=url)
 
 
+#: The common image URL (a plain host name, an optional port of up to five digits): checked
+#: without urlsplit, which costs microseconds per item. Anything else takes the long way.
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::([0-9]{1,5}))?(?:[/?#]|\Z)")
+
+
 def _well_formed(url: str) -> bool:
     """Whether the URL's host and port parse (a bad port or IPv6 literal raised ValueError
     from deep in aiohttp).
     """
+    plain = _PLAIN_URL.match(url)
+    if plain is not None:
+        port = plain.group(1)
+        return port is None or 0 < int(port) <= 65535
     try:
         parts = urlsplit(url)
         return bool(parts.hostname) and (parts.port is None or parts.port > 0)

@@ -4,9 +4,10 @@
 
 Both sides POST the same payload to the same sandbox (in its own process) and decode the JSON:
 by default dall-e-3's URL answers (the SDK with ``download=False``, the raw loop reading the
-URLs), with ``--b64`` gpt-image-1's inline base64 image (both sides decode it). The SDK also
-validates parameters and parses the response shape. Reported: medians of wall time and client
-CPU per request, and the SDK/raw ratio.
+URLs), with ``--b64`` gpt-image-1's inline base64 image (both sides decode it into bytes a user
+could save). The SDK also validates parameters, parses the response shape, checks URLs are well
+formed and decoded bytes are an image, and returns an ``ImageResult``. Reported: medians of
+wall time and client CPU per request, and the SDK/raw ratio.
 """
 
 from __future__ import annotations

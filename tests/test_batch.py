@@ -503,3 +503,25 @@ def test_requests_compare_by_their_parameters() -> None:
     assert hash(listed) == hash(ImageRequest(prompt="a", params={"image": ["u1", "u2"]}))
     assert listed != ImageRequest(prompt="a", params={"image": ["u1"]})
     assert dict(one.params) == {"n": 1}
+
+
+async def test_large_outcomes_wait_for_the_consumer() -> None:
+    """A worker whose outcome holds megabytes of image starts no new request until the consumer
+    has taken it: at most `concurrency` items are in flight or waiting, never a queue more.
+    """
+    concurrency = 2
+    async with (
+        serve(image_bytes=400_000) as sandbox,
+        make_client(sandbox) as client,
+        client.batch(["x"] * 10, model="gpt-image-1", concurrency=concurrency) as batch,
+    ):
+        consumed = 0
+        ahead = []
+        async for outcome in batch:
+            assert outcome.result is not None
+            consumed += 1
+            for _ in range(50):  # a slow consumer: workers that would run ahead do so now
+                await anyio.lowlevel.checkpoint()
+            ahead.append(sandbox.stats.submits - consumed)
+    assert consumed == 10
+    assert max(ahead) <= concurrency
