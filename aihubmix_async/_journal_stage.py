@@ -118,6 +118,7 @@ class Stager:
         db.execute("DROP TABLE IF EXISTS temp.staged")
         db.execute("DROP TABLE IF EXISTS temp.todo")
         db.execute("DROP TABLE IF EXISTS temp.dups")
+        db.execute("DROP TABLE IF EXISTS temp.undone")
         db.execute(_STAGED)
 
     def _resolve(self, model: str) -> tuple[str, Mapping[str, str]]:
@@ -224,6 +225,11 @@ class Stager:
             same = len({r[1] for r in rows}) == 1
             kind: Literal["id", "file name"] = "id" if same else "file name"
             conflicts.append(Conflict(kind, rows[0][1], tuple(r[0] for r in rows)))
+        db.execute(_UNDONE)
+        db.execute(
+            "INSERT INTO undone SELECT id, state FROM items"
+            " WHERE state IN ('pending', 'submitted', 'failed')"
+        )
         db.execute(_TODO)
         counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
         clashes = db.execute(
@@ -289,16 +295,22 @@ def _number_repeats(db: sqlite3.Connection) -> None:
 # The rows this run must act on (everything but done-and-unchanged), classified in one pass.
 # Items are matched on the file stem, so an id whose files would overwrite another item's is
 # found in the same lookup ("clash"). Walking staged rows in stem order makes the lookups into
-# the journal's index sequential: a million of them take a second, not several.
+# the journal's index sequential: a million of them take a second, not several. That index
+# holds no state (commits would rewrite it); an item's state comes from ``undone``, the items
+# not done (few, usually), read through the state index.
+_UNDONE = """
+CREATE TEMP TABLE undone(id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID
+"""
 _TODO = """
 CREATE TEMP TABLE todo AS SELECT line, k, other FROM (
     SELECT s.line AS line, i.id AS other, CASE
         WHEN i.id IS NULL THEN 'new'
         WHEN i.id != s.id THEN 'clash'
-        WHEN i.fp != s.fp THEN 'changed-' || i.state
-        WHEN i.state = 'done' AND i.line != s.line THEN 'moved'
-        ELSE i.state END AS k
+        WHEN i.fp != s.fp THEN 'changed-' || coalesce(u.state, 'done')
+        WHEN u.state IS NULL AND i.line != s.line THEN 'moved'
+        ELSE coalesce(u.state, 'done') END AS k
     FROM staged s INDEXED BY staged_key LEFT JOIN items i ON i.stem_key = s.stem_key
+    LEFT JOIN undone u ON u.id = i.id
     WHERE s.mine ORDER BY s.stem_key)
 WHERE k != 'done'
 """
