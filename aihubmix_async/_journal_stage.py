@@ -33,6 +33,7 @@ _KEY = 24
 _SUFFIX = 8
 _LONG = 256  # strings longer than this (inline images) enter fingerprints as a digest
 _URL = ("https://", "http://")
+_SURROGATE = "text that is not valid Unicode (a lone surrogate such as \\ud800)"
 
 
 @functools.lru_cache(maxsize=256)
@@ -161,6 +162,9 @@ class Stager:
         The fingerprint is the identity digest (prompt, the line's own model and parameters)
         followed by a digest of the resolved model path and the merged canonical parameters.
         """
+        if request.model is None and not request.params and request.id is None:
+            self.add_prompt(line, request.prompt)
+            return
         item_id = request.id
         try:
             prompt = request.prompt.encode()
@@ -173,9 +177,7 @@ class Stager:
             else:
                 key, suffix, path, params = self._keyed(request, prompt)
         except UnicodeEncodeError:
-            raise InvalidRequestError(
-                "text that is not valid Unicode (a lone surrogate such as \\ud800)"
-            ) from None
+            raise InvalidRequestError(_SURROGATE) from None
         index, count = self._shard
         if item_id is None:
             item_id = stem = stem_key = key[:16]
@@ -188,6 +190,27 @@ class Stager:
         row = (line, item_id, explicit, stem, stem_key, key[:_KEY] + suffix, request.prompt, path,
                params, mine)  # fmt: skip
         self._rows.append(row)
+        self._count += 1
+        self._mine += mine
+        if len(self._rows) >= _CHUNK:
+            self._flush()
+
+    def add_prompt(self, line: int, prompt: str) -> None:
+        """Stage a bare prompt (a text line: no id, model or parameters of its own) under the
+        run's defaults; as :meth:`add`, without a request object (the bulk case, kept lean).
+        """
+        if self._bare is None:
+            raise InvalidRequestError("no model: give -m or a 'model' on the line", field="model")
+        try:
+            key = hashlib.sha256(prompt.encode() + b"\0\0{}").hexdigest()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(_SURROGATE) from None
+        index, count = self._shard
+        item_id = key[:16]
+        mine = count == 1 or int(key[:8], 16) % count == index
+        suffix, path, params = self._bare
+        self._rows.append((line, item_id, False, item_id, item_id, key[:_KEY] + suffix, prompt,
+                           path, params, mine))  # fmt: skip
         self._count += 1
         self._mine += mine
         if len(self._rows) >= _CHUNK:
