@@ -73,7 +73,10 @@ def _stage(journal: Journal, args: argparse.Namespace, settings: BatchSettings,
                 bad.add(entry)
                 continue
             try:
-                stager.add(entry.line, entry.request)
+                if entry.request is None:  # a text line: the run's model and parameters
+                    stager.add_prompt(entry.line, entry.prompt)
+                else:
+                    stager.add(entry.line, entry.request)
                 if tally is not None:
                     tally.add(entry.request)
             except ValueError as exc:  # InvalidRequestError: a line that cannot be an item

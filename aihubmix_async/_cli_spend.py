@@ -51,11 +51,13 @@ class Tally:
         self._params = params
         self._rows: dict[str, list[Any]] = {}
 
-    def add(self, request: ImageRequest) -> None:
-        model = request.model or self._model
+    def add(self, request: ImageRequest | None) -> None:
+        """Count one valid line; ``None``: a text line (the run's model and parameters)."""
+        model = self._model if request is None else request.model or self._model
         if model is None:  # pragma: no cover - the reader refuses such lines
             return
-        count_into(self._rows, self._spend.plan(model, {**self._params, **request.params}))
+        params = self._params if request is None else {**self._params, **request.params}
+        count_into(self._rows, self._spend.plan(model, params))
 
     def estimate(self) -> Estimate:
         return summarise(self._rows)

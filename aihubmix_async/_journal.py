@@ -95,7 +95,10 @@ CREATE TABLE IF NOT EXISTS items(
 CREATE INDEX IF NOT EXISTS items_todo ON items(run, line) WHERE state IN ('pending', 'submitted');
 CREATE INDEX IF NOT EXISTS items_state ON items(state, line);
 -- Staging matches input lines on the file stem; covering, so a million lookups read no rows.
-CREATE INDEX IF NOT EXISTS items_stem ON items(stem_key, id, fp, state, line);
+-- Without the state: committing an item changes its state and then leaves this index (random
+-- pages, one per item) alone. Journals written before had the state in it (items_stem).
+DROP INDEX IF EXISTS items_stem;
+CREATE INDEX IF NOT EXISTS items_key ON items(stem_key, id, fp, line);
 CREATE TABLE IF NOT EXISTS trash(path TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 

@@ -17,11 +17,13 @@ import os
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from ._json import dumps, loads
 
 __all__ = [
     "BUCKET_SIZE",
@@ -80,7 +82,7 @@ def stem_of(name: str) -> str:
     return base.split("~", 1)[0]
 
 
-def write_file(path: Path, data: bytes) -> None:
+def write_file(path: str | Path, data: bytes) -> None:
     """Create ``path`` with the umask's permissions (see :func:`sync_files` for durability)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _MODE)
     try:
@@ -90,7 +92,7 @@ def write_file(path: Path, data: bytes) -> None:
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
-            path.unlink()
+            os.unlink(path)  # noqa: PTH108  (a str or a Path: the writer passes str)
         raise
     os.close(fd)
 
@@ -105,7 +107,7 @@ def _load_syncfs() -> Any:
 _syncfs = _load_syncfs()
 
 
-def sync_files(folder: Path, paths: list[Path]) -> None:
+def sync_files(folder: Path, paths: Sequence[str | Path]) -> None:
     """Make the data of ``paths`` (all in ``folder``'s file system) durable: one ``syncfs``
     for the whole group on Linux instead of one fsync per file; fsync each elsewhere.
     """
@@ -164,8 +166,8 @@ def metadata_rows(row: tuple[Any, ...], strip: str = "") -> Iterator[dict[str, A
     ``strip``: the metadata file's folder, cut from the file paths.
     """
     item_id, line, prompt, model, params, files, request_id, task_id, elapsed, attempts, usage = row
-    tokens = json.loads(usage) if usage else {}
-    names = json.loads(files)
+    tokens = loads(usage) if usage else {}
+    names = loads(files)
     cost = tokens.get("cost")
     share = None if cost is None or not names else cost / len(names)  # rows sum to the item
     for k, (name, mime_type) in enumerate(names):
@@ -206,7 +208,7 @@ def error_row(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def dump_line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False) + "\n").encode()
+    return dumps(record) + b"\n"  # orjson when installed: a line costs a few microseconds
 
 
 def write_atomic(path: Path, rows: Iterator[bytes], scratch: Path) -> None:
@@ -338,17 +340,23 @@ def resolve_layout(db: sqlite3.Connection, requested: str | None, *, write: bool
 
 
 def move_into_place(out: Path, tmp: Path, files: dict[str, list[tuple[str, str]]]) -> None:
-    """Rename committed images from their temporary names to their paths in the folder."""
+    """Rename committed images from their temporary names to their paths in the folder
+    (str paths: no pathlib object per file on the commit path).
+    """
+    out_dir, tmp_dir = f"{out}{os.sep}", f"{tmp}{os.sep}"
     for names in files.values():
         for rel, _ in names:
-            rename_part(tmp / f"{rel.rsplit('/', 1)[-1]}.part", out / rel)
+            rename_part(f"{tmp_dir}{rel.rsplit('/', 1)[-1]}.part", out_dir + rel)
 
 
-def rename_part(part: Path, final: Path) -> None:
+def rename_part(part: str | Path, final: str | Path) -> None:
+    """Rename ``part`` to ``final``, making ``final``'s folder (a new bucket) if it is missing.
+    str paths on the commit path: no pathlib object per file.
+    """
     try:
-        part.replace(final)
+        os.replace(part, final)  # noqa: PTH105
     except FileNotFoundError:
-        if not part.exists():
+        if not os.path.exists(part):  # noqa: PTH110
             raise
-        final.parent.mkdir(parents=True, exist_ok=True)  # a new bucket
-        part.replace(final)
+        os.makedirs(os.path.dirname(final), exist_ok=True)  # noqa: PTH103, PTH120
+        os.replace(part, final)  # noqa: PTH105

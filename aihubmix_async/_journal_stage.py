@@ -33,6 +33,7 @@ _KEY = 24
 _SUFFIX = 8
 _LONG = 256  # strings longer than this (inline images) enter fingerprints as a digest
 _URL = ("https://", "http://")
+_SURROGATE = "text that is not valid Unicode (a lone surrogate such as \\ud800)"
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,6 +119,7 @@ class Stager:
         db.execute("DROP TABLE IF EXISTS temp.staged")
         db.execute("DROP TABLE IF EXISTS temp.todo")
         db.execute("DROP TABLE IF EXISTS temp.dups")
+        db.execute("DROP TABLE IF EXISTS temp.undone")
         db.execute(_STAGED)
 
     def _resolve(self, model: str) -> tuple[str, Mapping[str, str]]:
@@ -160,6 +162,9 @@ class Stager:
         The fingerprint is the identity digest (prompt, the line's own model and parameters)
         followed by a digest of the resolved model path and the merged canonical parameters.
         """
+        if request.model is None and not request.params and request.id is None:
+            self.add_prompt(line, request.prompt)
+            return
         item_id = request.id
         try:
             prompt = request.prompt.encode()
@@ -172,9 +177,7 @@ class Stager:
             else:
                 key, suffix, path, params = self._keyed(request, prompt)
         except UnicodeEncodeError:
-            raise InvalidRequestError(
-                "text that is not valid Unicode (a lone surrogate such as \\ud800)"
-            ) from None
+            raise InvalidRequestError(_SURROGATE) from None
         index, count = self._shard
         if item_id is None:
             item_id = stem = stem_key = key[:16]
@@ -187,6 +190,27 @@ class Stager:
         row = (line, item_id, explicit, stem, stem_key, key[:_KEY] + suffix, request.prompt, path,
                params, mine)  # fmt: skip
         self._rows.append(row)
+        self._count += 1
+        self._mine += mine
+        if len(self._rows) >= _CHUNK:
+            self._flush()
+
+    def add_prompt(self, line: int, prompt: str) -> None:
+        """Stage a bare prompt (a text line: no id, model or parameters of its own) under the
+        run's defaults; as :meth:`add`, without a request object (the bulk case, kept lean).
+        """
+        if self._bare is None:
+            raise InvalidRequestError("no model: give -m or a 'model' on the line", field="model")
+        try:
+            key = hashlib.sha256(prompt.encode() + b"\0\0{}").hexdigest()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(_SURROGATE) from None
+        index, count = self._shard
+        item_id = key[:16]
+        mine = count == 1 or int(key[:8], 16) % count == index
+        suffix, path, params = self._bare
+        self._rows.append((line, item_id, False, item_id, item_id, key[:_KEY] + suffix, prompt,
+                           path, params, mine))  # fmt: skip
         self._count += 1
         self._mine += mine
         if len(self._rows) >= _CHUNK:
@@ -224,6 +248,11 @@ class Stager:
             same = len({r[1] for r in rows}) == 1
             kind: Literal["id", "file name"] = "id" if same else "file name"
             conflicts.append(Conflict(kind, rows[0][1], tuple(r[0] for r in rows)))
+        db.execute(_UNDONE)
+        db.execute(
+            "INSERT INTO undone SELECT id, state FROM items"
+            " WHERE state IN ('pending', 'submitted', 'failed')"
+        )
         db.execute(_TODO)
         counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
         clashes = db.execute(
@@ -289,16 +318,22 @@ def _number_repeats(db: sqlite3.Connection) -> None:
 # The rows this run must act on (everything but done-and-unchanged), classified in one pass.
 # Items are matched on the file stem, so an id whose files would overwrite another item's is
 # found in the same lookup ("clash"). Walking staged rows in stem order makes the lookups into
-# the journal's index sequential: a million of them take a second, not several.
+# the journal's index sequential: a million of them take a second, not several. That index
+# holds no state (commits would rewrite it); an item's state comes from ``undone``, the items
+# not done (few, usually), read through the state index.
+_UNDONE = """
+CREATE TEMP TABLE undone(id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID
+"""
 _TODO = """
 CREATE TEMP TABLE todo AS SELECT line, k, other FROM (
     SELECT s.line AS line, i.id AS other, CASE
         WHEN i.id IS NULL THEN 'new'
         WHEN i.id != s.id THEN 'clash'
-        WHEN i.fp != s.fp THEN 'changed-' || i.state
-        WHEN i.state = 'done' AND i.line != s.line THEN 'moved'
-        ELSE i.state END AS k
+        WHEN i.fp != s.fp THEN 'changed-' || coalesce(u.state, 'done')
+        WHEN u.state IS NULL AND i.line != s.line THEN 'moved'
+        ELSE coalesce(u.state, 'done') END AS k
     FROM staged s INDEXED BY staged_key LEFT JOIN items i ON i.stem_key = s.stem_key
+    LEFT JOIN undone u ON u.id = i.id
     WHERE s.mine ORDER BY s.stem_key)
 WHERE k != 'done'
 """

@@ -13,7 +13,7 @@ queues up, so groups grow with the load and the loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import queue
@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Self
 
 import anyio.to_thread
@@ -42,6 +41,7 @@ from ._journal_files import (
 )
 from ._journal_lock import owner_tag
 from ._journal_types import Committed, JournalFolder, JournalWriteError
+from ._json import dumps
 from ._models import ImageResult
 from ._provenance import embed
 
@@ -93,6 +93,65 @@ def _rows(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         for row in db.execute(sql, chunk):
             rows[row[0]] = row
     return rows
+
+
+_SUBMITTED = (
+    "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?, request_id),"
+    " updated = ? WHERE id = ? AND state != 'done'"
+)
+_DONE = (
+    "UPDATE items SET state = 'done', files = ?, usage = ?, request_id = ?, task_id = ?,"
+    " attempts = ?, elapsed = ?, updated = ?, error_type = NULL, error_message = NULL,"
+    " status_code = NULL, retryable = NULL WHERE id = ?"
+)
+_FAILED = (
+    "UPDATE items SET state = 'failed', error_type = ?, error_message = ?, status_code = ?,"
+    " request_id = coalesce(?, request_id), retryable = ?, task_id = ?, attempts = ?,"
+    " elapsed = ?, updated = ? WHERE id = ?"
+)
+
+
+def _done(outcome: Outcome, result: ImageResult, row: tuple[Any, ...],
+          names: list[tuple[str, str]], now: float, meta: list[bytes], strip: str
+          ) -> tuple[Any, ...]:  # fmt: skip
+    """The ``_DONE`` parameters of a result; its ``metadata.jsonl`` lines go to ``meta``
+    (file names relative to the metadata file's folder: ``strip`` cut off).
+    """
+    usage, cost = result.usage, result.cost
+    usage_json = None
+    if usage is not None or cost is not None:
+        # The item's use: tokens and (in the same JSON column, so folders written before costs
+        # were recorded need no migration) its cost and the price's source.
+        spent: dict[str, Any] = {}
+        if usage is not None:
+            spent = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                     "total_tokens": usage.total_tokens}  # fmt: skip
+        if cost is not None:
+            spent.update(cost=cost.amount, cost_source=cost.source)
+        usage_json = dumps(spent).decode()
+    files_json = dumps(names).decode()
+    task_id = result.task_id or row[8]
+    attempts = row[7] + outcome.attempts
+    record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
+              outcome.elapsed, attempts, usage_json)  # fmt: skip
+    meta.extend(dump_line(r) for r in metadata_rows(record, strip))
+    return (files_json, usage_json, result.request_id, task_id, attempts, outcome.elapsed, now,
+            row[0])  # fmt: skip
+
+
+def _failed(outcome: Outcome, error: Exception, row: tuple[Any, ...], now: float,
+            errors: list[bytes]) -> tuple[Any, ...]:  # fmt: skip
+    """The ``_FAILED`` parameters of a failure; its ``errors.jsonl`` line goes to ``errors``."""
+    kind, message, status, request_id, retryable = _error_fields(error)
+    # A task whose polling broke off (network, timeout) may still finish: keep its id so the
+    # next run polls it rather than paying again. A task that failed is submitted anew.
+    known = getattr(outcome, "task_id", None) or row[8]
+    task_id = known if isinstance(error, TransportError) else None
+    attempts = row[7] + outcome.attempts
+    errors.append(dump_line(error_row((row[0], row[1], row[2], row[3], kind, message, status,
+                                       request_id, task_id, attempts, retryable))))  # fmt: skip
+    return (kind, message, status, request_id, retryable, task_id, attempts, outcome.elapsed,
+            now, row[0])  # fmt: skip
 
 
 class JournalWriter:
@@ -262,37 +321,41 @@ class JournalWriter:
 
     def _commit(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome]
                 ) -> list[Committed]:  # fmt: skip
-        tmp = self._journal.tmp
         rows = _rows(db, [str(o.request.id) for o in outcomes])
         files: dict[str, list[tuple[str, str]]] = {}
-        temps: list[tuple[Path, Path]] = []
+        temps: list[tuple[str, str]] = []  # str paths: no pathlib objects per file
         try:
             self._write_images(outcomes, rows, files, temps)
             if temps and self._sync:
-                sync_files(tmp, [path for path, _ in temps])
+                sync_files(self._journal.tmp, [path for path, _ in temps])
             _step("temps")
             lines = self._transaction(db, tasks, outcomes, rows, files)
         except Exception:
             for path, _ in temps:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # noqa: PTH108  (str paths: no Path object per file)
             raise
         _step("committed")
-        move_into_place(self._journal.out, tmp, files)  # names placed by the transaction
+        move_into_place(self._journal.out, self._journal.tmp, files)  # placed by the transaction
         _step("renamed")
         self._append(lines)
-        return [
-            Committed(id=str(o.request.id), line=rows[str(o.request.id)][1], ok=o.ok,
-                      files=tuple(n for n, _ in files.get(str(o.request.id), ())), outcome=o)
-            for o in outcomes if str(o.request.id) in rows
-        ]  # fmt: skip
+        committed = []
+        for o in outcomes:
+            item_id = str(o.request.id)
+            row = rows.get(item_id)
+            if row is not None:
+                names = tuple(n for n, _ in files.get(item_id, ()))
+                committed.append(Committed(id=item_id, line=row[1], ok=o.error is None,
+                                           files=names, outcome=o))  # fmt: skip
+        return committed
 
     def _write_images(self, outcomes: list[Outcome], rows: dict[str, tuple[Any, ...]],
-                      files: dict[str, list[tuple[str, str]]], temps: list[tuple[Path, Path]]
+                      files: dict[str, list[tuple[str, str]]], temps: list[tuple[str, str]]
                       ) -> None:  # fmt: skip
         """Write each new result's images under temporary names; ``files`` gets each item's
         (name, MIME type) list and ``temps`` every (temporary, final) path as it is created.
         """
-        out, tmp = self._journal.out, self._journal.tmp
+        out, tmp = f"{self._journal.out}{os.sep}", f"{self._journal.tmp}{os.sep}"
         for outcome in outcomes:
             row = rows.get(str(outcome.request.id))
             if outcome.result is None or row is None or row[6] == "done":
@@ -300,8 +363,8 @@ class JournalWriter:
             names = files[row[0]] = []
             for k, image in enumerate(outcome.result.images):
                 name = file_name(row[5], k, image.extension)
-                path = tmp / f"{name}.part"
-                temps.append((path, out / name))
+                path = f"{tmp}{name}.part"
+                temps.append((path, out + name))
                 data: bytes | None = image.data  # None only with download=False
                 if not data:
                     raise ValueError(f"item {row[0]!r}: an image was not downloaded")
@@ -311,81 +374,41 @@ class JournalWriter:
     def _transaction(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome],
                      rows: dict[str, tuple[Any, ...]], files: dict[str, list[tuple[str, str]]]
                      ) -> tuple[list[bytes], list[bytes]]:  # fmt: skip
+        """One transaction for the group: every row's values are computed before it begins,
+        then written with one ``executemany`` per kind of update.
+        """
         now = time.time()
         meta: list[bytes] = []
         errors: list[bytes] = []
+        done: list[tuple[Any, ...]] = []
+        failed: list[tuple[Any, ...]] = []
+        layout = self._journal.layout
         db.execute("BEGIN IMMEDIATE")
         try:
-            self._journal.layout.place(db, files)  # bucket folders: a counter in the journal
-            db.executemany(
-                "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?,"
-                " request_id), updated = ? WHERE id = ? AND state != 'done'",
-                [(t.task_id, t.request_id, now, t.id) for t in tasks],
-            )
+            # Bucket folders: a counter in the journal, so the names (and the metadata lines
+            # that carry them) are decided inside the transaction that records them.
+            layout.place(db, files)
             for outcome in outcomes:
                 row = rows.get(str(outcome.request.id))
                 if row is None or row[6] == "done":
                     continue
                 if outcome.result is not None:
-                    meta.extend(self._done(db, outcome, outcome.result, row, files[row[0]], now,
-                                           self._journal.layout.strip))  # fmt: skip
+                    done.append(_done(outcome, outcome.result, row, files[row[0]], now, meta,
+                                      layout.strip))  # fmt: skip
                 elif outcome.error is not None:
-                    errors.append(self._failed(db, outcome, outcome.error, row, now))
+                    failed.append(_failed(outcome, outcome.error, row, now, errors))
+            if tasks:
+                db.executemany(_SUBMITTED, [(t.task_id, t.request_id, now, t.id) for t in tasks])
+            if done:
+                db.executemany(_DONE, done)
+            if failed:
+                db.executemany(_FAILED, failed)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
         return meta, errors
-
-    @staticmethod
-    def _done(db: sqlite3.Connection, outcome: Outcome, result: ImageResult,
-              row: tuple[Any, ...], names: list[tuple[str, str]], now: float, strip: str
-              ) -> list[bytes]:  # fmt: skip
-        usage, cost = result.usage, result.cost
-        usage_json = None
-        if usage is not None or cost is not None:
-            # The item's use: tokens and (kept in the same JSON column, so folders written
-            # before costs were recorded need no migration) its cost and the price's source.
-            spent: dict[str, Any] = {}
-            if usage is not None:
-                spent = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                         "total_tokens": usage.total_tokens}  # fmt: skip
-            if cost is not None:
-                spent.update(cost=cost.amount, cost_source=cost.source)
-            usage_json = json.dumps(spent)
-        files_json = json.dumps(names)
-        task_id = result.task_id or row[8]
-        attempts = row[7] + outcome.attempts
-        db.execute(
-            "UPDATE items SET state = 'done', files = ?, usage = ?, request_id = ?, task_id = ?,"
-            " attempts = ?, elapsed = ?, updated = ?, error_type = NULL, error_message = NULL,"
-            " status_code = NULL, retryable = NULL WHERE id = ?",
-            (files_json, usage_json, result.request_id, task_id, attempts, outcome.elapsed, now,
-             row[0]),
-        )  # fmt: skip
-        record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
-                  outcome.elapsed, attempts, usage_json)  # fmt: skip
-        return [dump_line(r) for r in metadata_rows(record, strip)]
-
-    @staticmethod
-    def _failed(db: sqlite3.Connection, outcome: Outcome, error: Exception,
-                row: tuple[Any, ...], now: float) -> bytes:  # fmt: skip
-        kind, message, status, request_id, retryable = _error_fields(error)
-        # A task whose polling broke off (network, timeout) may still finish: keep its id so
-        # the next run polls it rather than paying again. A task that failed is submitted anew.
-        known = getattr(outcome, "task_id", None) or row[8]
-        task_id = known if isinstance(error, TransportError) else None
-        attempts = row[7] + outcome.attempts
-        db.execute(
-            "UPDATE items SET state = 'failed', error_type = ?, error_message = ?,"
-            " status_code = ?, request_id = coalesce(?, request_id), retryable = ?, task_id = ?,"
-            " attempts = ?, elapsed = ?, updated = ? WHERE id = ?",
-            (kind, message, status, request_id, retryable, task_id, attempts, outcome.elapsed,
-             now, row[0]),
-        )  # fmt: skip
-        return dump_line(error_row((row[0], row[1], row[2], row[3], kind, message, status,
-                                    request_id, task_id, attempts, retryable)))  # fmt: skip
 
     def _append(self, lines: tuple[list[bytes], list[bytes]]) -> None:
         # Live lines for readers during the run; the files are rewritten from the journal at

@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import attrs
 
@@ -47,12 +47,15 @@ _CHECK_CACHE = 4096  # distinct (model, parameters) pairs whose validation is re
 _UNCHECKED: Any = object()
 
 
-@attrs.frozen(kw_only=True, slots=True)
-class PromptLine:
-    """One usable input record: where it starts and the request it makes, as read."""
+class PromptLine(NamedTuple):
+    """One usable input record: where it starts and the request it makes, as read. A line
+    of a text file (a bare prompt under the run's defaults) has no ``request``, only its
+    ``prompt``: a million of them are read without building a million request objects.
+    """
 
     line: int  #: 1-based physical line where the record starts
-    request: ImageRequest
+    request: ImageRequest | None  #: None for a text line
+    prompt: str
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -145,6 +148,7 @@ class PromptReader:
         if fmt == "csv":
             yield from self._read_csv(stream)
             return
+        verdict: str | None = None  # what is wrong with every text line (the defaults)
         for number, line in enumerate(stream, start=1):
             bom = number == 1 and line.startswith(codecs.BOM_UTF8)
             raw = line[len(codecs.BOM_UTF8) :] if bom else line
@@ -154,25 +158,19 @@ class PromptReader:
                 fmt = "jsonl" if raw.lstrip().startswith(b"{") else "text"
                 if fmt == "text" and self.model is None:
                     raise InvalidRequestError("a text prompts file needs a model: give -m MODEL")
+            if verdict is None and fmt == "text":
+                verdict = self._verdict(None, {}) or ""
             try:
-                yield self._checked_line(number, self._parse_line(raw, fmt))
+                if fmt == "text":  # the bulk case, kept lean: no request object per line
+                    yield PromptLine(number, None, _text_prompt(raw, verdict))
+                else:
+                    yield self._checked_line(number, self._parse_line(raw))
             except (InvalidRequestError, ValueError) as exc:
                 yield BadLine(line=number, message=_message(exc))
 
     @staticmethod
-    def _parse_line(raw: bytes, fmt: str) -> ImageRequest:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
-            ) from None
-        if fmt == "text":
-            prompt = text.strip()  # not blank as bytes, but maybe Unicode spaces only
-            if not prompt:
-                raise InvalidRequestError("empty prompt")
-            return ImageRequest(prompt=prompt)
-        data = json.loads(text)
+    def _parse_line(raw: bytes) -> ImageRequest:
+        data = json.loads(_decoded(raw))
         if not isinstance(data, dict):
             # A bad line like the others (reported, never raised): not TypeError.
             raise ValueError("each JSONL line must be an object")  # noqa: TRY004
@@ -217,16 +215,20 @@ class PromptReader:
         """
         if request.task_id is not None:  # the journal resumes tasks itself, by item id
             raise InvalidRequestError("'task_id' is not a prompts-file field")
-        own = request.params
-        key = (request.model, _canonical(own) if own else "")
+        error = self._verdict(request.model, request.params)
+        if error is not None:
+            raise InvalidRequestError(error)
+        return PromptLine(line, request, request.prompt)
+
+    def _verdict(self, model: str | None, own: Mapping[str, Any]) -> str | None:
+        """What is wrong with a line's model and parameters, remembered per distinct pair."""
+        key = (model, _canonical(own) if own else "")
         error = self._checked.get(key, _UNCHECKED)
         if error is _UNCHECKED:
             if len(self._checked) >= _CHECK_CACHE:
                 self._checked.clear()
-            error = self._checked[key] = self._check(request.model, own)
-        if error is not None:
-            raise InvalidRequestError(error)
-        return PromptLine(line=line, request=request)
+            error = self._checked[key] = self._check(model, own)
+        return error  # type: ignore[no-any-return]
 
     def _check(self, own_model: str | None, own_params: Mapping[str, Any]) -> str | None:
         """What is wrong with a line's model and parameters (after the defaults), or None."""
@@ -242,6 +244,23 @@ class PromptReader:
         except InvalidRequestError as exc:
             return str(exc)
         return None
+
+
+def _decoded(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+        raise ValueError(f"not UTF-8: {where}") from None
+
+
+def _text_prompt(raw: bytes, verdict: str | None) -> str:
+    if verdict:  # the run's model or parameters are wrong: every line says so
+        raise InvalidRequestError(verdict)
+    prompt = _decoded(raw).strip()  # not blank as bytes, but maybe Unicode spaces only
+    if not prompt:
+        raise InvalidRequestError("empty prompt")
+    return prompt
 
 
 def _canonical(params: Mapping[str, Any]) -> str:

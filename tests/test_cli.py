@@ -137,7 +137,9 @@ def test_kill_9_then_rerun_ends_with_every_item_once(
     assert rerun.returncode == 0, rerun.stderr
     match = re.search(r"(\d+) already done", rerun.stdout)
     assert match, rerun.stdout
-    assert killed_at <= int(match.group(1)) <= killed_at + 4  # committed but not yet listed
+    # Committed but not yet listed: one group, at most the backlog (4) plus the outcome put()
+    # queues before it waits for room.
+    assert killed_at <= int(match.group(1)) <= killed_at + 5
     rows = metadata(out)
     counts = Counter(r["id"] for r in rows)
     assert len(counts) == 500
