@@ -14,7 +14,7 @@ import attrs
 from ._errors import InvalidRequestError
 from ._files import save_into, write_atomic
 from ._imageinfo import ImageView, images_html
-from ._provenance import embed, provenance_fields
+from ._provenance import LazyProvenance, embed
 from ._types import JSONValue
 
 __all__ = [
@@ -194,12 +194,20 @@ class ImageResult:
     def __attrs_post_init__(self) -> None:
         if self.prompt is None:
             return
-        fields = provenance_fields(
+        fields = LazyProvenance(
             prompt=self.prompt, model=self.model, params=self.params,
             request_id=self.request_id, task_id=self.task_id,
         )  # fmt: skip
-        images = tuple(attrs.evolve(image, provenance=fields) for image in self.images)
-        object.__setattr__(self, "images", images)  # frozen: set once, while being built
+        # Fresh images (no provenance yet: the pipeline's, one object each) get it in place,
+        # which costs a fraction of a copy on the hot path; any other image is copied.
+        images = []
+        for image in self.images:
+            if type(image.provenance) is dict and not image.provenance:
+                object.__setattr__(image, "provenance", fields)
+            else:
+                image = attrs.evolve(image, provenance=fields)  # noqa: PLW2901
+            images.append(image)
+        object.__setattr__(self, "images", tuple(images))  # frozen: set once, while being built
 
     #: What this generation cost, when the model has a price (see :class:`Cost`).
     cost: Cost | None = None

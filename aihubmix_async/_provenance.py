@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import quoteattr
@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 from ._config import VERSION
 from ._imageinfo import image_size
 
-__all__ = ["XMP_NAMESPACE", "Provenance", "embed", "provenance_fields"]
+__all__ = ["XMP_NAMESPACE", "LazyProvenance", "Provenance", "embed", "provenance_fields"]
 
 XMP_NAMESPACE = "https://github.com/aihubmix-async/aihubmix-async/ns/provenance/1.0/"
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -52,6 +52,35 @@ def provenance_fields(
     if fields["parameters"] == "{}":
         fields["parameters"] = ""
     return {name: value for name, value in fields.items() if value}
+
+
+class LazyProvenance(Mapping[str, str]):
+    """:func:`provenance_fields` computed on first use: every result gets one, few are saved
+    with it, and scrubbing and rendering the parameters costs tens of microseconds.
+    """
+
+    __slots__ = ("_args", "_fields")
+
+    def __init__(self, **args: Any) -> None:
+        self._args = args
+        self._fields: dict[str, str] | None = None
+
+    def _get(self) -> dict[str, str]:
+        if self._fields is None:
+            self._fields = provenance_fields(**self._args)
+        return self._fields
+
+    def __getitem__(self, key: str) -> str:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 def _scrub(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value

@@ -98,7 +98,7 @@ def main() -> None:
                     cpu[side].append(c)
                     wall[side].append(w)
                     print(f"round {round_ + 1} {side}: CPU {c:.2f}s, wall {w:.2f}s", flush=True)
-                done = sum(1 for _ in (out / "metadata.jsonl").open())
+                done = sum(1 for _ in (out / "train" / "metadata.jsonl").open())
                 assert done == n, f"the CLI saved {done} of {n}"
                 # Rounds' folders are deleted at the end, not here: on an ext4 without a
                 # journal, creating files right after deleting thousands walks the recently
