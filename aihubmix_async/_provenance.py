@@ -108,6 +108,7 @@ def embed(data: bytes, fields: Provenance) -> bytes:
     """``data`` with ``fields`` in its metadata; unchanged for formats that have no place."""
     if not fields:
         return data
+    fields = dict(fields)  # a LazyProvenance computed once, as a plain dict for the writers
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
         return _png(data, fields)
     if data.startswith(b"\xff\xd8"):
