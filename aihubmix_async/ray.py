@@ -226,4 +226,14 @@ def generate_images(
         # Several batches per actor at once: a batch's slowest image no longer idles the actor.
         compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=4),
         num_cpus=num_cpus,
+        # ...and the actor must accept them: a plain actor runs one task at a time, so the
+        # batches in flight would queue behind each other (measured: 0.56x the single process).
+        ray_remote_args_fn=_actor_options,
     )
+
+
+def _actor_options() -> dict[str, Any]:
+    """Remote options of each map worker (``ray_remote_args_fn``: the keyword form is
+    deprecated): up to 4 batches at once, as many as the pool sends it.
+    """
+    return {"max_concurrency": 4}
