@@ -94,7 +94,7 @@ def test_every_prompt_is_one_row_and_errors_are_rows(
         assert row["image"] is None
     for row in rows:
         if row["error_type"] is None:
-            assert decode_image(row["image"]) == ("PNG", (64, 64))
+            assert decode_image(row["image"]) == ("PNG", (1024, 1024))  # the size asked for
             assert row["mime_type"] == "image/png"
             assert row["request_id"]
             assert row["attempts"] == 1
