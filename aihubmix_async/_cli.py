@@ -32,7 +32,7 @@ from ._cli_client import open_client
 from ._cli_setup import HelpFormatter, connection_options, examples, start_logging, stop_logging
 from ._cli_spend import add_spend_flags, price_notes
 from ._errors import AIHubMixError, cli_wording
-from ._gallery import build_gallery
+from ._gallery import GalleryError, build_gallery
 from ._journal_files import safe_name
 from ._parquet import ShardTarget, parse_shard_size
 from ._preflight import parse_params
@@ -128,7 +128,11 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    report = build_gallery(args.folder, thumbnails=args.thumbnails)
+    try:
+        report = build_gallery(args.folder, thumbnails=args.thumbnails)
+    except GalleryError as exc:
+        say(f"aihubmix-async gallery: {exc}", sys.stderr)
+        return 2
     if report.note:
         say(f"note: {report.note}", sys.stderr)
     say(

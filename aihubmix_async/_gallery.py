@@ -92,10 +92,46 @@ def _rows(folder: Path) -> list[dict[str, Any]]:
     rows.extend(
         {**record, "file": "", "status": "failed"} for record in _read_jsonl(folder / ERRORS)
     )
+    if not metadata.exists():
+        rows[:0] = _parquet_rows(folder)  # the Parquet layout: images inside the shards
     if not rows and not metadata.exists() and not (folder / ERRORS).exists():
         rows = [{"file": p.name, "status": "ok"} for p in sorted(folder.iterdir())
                 if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()]  # fmt: skip
     return rows
+
+
+def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
+    """The rows of a Parquet-layout folder (``data/train-*.parquet``), each image copied once
+    into ``.gallery/images/`` so the page (and the thumbnailer) can show it.
+    """
+    shards = sorted((folder / "data").glob("train-*.parquet"))
+    if not shards:
+        return []
+    try:
+        import pyarrow.parquet as pq  # noqa: PLC0415 - optional: the 'parquet' extra
+    except ImportError:
+        raise GalleryError(
+            "this folder holds Parquet shards: reading their images needs pyarrow"
+            " (pip install 'aihubmix-async[parquet]')"
+        ) from None
+    rows: list[dict[str, Any]] = []
+    for shard in shards:
+        for record in pq.read_table(shard).to_pylist():
+            image = record.pop("image", None) or {}
+            name = image.get("path")
+            if not _safe_relative(name) or "/" in name or image.get("bytes") is None:
+                continue
+            rel = f"{FOLDER}/images/{shard.stem}/{name}"
+            target = folder / rel
+            if not target.exists():  # shards are never rewritten: copied once
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, image["bytes"])
+            rows.append({**record, "file": rel, "status": "ok"})
+    return rows
+
+
+class GalleryError(Exception):
+    """A folder the gallery cannot read, with what to do about it."""
 
 
 def _thumbnail(source: Path, target: Path) -> bool:

@@ -205,3 +205,28 @@ def test_a_missing_folder_is_an_error(cli: Any, tmp_path: Path) -> None:
     ran = cli("gallery", tmp_path / "nowhere")
     assert ran.code == 3
     assert "nowhere" in ran.err
+
+
+def test_a_parquet_folder_shows_the_images_inside_its_shards(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """The Parquet layout keeps images in its shards: the gallery copies each out once and
+    shows it (with its thumbnail) beside the failures.
+    """
+    rows = [{"id": f"fox-{i}", "prompt": f"a fox, take {i}", "seed": i} for i in range(3)]
+    rows.append({"id": "kite", "prompt": "a kite", "model": "gpt-image-1"})
+    api.fail("moderated", model="gpt-image")
+    out = tmp_path / "run"
+    ran = cli("batch", jsonl(tmp_path / "in.jsonl", rows), "-m", "ideogram/V3", "-o", out,
+              "--output-format", "parquet")  # fmt: skip
+    assert ran.code == 1, ran.err
+    report = build_gallery(out)
+    assert (report.images, report.failures, report.thumbnails_made) == (3, 1, 3)
+    data = load_data(out)
+    shown = sorted(item[2] for item in data["items"] if item[0])
+    assert shown == ["fox-0", "fox-1", "fox-2"]
+    for item in data["items"]:
+        if item[0]:
+            assert (out / item[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert (out / item[1]).exists()  # its thumbnail
+    assert build_gallery(out).thumbnails_made == 0  # copied and thumbnailed once
