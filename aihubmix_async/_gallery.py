@@ -119,7 +119,9 @@ def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
         for record in pq.read_table(shard).to_pylist():
             image = record.pop("image", None) or {}
             name = image.get("path")
-            if not _safe_relative(name) or "/" in name or image.get("bytes") is None:
+            if not isinstance(name, str) or not _safe_relative(name) or "/" in name:
+                continue
+            if image.get("bytes") is None:
                 continue
             rel = f"{FOLDER}/images/{shard.stem}/{name}"
             target = folder / rel
