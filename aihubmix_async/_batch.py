@@ -18,7 +18,7 @@ from typing import Any, Literal, Self
 import anyio
 
 from ._adaptive import AdaptiveLimiter
-from ._errors import BatchAbortedError, InvalidRequestError, RateLimitError
+from ._errors import AuthenticationError, BatchAbortedError, InvalidRequestError, RateLimitError
 from ._generation import Generator
 from ._models import (
     BatchProgress,
@@ -333,8 +333,8 @@ class Batch:
                     budget.settle(planned, result)
                 self._stopped = self._stopped or budget.reached is not None  # no item starts
             outcome = self._account(index, request, result, error, stats, started)
-            if isinstance(error, RateLimitError) and self._give_up_after is not None:
-                self._check_breaker()
+            if error is not None:
+                self._stop_if_hopeless(error)
             if self._on_progress is not None:
                 await self._report(outcome)
             handoff = self._handoff(index, result)  # before put: the consumer may take it
@@ -396,6 +396,26 @@ class Batch:
                     f" (give_up_after={self._give_up_after:g}s); items not started are in"
                     " summary.not_started",
                     refusing_for=refusing_for,
+                )
+
+    def _stop_if_hopeless(self, error: Exception) -> None:
+        """The breaker (nothing but 429s for ``give_up_after``) and a refused key end a batch."""
+        if isinstance(error, RateLimitError) and self._give_up_after is not None:
+            self._check_breaker()
+        elif isinstance(error, AuthenticationError):
+            self._refused_key(error)
+
+    def _refused_key(self, error: AuthenticationError) -> None:
+        """A 401 refuses the key itself: every further item would be refused the same way, so
+        none starts (the running ones are delivered; the rest count in ``not_started``).
+        """
+        if not self._stopped:
+            self._stopped = True
+            if self._input_error is None:
+                self._input_error = BatchAbortedError(
+                    f"batch stopped: the server refused the API key ({error.message}); no"
+                    " further item was started; fix the key and rerun",
+                    refusing_for=0.0,
                 )
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:

@@ -284,9 +284,10 @@ class ResponseFormatError(AIHubMixError):
 
 
 class BatchAbortedError(AIHubMixError):
-    """A batch's breaker tripped: the server answered nothing but 429 for ``refusing_for``
-    seconds (``give_up_after``). Raised from the outcome stream once the items already running
-    are delivered; items never started count in ``summary.not_started``.
+    """A batch stopped early: the server answered nothing but 429 for ``refusing_for`` seconds
+    (``give_up_after``), or refused the API key (401; ``refusing_for`` is 0). Raised from the
+    outcome stream once the items already running are delivered; items never started count in
+    ``summary.not_started``.
     """
 
     refusing_for: float

@@ -525,3 +525,24 @@ async def test_large_outcomes_wait_for_the_consumer() -> None:
             ahead.append(sandbox.stats.submits - consumed)
     assert consumed == 10
     assert max(ahead) <= concurrency
+
+
+async def test_a_refused_key_stops_the_batch_after_the_items_running(sandbox: Sandbox) -> None:
+    """A wrong key (401) would be refused for every item: the batch starts no more items and
+    ends with BatchAbortedError once the running ones are delivered, so 200 prompts do not
+    make 200 requests; the items not started are counted, nothing is lost.
+    """
+    received: list[Outcome] = []
+    async with make_client(sandbox, api_key="sk-wrong") as client:
+        batch = client.batch([f"p{i}" for i in range(200)], model="gpt-image-1", concurrency=4)
+        async with batch as outcomes:
+            with pytest.raises(ah.BatchAbortedError, match="refused the API key") as caught:
+                async for outcome in outcomes:
+                    received.append(outcome)  # noqa: PERF401
+    assert "sk-wrong" not in str(caught.value)
+    assert received
+    assert all(isinstance(o.error, ah.AuthenticationError) for o in received)
+    summary = outcomes.summary
+    assert summary.started == len(received) <= 4 + 1
+    assert summary.not_started == 200 - summary.started
+    assert sandbox.stats.requests == len(received)
