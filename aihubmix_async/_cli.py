@@ -7,9 +7,10 @@ The sandbox (and with it ``aiohttp.web``) is imported only by ``--sandbox``, ``d
 
 Exit status: 0 done; 1 finished, but some items failed or some lines were bad (a rerun retries
 the failures); 2 refused before anything was sent (usage, preflight, colliding ids, changed
-items); 3 an I/O error such as a full disk (rerun to resume); the journal's code for a folder
-another process is writing; 5 stopped by ``--max-cost`` / ``--max-images`` (rerun with a
-higher cap to continue); 130/143 stopped by SIGINT/SIGTERM (rerun to resume).
+items) or the API key refused by the server; 3 an I/O error such as a full disk (rerun to
+resume); 4 a folder another process is writing; 5 stopped by ``--max-cost`` /
+``--max-images`` (rerun with a higher cap to continue); 130/143 stopped by SIGINT/SIGTERM
+(rerun to resume).
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def _add_batch(commands: Any, connection: Any) -> None:
             "aihubmix-async batch prompts.txt -m gpt-image-1 -o out/ --sandbox   # no key needed",
         )
         + "\n\nexit status: 0 all saved; 1 some items failed or lines were bad (a rerun"
-        " retries failures);\n  2 refused, nothing sent; 3 I/O error (rerun to resume); 4 the"
+        " retries failures);\n  2 refused, nothing sent (or the API key refused); 3 I/O error"
+        " (rerun to resume); 4 the"
         " folder is in use;\n  5 stopped by --max-cost / --max-images (rerun with a higher"
         " cap);\n  130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
     )

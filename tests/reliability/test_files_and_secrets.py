@@ -126,7 +126,8 @@ def test_key_appears_in_no_output_log_or_file(keyed_server: SandboxProcess, tmp_
     denied = cli(
         "batch", str(prompts), "-m", "dall-e-3", "-o", str(tmp_path / "o2"), "-vv", env=wrong
     )
-    assert denied.returncode == 1
+    assert denied.returncode == 2  # the key refused: the batch stops, nothing billed
+    assert "refused the API key" in denied.stderr
     texts = [done.stdout, done.stderr, denied.stdout, denied.stderr]
     texts += [p.read_text() for p in (out, tmp_path / "o2") for p in p.glob("*.jsonl")]
     assert "AuthenticationError" in "".join(texts)
