@@ -117,7 +117,7 @@ def test_the_graph_reader_sees_relative_imports() -> None:
 
 
 #: Heavy optional integrations: only these modules may import them.
-OPTIONAL = {"ray": {"ray"}, "datasets": {"hf"}, "pyarrow": {"ray", "hf", "_parquet"}}
+OPTIONAL = {"ray": {"ray"}, "datasets": {"hf"}, "pyarrow": {"ray", "hf", "_parquet", "_gallery"}}
 
 
 def external_imports(path: Path) -> set[str]:
