@@ -111,7 +111,9 @@ def as_module(code: str) -> str:
 @pytest.mark.slow
 def test_readme_snippets_pass_mypy_strict(tmp_path: Path) -> None:
     """Every Python block of the README type-checks under ``mypy --strict`` as written."""
-    snippets = [s for s in readme_snippets() if "datasets." not in s]  # untyped third party
+    # datasets ships no type information: its snippets are run by the scale tests instead.
+    untyped = ("datasets.", "from datasets import")
+    snippets = [s for s in readme_snippets() if not any(u in s for u in untyped)]
     assert len(snippets) >= 5
     for number, code in enumerate(snippets):
         (tmp_path / f"snippet_{number}.py").write_text(as_module(code))
