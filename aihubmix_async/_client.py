@@ -226,7 +226,7 @@ class Client(ClientCalls):
         and costs use it where it has a price (source ``"catalogue"``).
         """
         if self._catalogue is None or refresh:
-            _, data, _ = await self._exchange.call(
+            response, data, _ = await self._exchange.call(
                 "GET",
                 self._config.base_url + CATALOGUE_PATH,
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -234,7 +234,7 @@ class Client(ClientCalls):
                 model="catalogue",
                 stats=CallStats(),
             )
-            self._catalogue = PriceBook.from_catalogue(data)
+            self._catalogue = PriceBook.from_answer(data, request_id=response.request_id)
             self._spend.book = self._layered()
         return self._catalogue
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import InvalidRequestError
+from ._errors import InvalidRequestError, ResponseFormatError
 from ._models import Cost, ImageResult, Usage
 
 __all__ = ["Price", "PriceBook", "cost_of", "estimate_images"]
@@ -33,6 +33,9 @@ __all__ = ["Price", "PriceBook", "cost_of", "estimate_images"]
 SNAPSHOT = "prices.json"
 #: Doubao's ``sequential_image_generation="auto"`` makes up to this many images by default.
 _DOUBAO_AUTO_MAX = 15
+#: More tokens than any one image request reports (~6,000 an image, 10 images): past this, a
+#: server's count is not believed.
+_MOST_TOKENS = 10**9
 
 
 def _number(value: object) -> float | None:
@@ -107,13 +110,37 @@ def _key(model: str) -> str:
     return model.rsplit("/", 1)[-1].lower()
 
 
+def _worst(price: Price) -> tuple[float, float, float]:
+    table = price.per_image_by[1].values() if price.per_image_by is not None else ()
+    return (max((price.per_image or 0.0, *table)), price.output or 0.0, price.input or 0.0)
+
+
+def _keep_higher(prices: dict[str, Price], model: str, price: Price) -> None:
+    """Add ``price`` under ``model``'s key unless the key holds a higher price already."""
+    key = _key(model)
+    known = prices.get(key)
+    if known is None or _worst(price) > _worst(known):
+        prices[key] = price
+
+
+_CATALOGUE_SHAPE = "a model catalogue {success, message, data: [{model_id, pricing}]}"
+
+
+def _catalogue_problem(body: object) -> str:
+    message = body.get("message") if isinstance(body, Mapping) else None
+    said = f": the server says {message[:500]!r}" if isinstance(message, str) and message else ""
+    return f"no data[] in the answer; expected {_CATALOGUE_SHAPE}{said}"
+
+
 class PriceBook:
     """Prices by model. Later layers win: ``snapshot().over(catalogue).over(override)``."""
 
     def __init__(
         self, prices: Mapping[str, Price] | None = None, *, date: str | None = None
     ) -> None:
-        self._prices = {_key(k): v for k, v in (prices or {}).items()}
+        self._prices: dict[str, Price] = {}
+        for model, price in (prices or {}).items():
+            _keep_higher(self._prices, model, price)
         #: The snapshot date, for a book read from a dated snapshot.
         self.date = date
 
@@ -134,20 +161,34 @@ class PriceBook:
 
     @classmethod
     def from_catalogue(cls, body: object, *, source: str = "catalogue") -> PriceBook:
-        """Read a ``/api/v1/models`` answer; entries without a usable price are skipped."""
+        """Read a ``/api/v1/models`` answer; entries without a usable price are skipped, and
+        a model listed twice (in any case) keeps its higher price: a cap never trusts the
+        cheaper of two figures.
+        """
         data = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(data, list):
-            raise InvalidRequestError(
-                "a model catalogue is {success, message, data: [{model_id, pricing}]}; no data[]"
-            )
+            raise InvalidRequestError(_catalogue_problem(body))
         prices: dict[str, Price] = {}
         for entry in data:
             if not isinstance(entry, Mapping) or not isinstance(entry.get("model_id"), str):
                 continue
             price = Price.read(entry["model_id"], entry.get("pricing"), source)
             if price is not None:
-                prices[entry["model_id"]] = price
+                _keep_higher(prices, entry["model_id"], price)
         return cls(prices)
+
+    @classmethod
+    def from_answer(cls, body: object, *, request_id: str | None) -> PriceBook:
+        """The live catalogue's answer, or a :class:`ResponseFormatError` naming what the
+        server said (its ``message``) and the request id: a broken catalogue is the
+        server's fault, not the caller's.
+        """
+        try:
+            return cls.from_catalogue(body)
+        except InvalidRequestError as exc:
+            raise ResponseFormatError(
+                exc.message, expected=_CATALOGUE_SHAPE, request_id=request_id, model="catalogue"
+            ) from None
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "override") -> PriceBook:
@@ -204,18 +245,37 @@ def estimate_images(adapter: object, path: str, fields: Mapping[str, Any]) -> in
     return int(count(fields, limit))
 
 
+def _tokens(count: object) -> int | None:
+    """A token count the server reported, if it is believable (a whole number in range)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MOST_TOKENS:
+        return None
+    return count
+
+
+def _token_cost(price: Price, usage: Usage | None) -> float | None:
+    """US dollars for the reported tokens; None when the model has no token price or the
+    server's counts cannot be believed (negative, absurd): the images' price counts then, so
+    a lying server can neither lift a cap nor turn a paid image into a failure.
+    """
+    if usage is None or price.output is None:
+        return None
+    output = _tokens(usage.output_tokens)
+    given = usage.input_tokens
+    inputs = 0 if given is None else _tokens(given)
+    if output is None or inputs is None:
+        return None
+    return (output * price.output + inputs * (price.input or 0.0)) / 1e6
+
+
 def cost_of(price: Price | None, params: Mapping[str, Any], result: ImageResult) -> Cost | None:
     """What a finished generation cost: from its token usage when the family reports tokens
     and the model has token prices, else its images times the price per image.
     """
     if price is None:
         return None
-    usage: Usage | None = result.usage
-    if usage is not None and usage.output_tokens is not None and price.output is not None:
-        amount = usage.output_tokens * price.output + (usage.input_tokens or 0) * (
-            price.input or 0.0
-        )
-        return Cost(amount=amount / 1e6, source=price.source, basis="tokens")
+    amount = _token_cost(price, result.usage)
+    if amount is not None:
+        return Cost(amount=amount, source=price.source, basis="tokens")
     each = price.image_price(params)
     if each is None:
         return None

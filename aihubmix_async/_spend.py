@@ -9,6 +9,7 @@ take the run past the cap together.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -197,11 +198,27 @@ def as_request(item: Any) -> ImageRequest:
     )
 
 
-def check_cap(value: object, name: str) -> None:
+def check_cap(value: object, name: str) -> float | None:
+    """A cost cap as a float (a whole number too large for one is no cap: infinity)."""
     if value is None:
-        return
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise InvalidRequestError(f"{name} must be a number >= 0, got {value!r}", field=name)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def check_count_cap(value: object, name: str) -> int | None:
+    """An image cap: a whole number >= 0 (2.5 images, infinity or NaN are mistakes)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequestError(
+            f"{name} must be a whole number >= 0, got {value!r}", field=name
+        )
+    return value
 
 
 class Budget:
@@ -219,13 +236,11 @@ class Budget:
         spent_images: int = 0,
         names: tuple[str, str] = ("max_cost", "max_total_images"),
     ) -> None:
-        check_cap(max_cost, names[0])
-        check_cap(max_images, names[1])
         #: How the caps are spelt where the user set them (keywords, or the CLI's flags).
         self.names = names
         self.spend = spend
-        self.max_cost = max_cost
-        self.max_images = max_images
+        self.max_cost = check_cap(max_cost, names[0])
+        self.max_images = check_count_cap(max_images, names[1])
         self.spent_cost = spent_cost
         self.spent_images = spent_images
         self._held_cost = 0.0
@@ -277,4 +292,4 @@ class Budget:
         if result is not None:
             self.spent_images += len(result.images)
             cost = result.cost.amount if result.cost is not None else planned.cost
-            self.spent_cost += cost or 0.0
+            self.spent_cost += max(cost or 0.0, 0.0)  # nothing a server says gives money back
