@@ -215,9 +215,7 @@ def check_count_cap(value: object, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidRequestError(
-            f"{name} must be a whole number >= 0, got {value!r}", field=name
-        )
+        raise InvalidRequestError(f"{name} must be a whole number >= 0, got {value!r}", field=name)
     return value
 
 

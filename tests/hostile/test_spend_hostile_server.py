@@ -32,7 +32,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @pytest.fixture
 async def serve_app() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """``await serve_app(handler)``: a 127.0.0.1 server answering every path with ``handler``."""
+    """A 127.0.0.1 server answering every path with the handler a test gives (its URL)."""
     runners: list[web.AppRunner] = []
 
     async def run(handler: Handler) -> str:
