@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -31,6 +33,8 @@ from ._models import Cost, ImageResult, Usage
 __all__ = ["Price", "PriceBook", "cost_of", "estimate_images"]
 
 SNAPSHOT = "prices.json"
+#: The largest price file read (a catalogue answer is well under 1 MiB).
+MAX_PRICES_BYTES = 16 * 1024 * 1024
 #: Doubao's ``sequential_image_generation="auto"`` makes up to this many images by default.
 _DOUBAO_AUTO_MAX = 15
 #: More tokens than any one image request reports (~6,000 an image, 10 images): past this, a
@@ -104,6 +108,30 @@ def snapshot_body() -> dict[str, Any]:
     text = resources.files("aihubmix_async").joinpath("data", SNAPSHOT).read_text("utf-8")
     body: dict[str, Any] = json.loads(text)
     return body
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A regular file's bytes, refusing anything else before reading: a FIFO nobody writes
+    (which would block forever), a device (``/dev/zero`` never ends), a file over 16 MiB.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidRequestError(
+                f"cannot read prices from {str(path)!r}: is not a regular file"
+            )
+        if info.st_size > MAX_PRICES_BYTES:
+            raise InvalidRequestError(
+                f"cannot read prices from {str(path)!r}: larger than"
+                f" {MAX_PRICES_BYTES >> 20} MiB ({info.st_size} bytes)"
+            )
+        data = handle.read(MAX_PRICES_BYTES + 1)  # the file may grow while it is read
+    if len(data) > MAX_PRICES_BYTES:
+        raise InvalidRequestError(
+            f"cannot read prices from {str(path)!r}: larger than {MAX_PRICES_BYTES >> 20} MiB"
+        )
+    return data
 
 
 def _key(model: str) -> str:
@@ -209,8 +237,8 @@ class PriceBook:
     def load(cls, path: str | Path) -> PriceBook:
         """A price file: a catalogue answer (``data[]``) or a ``{model: price}`` object."""
         try:
-            body = json.loads(Path(path).read_text("utf-8"))
-        except (OSError, ValueError) as exc:
+            body = json.loads(_read_small_file(Path(path)).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
             raise InvalidRequestError(f"cannot read prices from {str(path)!r}: {exc}") from None
         if isinstance(body, Mapping) and "data" in body:
             return cls.from_catalogue(body, source="override")
