@@ -19,7 +19,7 @@ import attrs
 
 from . import __version__
 from ._cli_client import open_client
-from ._cli_spend import EXIT_CAPPED, Tally, caps_left, price_book
+from ._cli_spend import EXIT_CAPPED, SpendFence, Tally, caps_left, price_book
 from ._journal import (
     Committed,
     FolderLockedError,
@@ -143,21 +143,33 @@ async def run_batch(args: argparse.Namespace) -> int:
         if journal.sharder is not None:
             journal.sharder.target = args.parquet_shard_size
         try:
-            code = await _run(args, settings, journal, stopper)
-        except Stopped:
-            # The input thread may still be blocked (a FIFO nobody writes): leave the journal
-            # open; the process exits now and the kernel releases the lock.
-            say("stopped before anything was sent", sys.stderr)
-            return stopper.exit_code
-        except JournalError as exc:
+            fence = SpendFence.take(args, journal.out)  # a capped run spends alone
+        except FolderLockedError as exc:
             journal.close()
             say(f"error: {exc}", sys.stderr)
             return exc.exit_code
-        except BaseException:
-            journal.close()
-            raise
+        with fence:
+            return await _run_in(args, settings, journal, stopper)
+
+
+async def _run_in(args: argparse.Namespace, settings: BatchSettings, journal: Journal,
+                  stopper: Stopper) -> int:  # fmt: skip
+    try:
+        code = await _run(args, settings, journal, stopper)
+    except Stopped:
+        # The input thread may still be blocked (a FIFO nobody writes): leave the journal
+        # open; the process exits now and the kernel releases the lock.
+        say("stopped before anything was sent", sys.stderr)
+        return stopper.exit_code
+    except JournalError as exc:
         journal.close()
-        return code
+        say(f"error: {exc}", sys.stderr)
+        return exc.exit_code
+    except BaseException:
+        journal.close()
+        raise
+    journal.close()
+    return code
 
 
 async def _run(args: argparse.Namespace, settings: BatchSettings, journal: Journal,

@@ -9,16 +9,29 @@ a higher cap continues where the last run stopped (done items are skipped as eve
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
+from ._journal import JOURNAL_DIR
+from ._journal_lock import FolderLockedError
 from ._models import ImageRequest, ModelInfo
 from ._pricing import PriceBook
 from ._registry import Registry
 from ._spend import Estimate, Spend, count_into, summarise
 
-__all__ = ["EXIT_CAPPED", "Tally", "add_spend_flags", "caps_left", "price_book", "price_notes"]
+__all__ = [
+    "EXIT_CAPPED",
+    "SpendFence",
+    "Tally",
+    "add_spend_flags",
+    "caps_left",
+    "price_book",
+    "price_notes",
+]
 
 #: Exit status of a run stopped by ``--max-cost`` / ``--max-images`` (rerun with a higher cap).
 EXIT_CAPPED = 5
@@ -70,6 +83,41 @@ def price_notes(registry: Registry) -> Iterator[tuple[ModelInfo, str]]:
         priced = spend.describe(info)
         each = priced.price_per_image
         yield info, "" if each is None else f"  ${each:g}/image ({priced.price_source})"
+
+
+class SpendFence:
+    """A capped run's claim on its folder's spend: a cap counts the whole folder, so no other
+    run (a shard) may spend into it meanwhile; uncapped shards share the folder as ever.
+
+    ``.aihubmix/spend.lock``, locked exclusively by a capped run and shared by an uncapped
+    one; either is refused (exit 4, nothing sent) while the other kind holds it. The kernel
+    drops the lock when the process ends, kill -9 included.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def take(cls, args: argparse.Namespace, out: Path) -> SpendFence:
+        capped = args.max_cost is not None or args.max_images is not None
+        fd = os.open(out / JOURNAL_DIR / "spend.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if capped else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            what = (
+                "output folder (--max-cost / --max-images count the whole folder, so a capped"
+                " run cannot share it with other runs at once; run the shards one after"
+                " another, or without a cap)"
+            )
+            raise FolderLockedError(out, None, what) from None
+        return cls(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        os.close(self._fd)
 
 
 def caps_left(args: argparse.Namespace, db: sqlite3.Connection) -> tuple[float | None, int | None]:
