@@ -244,7 +244,7 @@ class _Spent:
 async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: Journal,
                     stopper: Stopper, reporter: Reporter) -> _Spent:  # fmt: skip
     spent = _Spent()
-    max_cost, max_images = caps_left(args, journal.db)
+    caps = caps_left(args, journal.db)
 
     def saved(item: Committed) -> None:
         reporter.item(ok=item.ok, images=len(item.files),
@@ -265,21 +265,16 @@ async def _generate(args: argparse.Namespace, settings: BatchSettings, journal: 
                 concurrency="auto" if settings.adaptive else settings.concurrency,
                 rpm=args.rpm,
                 on_task=writer.record_task,
-                max_cost=max_cost,
-                max_total_images=max_images,
+                max_cost=caps.cost,
+                max_total_images=caps.images,
             ) as outcomes:
                 stopper.watch(outcomes)
                 async for outcome in outcomes:
                     if isinstance(outcome.error, SpendCapReached):  # never sent: stays pending
-                        spent.capped = _flag_words(outcome.error.cap)
+                        spent.capped = caps.words(outcome.error.cap)
                         continue
                     await writer.put(_provenance(args, outcome))
     return spent
-
-
-def _flag_words(cap: str) -> str:
-    """The SDK's cap message in the CLI's words (its flags, not the keyword arguments)."""
-    return cap.replace("max_total_images=", "--max-images ").replace("max_cost=", "--max-cost ")
 
 
 def _provenance(args: argparse.Namespace, outcome: Outcome) -> Outcome:

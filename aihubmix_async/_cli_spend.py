@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
+import attrs
+
 from ._journal import JOURNAL_DIR
 from ._journal_lock import FolderLockedError
 from ._models import ImageRequest, ModelInfo
@@ -25,6 +27,7 @@ from ._spend import Estimate, Spend, count_into, summarise
 
 __all__ = [
     "EXIT_CAPPED",
+    "Caps",
     "SpendFence",
     "Tally",
     "add_spend_flags",
@@ -120,15 +123,43 @@ class SpendFence:
         os.close(self._fd)
 
 
-def caps_left(args: argparse.Namespace, db: sqlite3.Connection) -> tuple[float | None, int | None]:
+@attrs.frozen
+class Caps:
+    """The caps left for this run, and what the folder held when it started."""
+
+    flags: tuple[float | None, int | None]  #: ``--max-cost`` / ``--max-images`` as given
+    cost: float | None  #: ``--max-cost`` less the folder's spend (never below 0)
+    images: int | None  #: ``--max-images`` less the folder's images (never below 0)
+    held: tuple[float, int]  #: the folder's done items: their cost and images
+
+    def words(self, cap: str) -> str:
+        """The SDK's cap message in the CLI's words: the flag as given (not what was left of
+        it) and what the folder held before this run.
+        """
+        cost, images = self.flags
+        if cost is not None and self.cost is not None:
+            before = f"${self.held[0]:.4f} in the folder before this run,"
+            cap = cap.replace(f"max_cost={self.cost:g} reached:",
+                              f"--max-cost {cost:g} reached: {before}")  # fmt: skip
+        if images is not None and self.images is not None:
+            before = f"{self.held[1]} image(s) in the folder before this run,"
+            cap = cap.replace(f"max_total_images={self.images} reached:",
+                              f"--max-images {images} reached: {before}")  # fmt: skip
+        return cap
+
+
+def caps_left(args: argparse.Namespace, db: sqlite3.Connection) -> Caps:
     """``--max-cost`` / ``--max-images`` less what the folder already holds (never below 0)."""
+    flags = (args.max_cost, args.max_images)
     if args.max_cost is None and args.max_images is None:
-        return None, None
+        return Caps(flags, None, None, (0.0, 0))
     cost, images = db.execute(
         "SELECT coalesce(sum(usage ->> 'cost'), 0.0), coalesce(sum(json_array_length(files)), 0)"
         " FROM items WHERE state = 'done'"
     ).fetchone()
-    return (
+    return Caps(
+        flags,
         None if args.max_cost is None else max(0.0, args.max_cost - cost),
         None if args.max_images is None else max(0, args.max_images - images),
+        (cost, images),
     )

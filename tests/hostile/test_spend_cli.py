@@ -84,3 +84,28 @@ def test_a_capped_folder_is_spent_by_one_run_at_a_time(
                    "--max-cost", "1"])  # fmt: skip
     assert capped == 0, capsys.readouterr().err  # the kernel dropped the dead run's claim
     assert api.submits == 1 + 10  # the killed shard's one submit, then shard 1's ten items
+
+
+def test_a_resumed_capped_run_names_the_cap_as_given(
+    api: ThreadSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rerun's message said "--max-cost 0.05 reached" (what was left of it) to a user who
+    typed 0.15, and "--max-cost 0 reached: $0.0000 spent" to one who reran the same command.
+    """
+    prompts, out = _prompts(tmp_path, 12), tmp_path / "out"
+    run = ["batch", str(prompts), "-m", FAST, "-o", str(out), "--concurrency", "1"]
+    assert main([*run, "--max-cost", "0.1"]) == 5
+    capsys.readouterr()
+    assert main([*run, "--max-cost", "0.1"]) == 5
+    same = capsys.readouterr().err
+    assert "--max-cost 0.1 reached: $0.1000 in the folder before this run," in same
+    assert main([*run, "--max-cost", "0.15"]) == 5
+    higher = capsys.readouterr().err
+    assert "--max-cost 0.15 reached: $0.1000 in the folder before this run, $0.0400 spent" in higher
+    assert api.submits == 7
+    assert main([*run, "--max-images", "8"]) == 5
+    images = capsys.readouterr().err
+    assert (
+        "--max-images 8 reached: 7 image(s) in the folder before this run, 1 image(s) made"
+        in images
+    )
