@@ -43,7 +43,8 @@ EXIT_CAPPED = 5
 def add_spend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cost", type=float, metavar="USD",
                         help="stop before the folder's estimated spend could pass USD (items"
-                             " in flight count at their worst case); exit status 5")  # fmt: skip
+                             " in flight count at their worst case); exit status 5. A capped"
+                             " run spends alone: no shard runs beside it")  # fmt: skip
     parser.add_argument("--max-images", type=int, metavar="N",
                         help="stop before the folder could hold more than N images; exit"
                              " status 5")  # fmt: skip
