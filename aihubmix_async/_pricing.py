@@ -154,10 +154,13 @@ def _keep_higher(prices: dict[str, Price], model: str, price: Price) -> None:
 _CATALOGUE_SHAPE = "a model catalogue {success, message, data: [{model_id, pricing}]}"
 
 
-def _catalogue_problem(body: object) -> str:
+def _server_says(body: object) -> str:
     message = body.get("message") if isinstance(body, Mapping) else None
-    said = f": the server says {message[:500]!r}" if isinstance(message, str) and message else ""
-    return f"no data[] in the answer; expected {_CATALOGUE_SHAPE}{said}"
+    return f": the server says {message[:500]!r}" if isinstance(message, str) and message else ""
+
+
+def _catalogue_problem(body: object) -> str:
+    return f"no data[]; expected {_CATALOGUE_SHAPE}{_server_says(body)}"
 
 
 class PriceBook:
@@ -213,9 +216,12 @@ class PriceBook:
         """
         try:
             return cls.from_catalogue(body)
-        except InvalidRequestError as exc:
+        except InvalidRequestError:
             raise ResponseFormatError(
-                exc.message, expected=_CATALOGUE_SHAPE, request_id=request_id, model="catalogue"
+                f"the model catalogue's answer has no data[]{_server_says(body)}",
+                expected=_CATALOGUE_SHAPE,
+                request_id=request_id,
+                model="catalogue",
             ) from None
 
     @classmethod
