@@ -29,7 +29,7 @@ from ._exchange import Exchange
 from ._generation import Generator
 from ._inputs import DEFAULT_MAX_INPUT_BYTES
 from ._models import CallStats, ImageResult, ModelInfo, RequestEvent, ResponseEvent
-from ._pricing import PriceBook
+from ._pricing import MAX_CATALOGUE_BYTES, PriceBook
 from ._ratelimit import RateLimiter
 from ._registry import Registry
 from ._spend import Budget, Estimate, Spend
@@ -233,6 +233,7 @@ class Client(ClientCalls):
                 billed=False,
                 model="catalogue",
                 stats=CallStats(),
+                max_bytes=MAX_CATALOGUE_BYTES,  # its JSON, decoded, takes ~10x this in memory
             )
             self._catalogue = PriceBook.from_answer(data, request_id=response.request_id)
             self._spend.book = self._layered()

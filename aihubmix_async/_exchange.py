@@ -199,9 +199,11 @@ class Exchange:
         model: str,
         stats: CallStats,
         parse: Callable[[Any], Any] | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[Response, JSONValue, Any]:
         """(response, decoded JSON, what ``parse`` made of it): see :func:`interpret`. A billed
-        request is resent only when the server surely did not process it.
+        request is resent only when the server surely did not process it. ``max_bytes``: a
+        tighter bound on the body than the client's ``max_response_bytes``.
 
         Over 50 lines on purpose: the retry loop and the one HTTP await stay in this frame (no
         helper coroutine to re-enter on every resume); everything else is in sync helpers.
@@ -230,7 +232,7 @@ class Exchange:
                         headers=headers,
                         body=body,
                         timeout=self._timeout,
-                        max_bytes=self._max_bytes,
+                        max_bytes=self._max_bytes if max_bytes is None else max_bytes,
                         # Image hosts may redirect (aiohttp drops Authorization when the
                         # origin changes); API calls never follow redirects.
                         allow_redirects=parse is IMAGE,

@@ -30,11 +30,13 @@ import attrs
 from ._errors import InvalidRequestError, ResponseFormatError
 from ._models import Cost, ImageResult, Usage
 
-__all__ = ["Price", "PriceBook", "cost_of", "estimate_images"]
+__all__ = ["MAX_CATALOGUE_BYTES", "Price", "PriceBook", "cost_of", "estimate_images"]
 
 SNAPSHOT = "prices.json"
 #: The largest price file read (a catalogue answer is well under 1 MiB).
 MAX_PRICES_BYTES = 16 * 1024 * 1024
+#: The largest live catalogue answer read: a hostile 60 MB one took ~500 MB to decode.
+MAX_CATALOGUE_BYTES = 8 * 1024 * 1024
 #: Doubao's ``sequential_image_generation="auto"`` makes up to this many images by default.
 _DOUBAO_AUTO_MAX = 15
 #: More tokens than any one image request reports (~6,000 an image, 10 images): past this, a

@@ -176,3 +176,24 @@ async def test_an_image_cap_must_be_a_whole_number(
         with pytest.raises(InvalidRequestError, match="max_total_images must be a whole number"):
             client.batch(["a"], model=GPT, max_total_images=cap)  # type: ignore[call-overload]
     assert seen == []
+
+
+async def test_a_catalogue_too_large_to_be_real_is_refused_before_it_is_decoded(
+    serve_app: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """A 60 MB catalogue of valid JSON took ~500 MB to decode and kept 900,000 prices; the real
+    one is well under 1 MiB. Over 8 MiB is a typed error, and the snapshot stays in use.
+    """
+    entry = b'{"model_id":"m%d","pricing":{"per_image":0.01}},'
+    body = b'{"success":true,"data":[' + b"".join(entry % i for i in range(200_000)) + b"{}]}"
+    assert len(body) > 8 * 1024 * 1024
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async with _client(await serve_app(handler)) as client:
+        with pytest.raises(ResponseFormatError, match="larger than"):
+            await client.catalogue()
+        fast = next(m for m in client.models(prices=True) if m.path.endswith("fast-generate-001"))
+        assert fast.price_source is not None
+        assert fast.price_source.startswith("snapshot")
