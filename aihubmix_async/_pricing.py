@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import stat
 from collections.abc import Mapping
@@ -39,16 +38,22 @@ MAX_PRICES_BYTES = 16 * 1024 * 1024
 MAX_CATALOGUE_BYTES = 8 * 1024 * 1024
 #: Doubao's ``sequential_image_generation="auto"`` makes up to this many images by default.
 _DOUBAO_AUTO_MAX = 15
+#: The largest price believed (US dollars per image or per 1M tokens).
+_MOST_DOLLARS = 1e6
 #: More tokens than any one image request reports (~6,000 an image, 10 images): past this, a
 #: server's count is not believed.
 _MOST_TOKENS = 10**9
 
 
 def _number(value: object) -> float | None:
+    """A believable price: a number from 0 to a million dollars (a larger one overflowed a
+    result's cost to infinity, which the journal then recorded as no cost at all).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(value)
-    return value if math.isfinite(value) and value >= 0 else None
+    if not 0 <= value <= _MOST_DOLLARS:  # NaN fails too
+        return None
+    return float(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -234,7 +239,7 @@ class PriceBook:
             price = Price.read(str(model), pricing, source)
             if price is None:
                 raise InvalidRequestError(
-                    f"price for {model!r} must be a non-negative number (per image) or an"
+                    f"price for {model!r} must be a number from 0 to 1e6 (per image) or an"
                     f" object with per_image / input / output, got {pricing!r}",
                     field="prices",
                 )

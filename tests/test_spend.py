@@ -146,7 +146,7 @@ async def test_the_callers_prices_win_as_a_mapping_or_a_file(
 
 
 def test_a_bad_price_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequestError, match="non-negative number"):
+    with pytest.raises(InvalidRequestError, match="number from 0 to 1e6"):
         PriceBook.from_mapping({FAST: -1})
     with pytest.raises(InvalidRequestError, match="data"):
         PriceBook.from_catalogue({"success": False, "message": "down"})

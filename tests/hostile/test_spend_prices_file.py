@@ -77,3 +77,19 @@ def test_a_file_at_the_size_bound_is_still_read(tmp_path: Path) -> None:
     price = PriceBook.load(path).price("qwen-image")
     assert price is not None
     assert price.per_image == 0.03
+
+
+def test_an_astronomical_price_is_not_believed(tmp_path: Path) -> None:
+    """$1e308 an image made a two-image result cost infinity, which the journal stored as no
+    cost (so a folder cap counted it as free). A price file refuses it; a catalogue entry with
+    it has no price (and ``max_cost`` then refuses the model up front).
+    """
+    path = tmp_path / "prices.json"
+    path.write_text('{"imagen-4.0-fast-generate-001": 1e308}')
+    with pytest.raises(InvalidRequestError, match="number from 0 to 1e6"):
+        PriceBook.load(path)
+    book = PriceBook.from_catalogue(
+        {"data": [{"model_id": "imagen-4.0-fast-generate-001", "pricing": {"per_image": 1e308}}]}
+    )
+    assert book.price("imagen-4.0-fast-generate-001") is None
+    assert PriceBook.from_mapping({"qwen-image": 1e6}).price("qwen-image") is not None
