@@ -311,7 +311,9 @@ class Batch:
                         )
                     params = {**self._params, **request.params} if request.params else self._params
                     if budget is not None:  # before the submit: a refused item is never sent
-                        planned = budget.reserve(model, params, force=request.task_id is not None)
+                        planned = await budget.admit(
+                            model, params, force=request.task_id is not None
+                        )
                     if self._limiter is not None and request.task_id is None:
                         await self._limiter.acquire()
                     result = await generate(

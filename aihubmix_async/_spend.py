@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import anyio
 import attrs
 
 from ._errors import AIHubMixError, InvalidRequestError
@@ -46,6 +47,10 @@ class Planned:
     images: int
     cost: float | None
     source: str | None
+    #: The model has token prices: its result may be billed by tokens, past the per-image figure.
+    by_tokens: bool = False
+    #: How much the cost was raised over the per-image figure (what the model's tokens cost).
+    scale: float = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -124,6 +129,7 @@ class Spend:
             images=images,
             cost=None if each is None else each * images,
             source=None if price is None else price.source,
+            by_tokens=price is not None and price.output is not None,
         )
         if key is not None:
             if len(self._plans) >= _CACHE_LIMIT:
@@ -245,12 +251,37 @@ class Budget:
         self._held_images = 0
         #: Why the run stopped (a sentence), once an item did not fit.
         self.reached: str | None = None
+        #: Token-billed models: the most a result cost over its per-image figure, once known.
+        self._scale: dict[str, float] = {}
+        #: Token-billed models whose first item is in flight: the others wait for its cost.
+        self._probes: dict[str, anyio.Event] = {}
+
+    async def admit(self, model: str, params: Mapping[str, Any], *, force: bool = False) -> Planned:
+        """:meth:`reserve`, but under ``max_cost`` the first item of a token-billed model runs
+        alone: its tokens may cost more than the per-image figure, and until one result says
+        how much, items in flight together could pass the cap. The rest are then held at the
+        most a result of that model has cost over its figure.
+        """
+        if self.max_cost is None or force:
+            return self.reserve(model, params, force=force)
+        planned = self.spend.plan(model, params)
+        while planned.by_tokens and planned.model not in self._scale:
+            probe = self._probes.get(planned.model)
+            if probe is None:
+                held = self.reserve(model, params)  # raises before the probe is set up
+                self._probes[planned.model] = anyio.Event()  # this item finds out
+                return held
+            await probe.wait()
+        return self.reserve(model, params)
 
     def reserve(self, model: str, params: Mapping[str, Any], *, force: bool = False) -> Planned:
         """Hold an item's worst case, or raise :class:`SpendCapReached` (nothing is sent).
         ``force`` (a resumed task, already paid for) holds it whatever the caps say.
         """
         planned = self.spend.plan(model, params)
+        scale = self._scale.get(planned.model, 1.0)
+        if scale != 1.0 and planned.cost is not None:
+            planned = attrs.evolve(planned, cost=planned.cost * scale, scale=scale)
         cost = planned.cost
         if self.max_cost is not None and cost is None and not force:
             raise InvalidRequestError(
@@ -291,3 +322,10 @@ class Budget:
             self.spent_images += len(result.images)
             cost = result.cost.amount if result.cost is not None else planned.cost
             self.spent_cost += max(cost or 0.0, 0.0)  # nothing a server says gives money back
+            if planned.by_tokens and cost is not None and planned.cost:
+                figure = planned.cost / planned.scale  # the per-image figure it was planned at
+                known = self._scale.get(planned.model, 1.0)
+                self._scale[planned.model] = max(known, cost / figure)
+        probe = self._probes.pop(planned.model, None)
+        if probe is not None:  # the first item is back (or failed: the next one finds out)
+            probe.set()

@@ -197,3 +197,44 @@ async def test_a_catalogue_too_large_to_be_real_is_refused_before_it_is_decoded(
         fast = next(m for m in client.models(prices=True) if m.path.endswith("fast-generate-001"))
         assert fast.price_source is not None
         assert fast.price_source.startswith("snapshot")
+
+
+# --- token-billed models: the per-image figure is not their worst case -------------------------
+
+
+async def test_a_token_billed_model_never_takes_the_batch_past_max_cost() -> None:
+    """gpt-image-1 at quality=low is reserved at the snapshot's $0.016 an image, but bills its
+    tokens: $0.042 on the sandbox. With 8 in flight, a $0.10 cap spent $0.25. Now the first
+    item of a token-billed model runs alone, and the rest are held at what it really cost.
+    """
+    from aihubmix_async.sandbox import serve
+
+    from ..support import make_client
+
+    async with serve() as sandbox, make_client(sandbox) as client:
+        prompts = [f"p{i}" for i in range(12)]
+        async with client.batch(
+            prompts, model=GPT, quality="low", concurrency=8, max_cost=0.1
+        ) as batch:
+            outcomes = await collect(batch)
+        assert batch.summary.cost <= 0.1
+        assert sandbox.stats.submits == 2  # two at $0.0424 fit under $0.10, a third does not
+        done = [o.result.cost for o in outcomes if o.result is not None]
+        assert all(c is not None and c.basis == "tokens" for c in done)
+        assert batch.summary.capped is not None
+
+
+async def test_a_first_token_billed_item_over_the_cap_does_not_strand_the_others() -> None:
+    from aihubmix_async.sandbox import serve
+
+    from ..support import make_client
+
+    async with serve() as sandbox, make_client(sandbox) as client:
+        prompts = [f"p{i}" for i in range(6)]
+        async with client.batch(
+            prompts, model=GPT, quality="low", concurrency=4, max_cost=0.01
+        ) as batch:
+            outcomes = await collect(batch)
+    assert sandbox.stats.submits == 0
+    assert outcomes
+    assert all(isinstance(o.error, SpendCapReached) for o in outcomes)
