@@ -225,6 +225,15 @@ def check_count_cap(value: object, name: str) -> int | None:
     return value
 
 
+def _kind(planned: Planned) -> tuple[str, float | None]:
+    """Items whose tokens cost alike: one model at one per-image figure (``quality="low"``
+    and ``"high"`` are told apart).
+    """
+    if planned.cost is None or not planned.images:
+        return planned.model, planned.cost
+    return planned.model, round(planned.cost / planned.scale / planned.images, 9)
+
+
 class Budget:
     """One run's caps. ``spent_cost`` / ``spent_images`` start the count (a resumed folder's
     earlier spend); every reserved item counts at its worst case until it is settled.
@@ -251,10 +260,10 @@ class Budget:
         self._held_images = 0
         #: Why the run stopped (a sentence), once an item did not fit.
         self.reached: str | None = None
-        #: Token-billed models: the most a result cost over its per-image figure, once known.
-        self._scale: dict[str, float] = {}
-        #: Token-billed models whose first item is in flight: the others wait for its cost.
-        self._probes: dict[str, anyio.Event] = {}
+        #: Token-billed (model, per-image figure): the most a result cost over it, once known.
+        self._scale: dict[tuple[str, float | None], float] = {}
+        #: Those whose first item is in flight: the others wait for its cost.
+        self._probes: dict[tuple[str, float | None], anyio.Event] = {}
 
     async def admit(self, model: str, params: Mapping[str, Any], *, force: bool = False) -> Planned:
         """:meth:`reserve`, but under ``max_cost`` the first item of a token-billed model runs
@@ -265,11 +274,12 @@ class Budget:
         if self.max_cost is None or force:
             return self.reserve(model, params, force=force)
         planned = self.spend.plan(model, params)
-        while planned.by_tokens and planned.model not in self._scale:
-            probe = self._probes.get(planned.model)
+        kind = _kind(planned)
+        while planned.by_tokens and kind not in self._scale:
+            probe = self._probes.get(kind)
             if probe is None:
                 held = self.reserve(model, params)  # raises before the probe is set up
-                self._probes[planned.model] = anyio.Event()  # this item finds out
+                self._probes[kind] = anyio.Event()  # this item finds out
                 return held
             await probe.wait()
         return self.reserve(model, params)
@@ -279,7 +289,7 @@ class Budget:
         ``force`` (a resumed task, already paid for) holds it whatever the caps say.
         """
         planned = self.spend.plan(model, params)
-        scale = self._scale.get(planned.model, 1.0)
+        scale = self._scale.get(_kind(planned), 1.0)
         if scale != 1.0 and planned.cost is not None:
             planned = attrs.evolve(planned, cost=planned.cost * scale, scale=scale)
         cost = planned.cost
@@ -318,14 +328,14 @@ class Budget:
         """Release an item's hold and count what it really made (a failure: nothing)."""
         self._held_images -= planned.images
         self._held_cost -= planned.cost or 0.0
+        kind = _kind(planned)
         if result is not None:
             self.spent_images += len(result.images)
             cost = result.cost.amount if result.cost is not None else planned.cost
             self.spent_cost += max(cost or 0.0, 0.0)  # nothing a server says gives money back
             if planned.by_tokens and cost is not None and planned.cost:
-                figure = planned.cost / planned.scale  # the per-image figure it was planned at
-                known = self._scale.get(planned.model, 1.0)
-                self._scale[planned.model] = max(known, cost / figure)
-        probe = self._probes.pop(planned.model, None)
+                figure = planned.cost / planned.scale  # what it was planned at, unscaled
+                self._scale[kind] = max(self._scale.get(kind, 1.0), cost / figure)
+        probe = self._probes.pop(kind, None)
         if probe is not None:  # the first item is back (or failed: the next one finds out)
             probe.set()

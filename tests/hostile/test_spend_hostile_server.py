@@ -216,3 +216,16 @@ async def test_a_first_token_billed_item_over_the_cap_does_not_strand_the_others
     assert sandbox.stats.submits == 0
     assert outcomes
     assert all(isinstance(o.error, SpendCapReached) for o in outcomes)
+
+
+async def test_what_one_quality_costs_in_tokens_does_not_price_another(
+    client: Client, sandbox: Sandbox
+) -> None:
+    """A low-quality result costing 2.65x its figure must not hold a high-quality item at 2.65x
+    the $0.25 figure (which would refuse it under a $0.30 cap it fits).
+    """
+    items = [{"prompt": "a", "quality": "low"}, {"prompt": "b", "quality": "high"}]
+    async with client.batch(items, model=GPT, concurrency=1, max_cost=0.3) as batch:
+        outcomes = await collect(batch)
+    assert [o.error for o in outcomes] == [None, None]
+    assert sandbox.stats.submits == 2
