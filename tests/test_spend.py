@@ -336,3 +336,22 @@ async def test_an_estimate_needs_a_model_and_real_items(client: Client) -> None:
         client.estimate([42])
     unpriced = next(m for m in client.models(prices=True) if m.path == "qianfan/qwen-image")
     assert (unpriced.price_per_image, unpriced.price_source) == (None, None)
+
+
+def test_a_blocking_client_holds_the_caps_too() -> None:
+    """Hostile pass: the synchronous client's batch stops at the cap like the async one."""
+    from aihubmix_async import BlockingClient
+
+    from .cli.conftest import ThreadSandbox
+
+    api = ThreadSandbox()
+    try:
+        assert api.sandbox is not None
+        with BlockingClient(api_key=api.sandbox.api_key, base_url=api.base_url) as client:
+            prompts = [f"p{i}" for i in range(6)]
+            outcomes = list(client.batch(prompts, model=FAST, max_total_images=2, concurrency=3))
+        assert api.submits == 2
+    finally:
+        api.close()
+    assert sum(o.ok for o in outcomes) == 2
+    assert all(isinstance(o.error, SpendCapReached) for o in outcomes if not o.ok)
