@@ -47,7 +47,7 @@ _RETRIES = " (requests resent after a 429, 5xx or timeout)"
 def _settings(args: argparse.Namespace, *, need_key: bool) -> BatchSettings:
     check_cap(args.max_cost, "--max-cost")
     check_cap(args.max_images, "--max-images")
-    price_book(args)  # a bad --prices file is refused before anything is read or sent
+    price_book(args, args.model)  # a bad --prices file is refused before anything is sent
     return preflight(
         source=args.prompts, fmt=args.format, model=args.model, params=args.param,
         shard=args.shard, concurrency=args.concurrency, sandbox=args.sandbox,

@@ -23,7 +23,7 @@ from ._journal_lock import FolderLockedError
 from ._models import ImageRequest, ModelInfo
 from ._pricing import PriceBook
 from ._registry import Registry
-from ._spend import Estimate, Spend, count_into, summarise
+from ._spend import Budget, Estimate, Spend, count_into, summarise
 
 __all__ = [
     "EXIT_CAPPED",
@@ -53,10 +53,18 @@ def add_spend_flags(parser: argparse.ArgumentParser) -> None:
                              " the snapshot shipped with the package")  # fmt: skip
 
 
-def price_book(args: argparse.Namespace) -> PriceBook:
+def price_book(args: argparse.Namespace, model: str | None = None) -> PriceBook:
+    """The snapshot under ``--prices``; with ``--max-cost``, ``-m``'s model must have a price
+    (refused before anything is read or sent, rather than every line failing).
+    """
     book = PriceBook.snapshot()
     prices = getattr(args, "prices", None)
-    return book.over(PriceBook.load(prices)) if prices else book
+    book = book.over(PriceBook.load(prices)) if prices else book
+    if getattr(args, "max_cost", None) is not None:
+        budget = Budget(Spend(Registry.default(), book), max_cost=args.max_cost,
+                        names=("--max-cost", "--max-images"))  # fmt: skip
+        budget.check_model(model)
+    return book
 
 
 class Tally:

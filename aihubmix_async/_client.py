@@ -339,6 +339,10 @@ class Client(ClientCalls):
                 f" got {give_up_after!r}",
                 field="give_up_after",
             )
+        budget = None
+        if max_cost is not None or max_total_images is not None:
+            budget = Budget(self._spend, max_cost=max_cost, max_images=max_total_images)
+            budget.check_model(model)  # an unpriced model under max_cost: refused up front
         return Batch(
             self._generator,
             items,
@@ -355,7 +359,5 @@ class Client(ClientCalls):
             adaptive=self._adaptive,
             give_up_after=give_up_after,
             spend=self._spend,
-            budget=None
-            if max_cost is None and max_total_images is None
-            else Budget(self._spend, max_cost=max_cost, max_images=max_total_images),
+            budget=budget,
         )

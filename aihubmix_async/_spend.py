@@ -265,6 +265,22 @@ class Budget:
         #: Those whose first item is in flight: the others wait for its cost.
         self._probes: dict[tuple[str, float | None], anyio.Event] = {}
 
+    def check_model(self, model: str | None) -> None:
+        """Under ``max_cost``, refuse the batch's own model at once if it has no price at all
+        (each item would otherwise end refused, one by one, nothing sent).
+        """
+        if model is None or self.max_cost is None:
+            return
+        path = self.spend.registry.resolve(model)[1]
+        price = self.spend.book.price(path)
+        if price is None or (price.per_image is None and price.per_image_by is None):
+            raise InvalidRequestError(
+                f"no price per image is known for {path}, so {self.names[0]} cannot bound it;"
+                " give its price (prices=... / --prices FILE)",
+                field="max_cost",
+                model=path,
+            )
+
     async def admit(self, model: str, params: Mapping[str, Any], *, force: bool = False) -> Planned:
         """:meth:`reserve`, but under ``max_cost`` the first item of a token-billed model runs
         alone: its tokens may cost more than the per-image figure, and until one result says

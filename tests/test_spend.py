@@ -225,8 +225,10 @@ async def test_max_cost_counts_items_in_flight_at_their_worst_case(
 
 
 async def test_max_cost_refuses_a_model_without_a_price(client: Client, sandbox: Sandbox) -> None:
-    async with client.batch(["a"], model="qwen-image", max_cost=1) as batch:
-        (outcome,) = await collect(batch)
+    with pytest.raises(InvalidRequestError, match="no price"):  # the batch's model: up front
+        client.batch(["a"], model="qwen-image", max_cost=1)
+    async with client.batch([{"prompt": "a", "model": "qwen-image"}], max_cost=1) as batch:
+        (outcome,) = await collect(batch)  # an item's own model: that item
     assert isinstance(outcome.error, InvalidRequestError)
     assert "no price" in str(outcome.error)
     assert sandbox.stats.submits == 0

@@ -221,3 +221,21 @@ def test_a_resumed_capped_run_names_the_cap_as_given(
         "--max-images 8 reached: 7 image(s) in the folder before this run, 1 image(s) made"
         in images
     )
+
+
+def test_max_cost_with_an_unpriced_model_is_refused_up_front(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """Every line used to fail on its own ("no price"), each recorded as a failure, exit 1."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\na cat\n")
+    out = tmp_path / "out"
+    ran = cli("batch", prompts, "-m", "qwen-image", "-o", out, "--max-cost", "1")
+    assert ran.code == 2, ran.err
+    assert "no price per image is known for qianfan/qwen-image" in ran.err
+    assert api.submits == 0
+    assert not out.exists()
+    priced = tmp_path / "prices.json"
+    priced.write_text('{"qwen-image": 0.01}')
+    assert cli("batch", prompts, "-m", "qwen-image", "-o", out, "--max-cost", "1",
+               "--prices", priced).code == 0  # fmt: skip
