@@ -1,0 +1,159 @@
+"""Hostile pass over ``--output-format parquet`` (issue 13): a Parquet folder damaged between
+runs (a shard deleted or cut short, a staged image lost) is repaired by the resume, which says
+what it found; every item ends in exactly one shard and ``datasets`` loads the folder.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aihubmix_async import _parquet
+from aihubmix_async._cli import main
+from aihubmix_async._journal_files import STAGED_DIR
+from tests.cli import conftest as cli_support
+from tests.cli.conftest import ThreadSandbox, jsonl
+
+api, cli = cli_support.api, cli_support.cli  # the CLI tests' fixtures: a sandbox, main(argv)
+
+datasets = pytest.importorskip("datasets")
+pq = pytest.importorskip("pyarrow.parquet")
+
+PARQUET = ("--output-format", "parquet")
+
+
+def shard_ids(out: Path) -> Counter[str]:
+    """Every id of every shard in data/ (an item of n=1 is one row)."""
+    found: Counter[str] = Counter()
+    for path in sorted((out / "data").glob("*.parquet")):
+        found.update(pq.read_table(path, columns=["id"])["id"].to_pylist())
+    return found
+
+
+def loads(out: Path) -> int:
+    """The number of rows ``datasets`` loads from the folder itself (through the card)."""
+    cache = out.parent / f"cache-{out.name}-{len(list(out.parent.glob('cache-*')))}"
+    return int(datasets.load_dataset(str(out), cache_dir=str(cache))["train"].num_rows)
+
+
+def five(tmp_path: Path) -> Path:
+    return jsonl(tmp_path / "p.jsonl", [{"id": f"i{k}", "prompt": f"p{k}"} for k in range(5)])
+
+
+def test_a_deleted_shard_is_reported_and_its_items_generated_again(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A sealed shard deleted between runs: the resume names it, generates exactly its items
+    again (into a new shard) and ends with every item once; it never reports "all done".
+    """
+    prompts, out = five(tmp_path), tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--parquet-shard-size",
+            "2rows", "--concurrency", "1")  # fmt: skip
+    assert cli(*argv).code == 0
+    first = out / "data" / "train-00000.parquet"
+    lost = pq.read_table(first, columns=["id"])["id"].to_pylist()
+    first.unlink()
+    billed = api.submits
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert "data/train-00000.parquet" in again.err
+    assert "missing" in again.err
+    assert api.submits - billed == len(lost)
+    assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
+    assert loads(out) == 5
+
+
+def test_a_truncated_shard_is_moved_aside_and_its_items_generated_again(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A sealed shard cut short (a copy interrupted, a full disk elsewhere): the resume moves
+    it out of data/ (so ``datasets`` does not choke on it), says so, regenerates its items.
+    """
+    prompts, out = five(tmp_path), tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--parquet-shard-size",
+            "2rows", "--concurrency", "1")  # fmt: skip
+    assert cli(*argv).code == 0
+    second = out / "data" / "train-00001.parquet"
+    lost = pq.read_table(second, columns=["id"])["id"].to_pylist()
+    second.write_bytes(second.read_bytes()[:100])
+    billed = api.submits
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert "data/train-00001.parquet" in again.err
+    assert not second.exists()
+    assert list((out / ".aihubmix").rglob("train-00001.parquet.*"))  # kept aside, not deleted
+    assert api.submits - billed == len(lost)
+    assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
+    assert loads(out) == 5
+
+
+def test_a_lost_staged_image_does_not_keep_every_row_out_of_the_shards(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows waiting for a shard when one staged image is gone (deleted by a cleaner, lost by
+    the disk): the resume says so and generates that item again; the other rows still reach
+    a shard (before: every shard gave its rows back for ever and the run said all done).
+    """
+    prompts, out = five(tmp_path), tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--concurrency", "1")
+
+    def crash(step: str) -> None:
+        if step == "claimed":  # the run's only shard, at its end
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_parquet, "test_hook", crash)
+    assert cli(*argv).code == 3
+    monkeypatch.setattr(_parquet, "test_hook", None)
+    (out / STAGED_DIR / "i2.png").unlink()
+    billed = api.submits
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert "'i2'" in again.err
+    assert api.submits - billed == 1
+    assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
+    assert sorted(p.name for p in (out / STAGED_DIR).iterdir()) == []
+    assert loads(out) == 5
+
+
+def test_the_help_shows_the_default_shard_size_as_a_user_writes_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    assert "(default: 500MB)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_default_shard_size_reads_as_it_is_written() -> None:
+    """``--help`` prints the default with str(): ``500MB``, not the object's repr."""
+    assert str(_parquet.ShardTarget()) == "500MB"
+    assert str(_parquet.parse_shard_size("10000rows")) == "10000rows"
+    assert str(_parquet.parse_shard_size("2.5MB")) == "2.5MB"
+
+
+def test_a_staged_image_lost_during_a_run_leaves_the_other_rows_in_the_shard(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staged image deleted while the run goes on: the shard that finds it gone still takes
+    every other row; the item is pending again and the rerun generates only it.
+    """
+    prompts, out = five(tmp_path), tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--concurrency", "1")
+
+    def vanish(step: str) -> None:
+        if step == "claimed" and (out / STAGED_DIR / "i3.png").exists():
+            (out / STAGED_DIR / "i3.png").unlink()
+
+    monkeypatch.setattr(_parquet, "test_hook", vanish)
+    first = cli(*argv)
+    monkeypatch.setattr(_parquet, "test_hook", None)
+    assert "'i3'" in first.err
+    assert shard_ids(out) == Counter({f"i{k}": 1 for k in (0, 1, 2, 4)})
+    billed = api.submits
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert api.submits - billed == 1
+    assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
+    assert loads(out) == 5
