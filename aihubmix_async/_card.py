@@ -12,6 +12,7 @@ by a crashed run (regenerated only by the resume) would then stop the folder fro
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -65,10 +66,28 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
 
 
+#: Line breaks and other control characters: outside text must stay on its line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+#: What Markdown (and the HTML it lets through) could read as markup in a heading.
+_MARKUP = re.compile(r"([\\`*_\[\]<>#|&~])")
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(" ", text).strip()
+
+
 def _code(text: str) -> str:
     """Text shown as inline code in Markdown (backticks cannot close it early)."""
+    text = _one_line(text)
     text = text if len(text) <= _PARAMS_CHARS else text[:_PARAMS_CHARS] + "…"
     return "`` " + text.replace("`", "'") + " ``"
+
+
+def _heading(text: str) -> str:
+    """Outside text (a folder's name) as one Markdown heading line, shown as written: no line
+    breaks (a ``---`` line of its own would be YAML or a rule), markup and HTML escaped.
+    """
+    return "# " + (_MARKUP.sub(r"\\\1", _one_line(text)) or "Generated images")
 
 
 def _front_matter(layout: Layout, rows: int) -> Iterator[str]:
@@ -169,7 +188,7 @@ def render_card(db: sqlite3.Connection, layout: Layout, *, title: str) -> str:
     facts = _facts(db)
     counts, images = facts.counts, facts.images
     unfinished = counts.get("pending", 0) + counts.get("submitted", 0)
-    lines = [*_front_matter(layout, images), "", f"# {title}", ""]
+    lines = [*_front_matter(layout, images), "", _heading(title), ""]
     lines += [
         (
             f"Images generated from text prompts through the AIHubMix API with"

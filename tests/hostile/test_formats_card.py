@@ -1,0 +1,59 @@
+"""Hostile pass over the dataset card (``README.md``, issue 13): a folder name or a parameter
+that carries Markdown, HTML or YAML cannot add lines, markup or keys to the card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli import conftest as cli_support
+from tests.cli.conftest import ThreadSandbox, jsonl
+
+api, cli = cli_support.api, cli_support.cli  # the CLI tests' fixtures: a sandbox, main(argv)
+yaml = pytest.importorskip("yaml")  # datasets depends on PyYAML
+
+HOSTILE = "evil\n---\nconfigs: [x]\n<img src=x onerror=alert(1)>"
+
+
+def test_a_folder_name_cannot_inject_lines_or_html_into_the_card(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """The card's title is the folder's name: newlines, ``---`` and raw HTML in it stay one
+    escaped heading line; the front matter is the only YAML (``datasets`` itself cannot glob
+    a path with a newline: not loaded here).
+    """
+    out = tmp_path / HOSTILE
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", out).code == 0
+    text = (out / "README.md").read_text()
+    lines = text.splitlines()
+    assert lines.count("---") == 2  # the front matter's own fences, nothing else
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["configs"][0]["data_files"] == [{"split": "train", "path": "train/**"}]
+    (title,) = [line for line in lines if line.startswith("# ")]
+    assert "evil" in title
+    assert "configs:" not in "\n".join(lines[lines.index(title) + 1 :])
+    assert "\\<img" in title  # escaped: shown as text, never run as markup
+    assert "<img" not in text.replace("\\<img", "")
+
+
+def test_parameters_with_markdown_stay_inline_code_on_one_line(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A free-text parameter with newlines, a fence and backticks is listed as one inline-code
+    line (regression guard: JSON escapes the newlines, the backticks cannot close the code).
+    """
+    hostile = "a\n---\n<script>alert(1)</script> `` x"
+    rows = [{"id": "n", "prompt": "x", "model": "ideogram-v3", "negative_prompt": hostile}]
+    out = tmp_path / "out"
+    assert cli("batch", jsonl(tmp_path / "p.jsonl", rows), "-o", out).code == 0
+    text = (out / "README.md").read_text()
+    (listed,) = [line for line in text.splitlines() if "negative_prompt" in line]
+    assert listed.startswith("- `` {")
+    assert listed.endswith(" ``: 1 item(s)")
+    assert listed.count("``") == 2
+    assert text.splitlines().count("---") == 2
