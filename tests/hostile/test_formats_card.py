@@ -4,6 +4,7 @@ that carries Markdown, HTML or YAML cannot add lines, markup or keys to the card
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,54 @@ def test_parameters_with_markdown_stay_inline_code_on_one_line(
     assert listed.endswith(" ``: 1 item(s)")
     assert listed.count("``") == 2
     assert text.splitlines().count("---") == 2
+
+
+def test_a_readme_the_user_wrote_is_never_overwritten(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """An output folder that already has the user's own README.md (a dataset repository's
+    card, say), or one whose generated card the user has since edited: the run leaves it as it
+    is and says so. A README.md that is a folder does not fail the run either.
+    """
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    mine = "# My card\n\nWritten by hand.\n"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text(mine)
+    ran = cli("batch", prompts, "-m", "dall-e-3", "-o", out)
+    assert ran.code == 0, ran.err
+    assert (out / "README.md").read_text() == mine
+    assert "README.md" in ran.err
+    edited = tmp_path / "edited"
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", edited).code == 0
+    card = edited / "README.md"
+    card.write_text(card.read_text() + "\nMy notes.\n")
+    kept = card.read_text()
+    prompts.write_text("a fox\nan owl\n")
+    again = cli("batch", prompts, "-m", "dall-e-3", "-o", edited)
+    assert again.code == 0, again.err
+    assert card.read_text() == kept
+    folder = tmp_path / "folder"
+    (folder / "README.md").mkdir(parents=True)
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", folder).code == 0
+
+
+def test_the_card_written_by_the_tool_is_still_rewritten_by_a_resume(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """The guard above does not freeze the tool's own card: every resume brings it up to date,
+    also a card written before the journal recorded what it wrote.
+    """
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    out = tmp_path / "out"
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", out).code == 0
+    assert "- 1 item(s) generated" in (out / "README.md").read_text()
+    db = sqlite3.connect(out / ".aihubmix" / "journal.sqlite3")  # as an earlier version left it
+    db.execute("DELETE FROM meta WHERE key LIKE 'card:%'")
+    db.commit()
+    db.close()
+    prompts.write_text("a fox\nan owl\n")
+    assert cli("batch", prompts, "-m", "dall-e-3", "-o", out).code == 0
+    assert "- 2 item(s) generated" in (out / "README.md").read_text()
