@@ -6,6 +6,7 @@ what it found; every item ends in exactly one shard and ``datasets`` loads the f
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from aihubmix_async import _parquet
 from aihubmix_async._cli import main
 from aihubmix_async._journal_files import STAGED_DIR
+from aihubmix_async.sandbox import DEFAULT_API_KEY
 from tests.cli import conftest as cli_support
 from tests.cli.conftest import ThreadSandbox, jsonl
 
@@ -157,3 +159,34 @@ def test_a_staged_image_lost_during_a_run_leaves_the_other_rows_in_the_shard(
     assert api.submits - billed == 1
     assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
     assert loads(out) == 5
+
+
+@pytest.fixture
+def big_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadSandbox]:
+    """A sandbox answering with incompressible 300 kB PNGs (like large real images)."""
+    running = ThreadSandbox(image_bytes=300_000)
+    monkeypatch.setenv("AIHUBMIX_API_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv("AIHUBMIX_BASE_URL", running.base_url)
+    yield running
+    running.close()
+
+
+def test_row_groups_are_bounded_by_image_bytes_not_only_rows(
+    big_images: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard is written a row group at a time, and a row group holds at most the byte budget
+    of images (here 1 MB) rather than 64 rows whatever their size: 64 images of 10 MB held
+    at once took over 900 MB while a shard was written. Every row still loads.
+    """
+    monkeypatch.setattr(_parquet, "_BATCH_BYTES", 1_000_000)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"prompt {k}\n" for k in range(10)))
+    out = tmp_path / "out"
+    done = cli("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--no-provenance")
+    assert done.code == 0, done.err
+    (shard,) = sorted((out / "data").glob("*.parquet"))
+    meta = pq.read_metadata(shard)
+    groups = [meta.row_group(k).num_rows for k in range(meta.num_row_groups)]
+    assert sum(groups) == 10
+    assert max(groups) <= 4  # 4 x 300 kB reach the budget: the group is written
+    assert loads(out) == 10
