@@ -30,7 +30,14 @@ import attrs
 
 from ._batch import ImageRequest
 from ._card import write_card
-from ._journal_files import METADATA, Layout, export_errors, export_metadata, resolve_layout
+from ._journal_files import (
+    Layout,
+    check_layout_folder,
+    export_errors,
+    export_metadata,
+    foreign_dataset,
+    resolve_layout,
+)
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
@@ -167,6 +174,8 @@ class Journal:
         self.db_path = out / JOURNAL_DIR / DB_NAME
         try:
             self.layout: Layout = resolve_layout(db, layout, write=not read_only)
+            if not read_only:
+                check_layout_folder(out, self.layout)
             self.sharder = self._sharder()
         except (ValueError, MissingPyarrowError) as exc:
             raise JournalError(str(exc)) from None
@@ -198,10 +207,10 @@ class Journal:
                 db = _connect(":memory:")
                 db.executescript(_SCHEMA)
             return cls(folder, db, None, shard, read_only=True, layout=layout)
-        if (folder / METADATA).exists() and not (journal_dir / DB_NAME).exists():
+        if not (journal_dir / DB_NAME).exists() and (found := foreign_dataset(folder)):
             raise JournalError(
-                f"{str(folder)!r} holds a dataset written without a journal (an older version);"
-                " write into a new folder"
+                f"{str(folder)!r} holds a dataset written without a journal ({found}: another"
+                " tool, or an older version); write into a new folder"
             )
         journal_dir.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(folder, journal_dir, shard)

@@ -29,10 +29,13 @@ __all__ = [
     "BUCKET_SIZE",
     "ERRORS",
     "METADATA",
+    "SHARDS_DIR",
     "Layout",
+    "check_layout_folder",
     "export_errors",
     "export_metadata",
     "file_name",
+    "foreign_dataset",
     "metadata_rows",
     "move_into_place",
     "resolve_layout",
@@ -268,6 +271,8 @@ BUCKET_SIZE = 10_000
 SPLIT_DIR = "train"
 #: Parquet layout: images wait here (inside the journal folder) until a shard takes them.
 STAGED_DIR = ".aihubmix/staged"
+#: Parquet layout: the shards (``datasets`` reads ``data/train-*.parquet``).
+SHARDS_DIR = "data"
 LAYOUTS = ("imagefolder", "parquet")
 _BUCKET_KEY = "layout:bucket"
 
@@ -337,6 +342,31 @@ def resolve_layout(db: sqlite3.Connection, requested: str | None, *, write: bool
             " resume it, or write into a new folder"
         )
     return Layout(stored)
+
+
+def foreign_dataset(folder: Path) -> str | None:
+    """In a folder without a journal: the first file of a dataset another tool (or a version
+    before the journal) wrote, which a run would overwrite (its metadata in any layout, Parquet
+    files where shards go); None if there is none.
+    """
+    for rel in (METADATA, f"{SPLIT_DIR}/{METADATA}"):
+        if (folder / rel).exists():
+            return rel
+    shards = folder / SHARDS_DIR
+    found = sorted(shards.glob("*.parquet")) if shards.is_dir() else []
+    return f"{SHARDS_DIR}/{found[0].name}" if found else None
+
+
+def check_layout_folder(out: Path, layout: Layout) -> None:
+    """Refuse (ValueError) a file where the layout writes its folder (``train``, ``data``):
+    found before anything is billed, not when the first results cannot be written.
+    """
+    top = {"imagefolder": SPLIT_DIR, "parquet": SHARDS_DIR}.get(layout.name)
+    if top is not None and (out / top).exists() and not (out / top).is_dir():
+        raise ValueError(
+            f"{str(out / top)!r} is not a folder: the {layout.name} layout writes into {top}/;"
+            " move it away or write into a new folder"
+        )
 
 
 def move_into_place(out: Path, tmp: Path, files: dict[str, list[tuple[str, str]]]) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from ._card import PARQUET_FEATURES
-from ._journal_files import STAGED_DIR, fsync_dir, stem_of
+from ._journal_files import SHARDS_DIR, STAGED_DIR, fsync_dir, stem_of
 from ._journal_types import Committed
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("aihubmix_async.journal")
 
-SHARDS_DIR = "data"
 _SEQ_KEY = "parquet:seq"
 #: A record batch (a row group) is written at this many rows or bytes of images, whichever
 #: first: memory stays bounded by bytes whatever the images' size (64 rows of 10 MB images held

@@ -1,0 +1,63 @@
+"""Hostile pass over the output layouts (issue 13): a folder that already holds another
+dataset, or a file where a layout needs its folder, is refused before anything is billed; a
+user's files are never overwritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli import conftest as cli_support
+from tests.cli.conftest import ThreadSandbox
+
+api, cli = cli_support.api, cli_support.cli  # the CLI tests' fixtures: a sandbox, main(argv)
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [
+        ("train/metadata.jsonl", "imagefolder"),  # a Hugging Face image folder
+        ("data/train-00000.parquet", "parquet"),  # a Parquet dataset: our first shard's name
+        ("data/train-00000.parquet", "imagefolder"),
+    ],
+)
+def test_a_folder_holding_another_dataset_is_refused_and_left_as_it_is(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, path: str, fmt: str
+) -> None:
+    """Its metadata or shards were silently replaced by the run's (exit 0)."""
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out"
+    theirs = out / path
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b'{"file_name": "mine.png", "caption": "my own"}\n')
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    refused = cli("batch", prompts, "-m", "dall-e-3", "-o", out, "--output-format", fmt)
+    assert refused.code == 2
+    assert "written without a journal" in refused.err
+    assert path in refused.err
+    assert api.requests == 0
+    assert theirs.read_bytes() == b'{"file_name": "mine.png", "caption": "my own"}\n'
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("data", "parquet"), ("train", "imagefolder")])
+def test_a_file_where_the_layout_needs_its_folder_is_refused_before_billing(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, name: str, fmt: str
+) -> None:
+    """A file named ``data`` (or ``train``) in the output folder: every item was generated and
+    paid for, then the run failed to write them (exit 3), and so did every rerun.
+    """
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("not a folder")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\nan owl\n")
+    refused = cli("batch", prompts, "-m", "dall-e-3", "-o", out, "--output-format", fmt)
+    assert refused.code == 2
+    assert f"{name}/" in refused.err
+    assert api.requests == 0
+    assert (out / name).read_text() == "not a folder"
