@@ -30,17 +30,11 @@ import attrs
 
 from ._batch import ImageRequest
 from ._card import write_card
-from ._journal_files import (
-    Layout,
-    check_layout_folder,
-    export_errors,
-    export_metadata,
-    foreign_dataset,
-    resolve_layout,
-)
+from ._journal_files import Layout, export_errors, resolve_layout
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
+from ._journal_repair import check_layout_folder, export_checked, foreign_dataset
 from ._journal_stage import Stager
 from ._journal_types import (
     ChangedItemsError,
@@ -330,7 +324,7 @@ class Journal:
         """Rewrite the metadata file, ``errors.jsonl`` and the dataset card (README.md) from
         the journal (atomically).
         """
-        export_metadata(self.db, self.out, self.tmp, self.layout)
+        export_checked(self.db, self.out, self.tmp, self.layout)
         export_errors(self.db, self.out, self.tmp)
         if self.sharder is not None:  # the rows left since the last shard
             self.sharder.flush(self.db)

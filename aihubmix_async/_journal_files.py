@@ -31,11 +31,9 @@ __all__ = [
     "METADATA",
     "SHARDS_DIR",
     "Layout",
-    "check_layout_folder",
     "export_errors",
     "export_metadata",
     "file_name",
-    "foreign_dataset",
     "metadata_rows",
     "move_into_place",
     "resolve_layout",
@@ -240,19 +238,26 @@ def _chunks(db: sqlite3.Connection, sql: str, render: Any) -> Iterator[bytes]:
 
 
 def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path,
-                    layout: Layout | None = None) -> None:  # fmt: skip
-    """Rewrite the metadata file from the journal's done items, in line order, streamed."""
+                    layout: Layout | None = None) -> int:  # fmt: skip
+    """Rewrite the metadata file from the journal's done items, in line order, streamed.
+    How many rows (images) it lists.
+    """
     layout = layout or Layout("flat")
     if layout.metadata is None:
-        return
+        return 0
     sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'done' ORDER BY line, id"  # noqa: S608  (fixed columns)
+    listed = 0
 
     def render(row: tuple[Any, ...]) -> bytes:
-        return b"".join(dump_line(record) for record in metadata_rows(row, layout.strip))
+        nonlocal listed
+        lines = [dump_line(record) for record in metadata_rows(row, layout.strip)]
+        listed += len(lines)
+        return b"".join(lines)
 
     target = out / layout.metadata
     target.parent.mkdir(exist_ok=True)
     write_atomic(target, _chunks(db, sql, render), scratch)
+    return listed
 
 
 def export_errors(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
@@ -342,31 +347,6 @@ def resolve_layout(db: sqlite3.Connection, requested: str | None, *, write: bool
             " resume it, or write into a new folder"
         )
     return Layout(stored)
-
-
-def foreign_dataset(folder: Path) -> str | None:
-    """In a folder without a journal: the first file of a dataset another tool (or a version
-    before the journal) wrote, which a run would overwrite (its metadata in any layout, Parquet
-    files where shards go); None if there is none.
-    """
-    for rel in (METADATA, f"{SPLIT_DIR}/{METADATA}"):
-        if (folder / rel).exists():
-            return rel
-    shards = folder / SHARDS_DIR
-    found = sorted(shards.glob("*.parquet")) if shards.is_dir() else []
-    return f"{SHARDS_DIR}/{found[0].name}" if found else None
-
-
-def check_layout_folder(out: Path, layout: Layout) -> None:
-    """Refuse (ValueError) a file where the layout writes its folder (``train``, ``data``):
-    found before anything is billed, not when the first results cannot be written.
-    """
-    top = {"imagefolder": SPLIT_DIR, "parquet": SHARDS_DIR}.get(layout.name)
-    if top is not None and (out / top).exists() and not (out / top).is_dir():
-        raise ValueError(
-            f"{str(out / top)!r} is not a folder: the {layout.name} layout writes into {top}/;"
-            " move it away or write into a new folder"
-        )
 
 
 def move_into_place(out: Path, tmp: Path, files: dict[str, list[tuple[str, str]]]) -> None:

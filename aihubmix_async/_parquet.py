@@ -38,6 +38,7 @@ import attrs
 
 from ._card import PARQUET_FEATURES
 from ._journal_files import SHARDS_DIR, STAGED_DIR, fsync_dir, stem_of
+from ._journal_repair import back_to_pending
 from ._journal_types import Committed
 
 __all__ = [
@@ -310,30 +311,6 @@ def recover_shards(db: sqlite3.Connection, out: Path, holds: Callable[[str], boo
 DAMAGED_DIR = ".aihubmix/damaged"
 
 
-def _to_pending(db: sqlite3.Connection, ids: list[str], shard: str | None = None) -> int:
-    """Put done items whose images are gone back to pending (and forget ``shard``), in one
-    transaction; the input key goes, so the next run reads its input and generates them.
-    Items a shard holds by then (another writer took them) stay done. How many went back.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if shard is not None:
-            db.execute("DELETE FROM sharded WHERE shard = ?", (shard,))
-            db.execute("DELETE FROM shards WHERE name = ?", (shard,))
-        back = db.executemany(
-            "UPDATE items SET state = 'pending', files = NULL, usage = NULL, task_id = NULL"
-            " WHERE id = ? AND state = 'done' AND id NOT IN (SELECT id FROM sharded)",
-            [(item_id,) for item_id in ids],
-        ).rowcount
-        db.execute("DELETE FROM meta WHERE key LIKE 'input:%'")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    return back
-
-
 def _shard_fault(path: Path, rows: int, pq: Any) -> str | None:
     """What is wrong with a sealed shard's file, or None."""
     if not path.is_file():
@@ -360,8 +337,13 @@ def check_shards(db: sqlite3.Connection, out: Path) -> None:
             aside.parent.mkdir(exist_ok=True)
             (out / name).replace(aside)
             kept = f", moved to {aside.relative_to(out)}"
-        ids = [i for (i,) in db.execute("SELECT id FROM sharded WHERE shard = ?", (name,))]
-        back = _to_pending(db, ids, shard=name)
+        held = db.execute(
+            "SELECT i.id, i.files FROM items i JOIN sharded s USING (id) WHERE s.shard = ?",
+            (name,),
+        ).fetchall()
+        forget = [("DELETE FROM sharded WHERE shard = ?", (name,)),
+                  ("DELETE FROM shards WHERE name = ?", (name,))]  # fmt: skip
+        back = back_to_pending(db, held, first=forget)
         logger.warning("%s is %s%s: its %d item(s) are pending again; this run generates them",
                        name, fault, kept, back)  # fmt: skip
 
@@ -374,18 +356,19 @@ def reset_lost(db: sqlite3.Connection, out: Path) -> int:
         "SELECT id, files FROM items WHERE state = 'done' AND id NOT IN (SELECT id FROM sharded)"
     ).fetchall()  # first: an image of these rows is staged, or still a temporary file, by now
     parts = {e.name for tmp in (out / STAGED_DIR).parent.glob("tmp-*") for e in os.scandir(tmp)}
-    lost: list[tuple[str, str]] = []
+    lost: list[tuple[str, str, str]] = []
     for item_id, files in waiting:
         gone = [rel for rel, _ in json.loads(files) if not (out / rel).exists()
                 and f"{rel.rsplit('/', 1)[-1]}.part" not in parts]  # fmt: skip
         if gone:
-            lost.append((item_id, gone[0]))
+            lost.append((item_id, files, gone[0]))
     if not lost:
         return 0
-    for item_id, rel in lost[:5]:
+    for item_id, _, rel in lost[:5]:
         logger.warning("item %r: its image %s is gone before a shard took it; the item is"
                        " pending again (this run or the next generates it)",
                        item_id, rel)  # fmt: skip
     if len(lost) > 5:
         logger.warning("... and %d more item(s) whose staged image is gone", len(lost) - 5)
-    return _to_pending(db, [item_id for item_id, _ in lost])
+    unsharded = " AND id NOT IN (SELECT id FROM sharded)"  # a shard took it meanwhile: done
+    return back_to_pending(db, [(i, files) for i, files, _ in lost], unless=unsharded)

@@ -61,3 +61,33 @@ def test_a_file_where_the_layout_needs_its_folder_is_refused_before_billing(
     assert f"{name}/" in refused.err
     assert api.requests == 0
     assert (out / name).read_text() == "not a folder"
+
+
+def test_an_image_deleted_from_an_image_folder_is_reported_and_generated_again(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """An image deleted between runs: the resume names it and drops its metadata row (so
+    ``datasets`` can read every row it lists); the item is pending again and the next run
+    generates exactly it (before: "all done", exit 0, and ``datasets`` failed on the row).
+    """
+    datasets = pytest.importorskip("datasets")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    out = tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out)
+    assert cli(*argv).code == 0
+    gone = sorted((out / "train" / "00000").iterdir())[1]
+    gone.unlink()
+    billed = api.submits
+    noticed = cli(*argv)
+    assert noticed.code == 0, noticed.err
+    assert f"train/00000/{gone.name}" in noticed.err
+    listed = (out / "train" / "metadata.jsonl").read_text()
+    assert gone.name not in listed
+    assert len(listed.splitlines()) == 2
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert api.submits - billed == 1
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["train"]
+    assert sorted(row["prompt"] for row in loaded) == ["one", "three", "two"]
+    assert all(row["image"].size == (64, 64) for row in loaded)  # every image is there
