@@ -80,6 +80,8 @@ _MARKUP = re.compile(r"([\\`*_\[\]<>#|&~])")
 
 
 def _one_line(text: str) -> str:
+    """One line of valid text (a folder's name may hold bytes that are not UTF-8: ``?``)."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
     return _CONTROL.sub(" ", text).strip()
 
 

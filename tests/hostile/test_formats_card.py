@@ -4,6 +4,7 @@ that carries Markdown, HTML or YAML cannot add lines, markup or keys to the card
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,17 @@ def test_the_card_written_by_the_tool_is_still_rewritten_by_a_resume(
     prompts.write_text("a fox\nan owl\n")
     assert cli("batch", prompts, "-m", "dall-e-3", "-o", out).code == 0
     assert "- 2 item(s) generated" in (out / "README.md").read_text()
+
+
+def test_a_folder_name_that_is_not_utf8_still_gets_its_card(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A folder named with bytes that are not UTF-8 (a lone surrogate in Python): the run ended
+    in a UnicodeEncodeError traceback after every item was billed, and so did every rerun.
+    """
+    out = tmp_path / os.fsdecode(b"bad\xffname")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    ran = cli("batch", prompts, "-m", "dall-e-3", "-o", out)
+    assert ran.code == 0, ran.err
+    assert "# bad?name" in (out / "README.md").read_text()
