@@ -325,7 +325,8 @@ def _shard_fault(path: Path, rows: int, pq: Any) -> str | None:
 def check_shards(db: sqlite3.Connection, out: Path) -> None:
     """Sealed shards whose file is missing or not the one sealed (deleted or cut short between
     runs): moved aside (a damaged file would stop ``datasets`` loading the folder), and their
-    items put back to pending, to be generated again into a new shard.
+    items put back to pending, to be generated again into a new shard. Parquet files in the
+    shards' folder that the journal did not write are named (``datasets`` would load them).
     """
     sealed = db.execute("SELECT name, rows FROM shards WHERE state = 'done' ORDER BY name")
     faults = [(n, f) for n, rows in sealed.fetchall()
@@ -346,6 +347,12 @@ def check_shards(db: sqlite3.Connection, out: Path) -> None:
         back = back_to_pending(db, held, first=forget)
         logger.warning("%s is %s%s: its %d item(s) are pending again; this run generates them",
                        name, fault, kept, back)  # fmt: skip
+    known = {name for (name,) in db.execute("SELECT name FROM shards")}
+    for path in sorted((out / SHARDS_DIR).glob("*.parquet")):
+        if f"{SHARDS_DIR}/{path.name}" not in known:
+            logger.warning("%s/%s is not a shard this folder's journal wrote: datasets loads its"
+                           " rows with the others; move it out of %s/ if they do not belong",
+                           SHARDS_DIR, path.name, SHARDS_DIR)  # fmt: skip
 
 
 def reset_lost(db: sqlite3.Connection, out: Path) -> int:

@@ -190,3 +190,20 @@ def test_row_groups_are_bounded_by_image_bytes_not_only_rows(
     assert sum(groups) == 10
     assert max(groups) <= 4  # 4 x 300 kB reach the budget: the group is written
     assert loads(out) == 10
+
+
+def test_a_parquet_file_the_journal_did_not_write_is_pointed_out(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A copy of a shard (or another dataset's file) dropped into data/: ``datasets`` would load
+    its rows as well, twice or foreign; the resume names it (and leaves the user's file alone).
+    """
+    prompts, out = five(tmp_path), tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET)
+    assert cli(*argv).code == 0
+    copy = out / "data" / "train-00000-copy.parquet"
+    copy.write_bytes((out / "data" / "train-00000.parquet").read_bytes())
+    again = cli(*argv)
+    assert again.code == 0, again.err
+    assert "data/train-00000-copy.parquet" in again.err
+    assert copy.exists()
