@@ -5,13 +5,15 @@ user's files are never overwritten.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aihubmix_async import _journal_files
 from tests.cli import conftest as cli_support
-from tests.cli.conftest import ThreadSandbox
+from tests.cli.conftest import ThreadSandbox, jsonl
 
 api, cli = cli_support.api, cli_support.cli  # the CLI tests' fixtures: a sandbox, main(argv)
 
@@ -91,3 +93,46 @@ def test_an_image_deleted_from_an_image_folder_is_reported_and_generated_again(
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["train"]
     assert sorted(row["prompt"] for row in loaded) == ["one", "three", "two"]
     assert all(row["image"].size == (64, 64) for row in loaded)  # every image is there
+
+
+def test_an_item_of_four_images_across_a_bucket_boundary_loads_whole(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression guard: a bucket filled to exactly its size by part of an n=4 item spills the
+    rest into the next bucket; every metadata row names its image and ``datasets`` loads all.
+    """
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(_journal_files, "BUCKET_SIZE", 4)
+    rows = [*({"id": f"s{k}", "prompt": f"single {k}"} for k in range(3)),
+            {"id": "four", "prompt": "four of them", "n": 4}]  # fmt: skip
+    out = tmp_path / "out"
+    assert cli("batch", jsonl(tmp_path / "p.jsonl", rows), "-m", "gpt-image-1", "-o", out,
+               "--concurrency", "1").code == 0  # fmt: skip
+    buckets = {b.name: sorted(p.name for p in b.iterdir()) for b in (out / "train").iterdir()
+               if b.is_dir()}  # fmt: skip
+    assert [len(names) for _, names in sorted(buckets.items())] == [4, 3]
+    meta = [json.loads(x) for x in (out / "train" / "metadata.jsonl").read_text().splitlines()]
+    assert all((out / "train" / r["file_name"]).is_file() for r in meta)
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["train"]
+    assert sorted(loaded["id"]).count("four") == 4
+    assert loaded.num_rows == 7
+
+
+def test_an_edited_metadata_file_is_written_again_from_the_journal(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """Regression guard: metadata.jsonl with a line removed and bad bytes appended between
+    runs is rewritten whole from the journal by the resume; nothing is generated again.
+    """
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    out = tmp_path / "out"
+    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out)
+    assert cli(*argv).code == 0
+    meta = out / "train" / "metadata.jsonl"
+    whole = meta.read_bytes()
+    meta.write_bytes(b"".join(whole.splitlines(keepends=True)[1:]) + b"\xff{not json\n")
+    billed = api.submits
+    assert cli(*argv).code == 0
+    assert meta.read_bytes() == whole
+    assert api.submits == billed
