@@ -103,7 +103,7 @@ def test_an_item_of_four_images_across_a_bucket_boundary_loads_whole(
     """
     datasets = pytest.importorskip("datasets")
     monkeypatch.setattr(_journal_files, "BUCKET_SIZE", 4)
-    rows = [*({"id": f"s{k}", "prompt": f"single {k}"} for k in range(3)),
+    rows: list[dict[str, Any]] = [*({"id": f"s{k}", "prompt": f"single {k}"} for k in range(3)),
             {"id": "four", "prompt": "four of them", "n": 4}]  # fmt: skip
     out = tmp_path / "out"
     assert cli("batch", jsonl(tmp_path / "p.jsonl", rows), "-m", "gpt-image-1", "-o", out,
