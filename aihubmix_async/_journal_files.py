@@ -327,18 +327,22 @@ class Layout:
 
 
 def resolve_layout(db: sqlite3.Connection, requested: str | None, *, write: bool) -> Layout:
-    """The folder's layout: the one recorded, else ``requested`` (``flat`` if None) for a
-    folder without items. A journal with items but no layout was written before layouts
-    existed: flat. Another layout than the folder's is refused (``ValueError``).
+    """The folder's layout: the one recorded, else ``requested`` (``flat`` if None), recorded
+    by the first writer (two shard runs starting at once agree on one). A journal with items
+    but no layout was written before layouts existed: flat. Another layout than the folder's
+    is refused (``ValueError``), also before it holds items: a shard run of the split may be
+    reading its input, and the folder would end with both layouts.
     """
     row = db.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
-    has_items = db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is not None
-    stored = row[0] if row else ("flat" if has_items else None)
-    if stored is None or not has_items:
-        name = requested or stored or "flat"
-        if write and name != (row[0] if row else None):
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (name,))
-        return Layout(name)
+    if row is None and db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is not None:
+        stored = "flat"
+    elif row is None:
+        if not write:
+            return Layout(requested or "flat")
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('layout', ?)", (requested or "flat",))
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+    else:
+        stored = row[0]
     compatible = requested in (None, stored) or {requested, stored} == {"imagefolder", "flat"}
     if write and not compatible:
         raise ValueError(

@@ -136,3 +136,25 @@ def test_an_edited_metadata_file_is_written_again_from_the_journal(
     assert cli(*argv).code == 0
     assert meta.read_bytes() == whole
     assert api.submits == billed
+
+
+def test_a_recorded_layout_is_not_switched_before_the_folder_has_items(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """A folder whose layout is recorded but holds no item yet: what a shard run sees while
+    another shard of the split, started with another --output-format, is still reading its
+    input. Switching it then gave one folder both train/ images and data/ shards, both runs
+    exit 0; now the second is refused, nothing sent.
+    """
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a fox", "size": "3x3"}\n')  # a bad line: no item recorded
+    assert cli("batch", bad, "-m", "dall-e-3", "-o", out, "--output-format", "parquet").code == 1
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    refused = cli("batch", prompts, "-m", "dall-e-3", "-o", out, "--output-format", "imagefolder")
+    assert refused.code == 2
+    assert "pass --output-format parquet" in refused.err
+    assert api.submits == 0
+    assert not (out / "train").exists()
