@@ -359,6 +359,10 @@ def reset_lost(db: sqlite3.Connection, out: Path) -> int:
     """Done items no shard holds whose staged image is gone and in no temporary folder (so no
     writer will ever rename it into place): back to pending. How many.
     """
+    (done,) = db.execute("SELECT count(*) FROM items WHERE state = 'done'").fetchone()
+    (sharded,) = db.execute("SELECT count(*) FROM sharded").fetchone()
+    if sharded >= done:  # every done row is in a shard (two index counts, not a scan)
+        return 0
     waiting = db.execute(
         "SELECT id, files FROM items WHERE state = 'done' AND id NOT IN (SELECT id FROM sharded)"
     ).fetchall()  # first: an image of these rows is staged, or still a temporary file, by now
