@@ -207,3 +207,38 @@ def test_a_parquet_file_the_journal_did_not_write_is_pointed_out(
     assert again.code == 0, again.err
     assert "data/train-00000-copy.parquet" in again.err
     assert copy.exists()
+
+
+def test_hostile_ids_and_prompts_load_from_both_layouts(
+    api: ThreadSandbox, cli: Any, tmp_path: Path
+) -> None:
+    """Regression guard: ids with separators, ``..``, NUL and emoji, a 1 MB prompt and a prompt
+    with YAML and Markdown: every file stays inside its folder, ``datasets`` loads every row of
+    both layouts with its id and prompt unchanged; an n=4 item is never split across shards.
+    """
+    rows: list[dict[str, Any]] = [
+        {"id": "../../escape", "prompt": "traversal"},
+        {"id": "a/b\\c", "prompt": "separators"},
+        {"id": "nul\u0000id", "prompt": "nul\u0000in prompt"},
+        {"id": "emoji😀", "prompt": "🦊 " * 10},
+        {"id": "big", "prompt": "x" * 1_000_000},
+        {"id": "four", "prompt": "---\nconfigs: evil\n---\n# `code`", "n": 4},
+    ]
+    prompts = jsonl(tmp_path / "p.jsonl", rows)
+    expected = sorted((r["id"], r["prompt"]) for r in rows for _ in range(r.get("n", 1)))
+    for fmt in ("imagefolder", "parquet"):
+        out = tmp_path / fmt
+        done = cli("batch", prompts, "-m", "gpt-image-1", "-o", out, "--output-format", fmt,
+                   "--parquet-shard-size", "1rows", "--concurrency", "1")  # fmt: skip
+        assert done.code == 0, done.err
+        cache = str(tmp_path / f"cache-{fmt}")
+        loaded = datasets.load_dataset(str(out), cache_dir=cache)["train"]
+        assert sorted(zip(loaded["id"], loaded["prompt"], strict=True)) == expected
+    outs = (tmp_path / "imagefolder", tmp_path / "parquet")
+    assert all(any(o in p.parents for o in outs) for p in tmp_path.rglob("*.png"))
+    holding = [
+        ids.count("four")
+        for shard in sorted((tmp_path / "parquet" / "data").glob("*.parquet"))
+        if "four" in (ids := pq.read_table(shard, columns=["id"])["id"].to_pylist())
+    ]
+    assert holding == [4]  # 1 row a shard was asked for: an item's rows still stay together
