@@ -5,6 +5,8 @@ what it found; every item ends in exactly one shard and ``datasets`` loads the f
 
 from __future__ import annotations
 
+import os
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +244,20 @@ def test_hostile_ids_and_prompts_load_from_both_layouts(
         if "four" in (ids := pq.read_table(shard, columns=["id"])["id"].to_pylist())
     ]
     assert holding == [4]  # 1 row a shard was asked for: an item's rows still stay together
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_shards_and_the_card_get_the_umasks_permissions(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, umask: int
+) -> None:
+    """Regression guard: shards, the card and errors.jsonl are created like any other tool's
+    output (0666 less the umask), neither world-readable regardless nor private regardless.
+    """
+    previous = os.umask(umask)
+    try:
+        out = tmp_path / "out"
+        assert cli("batch", five(tmp_path), "-m", "dall-e-3", "-o", out, *PARQUET).code == 0
+    finally:
+        os.umask(previous)
+    files = [*sorted((out / "data").glob("*.parquet")), out / "README.md", out / "errors.jsonl"]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(0o666 & ~umask)}
