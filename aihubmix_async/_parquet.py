@@ -273,9 +273,14 @@ def _release(db: sqlite3.Connection, out: Path, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         (out / name).unlink()
     db.execute("BEGIN IMMEDIATE")
-    db.execute("DELETE FROM sharded WHERE shard = ?", (name,))
-    db.execute("DELETE FROM shards WHERE name = ?", (name,))
-    db.execute("COMMIT")
+    try:
+        db.execute("DELETE FROM sharded WHERE shard = ?", (name,))
+        db.execute("DELETE FROM shards WHERE name = ?", (name,))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def recover_shards(db: sqlite3.Connection, out: Path, holds: Callable[[str], bool]) -> None:
