@@ -47,48 +47,34 @@ def five(tmp_path: Path) -> Path:
     return jsonl(tmp_path / "p.jsonl", [{"id": f"i{k}", "prompt": f"p{k}"} for k in range(5)])
 
 
-def test_a_deleted_shard_is_reported_and_its_items_generated_again(
-    api: ThreadSandbox, cli: Any, tmp_path: Path
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_damaged_shard_is_reported_and_its_items_generated_again(
+    api: ThreadSandbox, cli: Any, tmp_path: Path, damage: str
 ) -> None:
-    """A sealed shard deleted between runs: the resume names it, generates exactly its items
-    again (into a new shard) and ends with every item once; it never reports "all done".
+    """A sealed shard deleted, or cut short (a copy interrupted, a full disk elsewhere),
+    between runs: the resume names it, moves a damaged file out of data/ (``datasets`` would
+    choke on it; kept aside, not deleted), generates exactly its items again into a new shard
+    and ends with every item once. Before, it reported "all done".
     """
     prompts, out = five(tmp_path), tmp_path / "out"
     argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--parquet-shard-size",
             "2rows", "--concurrency", "1")  # fmt: skip
     assert cli(*argv).code == 0
-    first = out / "data" / "train-00000.parquet"
-    lost = pq.read_table(first, columns=["id"])["id"].to_pylist()
-    first.unlink()
+    shard = out / "data" / "train-00001.parquet"
+    lost = pq.read_table(shard, columns=["id"])["id"].to_pylist()
+    if damage == "deleted":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:100])
     billed = api.submits
     again = cli(*argv)
     assert again.code == 0, again.err
-    assert "data/train-00000.parquet" in again.err
-    assert "missing" in again.err
-    assert api.submits - billed == len(lost)
-    assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
-    assert loads(out) == 5
-
-
-def test_a_truncated_shard_is_moved_aside_and_its_items_generated_again(
-    api: ThreadSandbox, cli: Any, tmp_path: Path
-) -> None:
-    """A sealed shard cut short (a copy interrupted, a full disk elsewhere): the resume moves
-    it out of data/ (so ``datasets`` does not choke on it), says so, regenerates its items.
-    """
-    prompts, out = five(tmp_path), tmp_path / "out"
-    argv = ("batch", prompts, "-m", "dall-e-3", "-o", out, *PARQUET, "--parquet-shard-size",
-            "2rows", "--concurrency", "1")  # fmt: skip
-    assert cli(*argv).code == 0
-    second = out / "data" / "train-00001.parquet"
-    lost = pq.read_table(second, columns=["id"])["id"].to_pylist()
-    second.write_bytes(second.read_bytes()[:100])
-    billed = api.submits
-    again = cli(*argv)
-    assert again.code == 0, again.err
-    assert "data/train-00001.parquet" in again.err
-    assert not second.exists()
-    assert list((out / ".aihubmix").rglob("train-00001.parquet.*"))  # kept aside, not deleted
+    assert "data/train-00001.parquet is " + ("missing" if damage == "deleted" else "damaged") in (
+        again.err
+    )
+    assert not shard.exists()
+    aside = list((out / ".aihubmix").rglob("train-00001.parquet.*"))
+    assert len(aside) == (damage == "truncated")
     assert api.submits - billed == len(lost)
     assert shard_ids(out) == Counter({f"i{k}": 1 for k in range(5)})
     assert loads(out) == 5
