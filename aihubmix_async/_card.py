@@ -11,7 +11,10 @@ by a crashed run (regenerated only by the resume) would then stop the folder fro
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,7 +27,12 @@ from ._journal_files import ERRORS, Layout, write_atomic
 
 __all__ = ["CARD", "IMAGEFOLDER_FEATURES", "PARQUET_FEATURES", "render_card", "write_card"]
 
+logger = logging.getLogger("aihubmix_async.journal")
+
 CARD = "README.md"
+#: Digests of the last cards written (JSON list): a crash between recording one and writing it,
+#: or shard runs writing the card at once, leave one of these on disk.
+_DIGESTS, _KEPT = "card:sha256", 8
 HOMEPAGE = "https://github.com/aihubmix-async/aihubmix-async"
 
 #: The columns ``datasets`` loads from each layout, as (name, dtype in the card).
@@ -65,10 +73,30 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
 
 
+#: Line breaks and other control characters: outside text must stay on its line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+#: What Markdown (and the HTML it lets through) could read as markup in a heading.
+_MARKUP = re.compile(r"([\\`*_\[\]<>#|&~])")
+
+
+def _one_line(text: str) -> str:
+    """One line of valid text (a folder's name may hold bytes that are not UTF-8: ``?``)."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub(" ", text).strip()
+
+
 def _code(text: str) -> str:
     """Text shown as inline code in Markdown (backticks cannot close it early)."""
+    text = _one_line(text)
     text = text if len(text) <= _PARAMS_CHARS else text[:_PARAMS_CHARS] + "…"
     return "`` " + text.replace("`", "'") + " ``"
+
+
+def _heading(text: str) -> str:
+    """Outside text (a folder's name) as one Markdown heading line, shown as written: no line
+    breaks (a ``---`` line of its own would be YAML or a rule), markup and HTML escaped.
+    """
+    return "# " + (_MARKUP.sub(r"\\\1", _one_line(text)) or "Generated images")
 
 
 def _front_matter(layout: Layout, rows: int) -> Iterator[str]:
@@ -169,7 +197,7 @@ def render_card(db: sqlite3.Connection, layout: Layout, *, title: str) -> str:
     facts = _facts(db)
     counts, images = facts.counts, facts.images
     unfinished = counts.get("pending", 0) + counts.get("submitted", 0)
-    lines = [*_front_matter(layout, images), "", f"# {title}", ""]
+    lines = [*_front_matter(layout, images), "", _heading(title), ""]
     lines += [
         (
             f"Images generated from text prompts through the AIHubMix API with"
@@ -212,7 +240,44 @@ def render_card(db: sqlite3.Connection, layout: Layout, *, title: str) -> str:
     return "\n".join(lines)
 
 
+def _digests(db: sqlite3.Connection) -> list[str]:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (_DIGESTS,)).fetchone()
+    return list(json.loads(row[0])) if row else []
+
+
+def _ours(db: sqlite3.Connection, path: Path) -> bool:
+    """Whether ``path`` is absent or a card this journal wrote (not edited since)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:  # a folder, a dangling or looping link, unreadable: not ours to replace
+        return False
+    recorded = _digests(db)
+    if recorded:
+        return hashlib.sha256(data).hexdigest() in recorded
+    # A card written before digests were recorded: the tool's own front matter and link.
+    front = data.startswith((b"---\nconfigs:", b"---\ndataset_info:"))
+    return front and f"[aihubmix-async]({HOMEPAGE})".encode() in data
+
+
 def write_card(db: sqlite3.Connection, out: Path, layout: Layout, scratch: Path) -> None:
-    """Rewrite ``out/README.md`` from the journal, atomically."""
-    text = render_card(db, layout, title=out.resolve().name or "Generated images")
-    write_atomic(out / CARD, iter([text.encode()]), scratch)
+    """Rewrite ``out/README.md`` from the journal, atomically; a README.md the tool did not
+    write (the user's own, or its card edited by hand) is left as it is, with a warning.
+    """
+    path = out / CARD
+    if not _ours(db, path):
+        logger.warning("%s was not written by aihubmix-async (or was edited since): left as it"
+                       " is; the dataset card is not updated", path)  # fmt: skip
+        return
+    text = render_card(db, layout, title=out.resolve().name or "Generated images").encode()
+    db.execute("BEGIN IMMEDIATE")  # recorded before it is written: see _DIGESTS
+    try:
+        kept = [*_digests(db), hashlib.sha256(text).hexdigest()][-_KEPT:]
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_DIGESTS, json.dumps(kept)))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    write_atomic(path, iter([text]), scratch)

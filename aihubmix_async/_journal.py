@@ -30,10 +30,11 @@ import attrs
 
 from ._batch import ImageRequest
 from ._card import write_card
-from ._journal_files import METADATA, Layout, export_errors, export_metadata, resolve_layout
+from ._journal_files import Layout, export_errors, resolve_layout
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
+from ._journal_repair import check_layout_folder, export_checked, foreign_dataset
 from ._journal_stage import Stager
 from ._journal_types import (
     ChangedItemsError,
@@ -167,6 +168,8 @@ class Journal:
         self.db_path = out / JOURNAL_DIR / DB_NAME
         try:
             self.layout: Layout = resolve_layout(db, layout, write=not read_only)
+            if not read_only:
+                check_layout_folder(out, self.layout)
             self.sharder = self._sharder()
         except (ValueError, MissingPyarrowError) as exc:
             raise JournalError(str(exc)) from None
@@ -198,10 +201,10 @@ class Journal:
                 db = _connect(":memory:")
                 db.executescript(_SCHEMA)
             return cls(folder, db, None, shard, read_only=True, layout=layout)
-        if (folder / METADATA).exists() and not (journal_dir / DB_NAME).exists():
+        if not (journal_dir / DB_NAME).exists() and (found := foreign_dataset(folder)):
             raise JournalError(
-                f"{str(folder)!r} holds a dataset written without a journal (an older version);"
-                " write into a new folder"
+                f"{str(folder)!r} holds a dataset written without a journal ({found}: another"
+                " tool, or an older version); write into a new folder"
             )
         journal_dir.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(folder, journal_dir, shard)
@@ -321,7 +324,7 @@ class Journal:
         """Rewrite the metadata file, ``errors.jsonl`` and the dataset card (README.md) from
         the journal (atomically).
         """
-        export_metadata(self.db, self.out, self.tmp, self.layout)
+        export_checked(self.db, self.out, self.tmp, self.layout)
         export_errors(self.db, self.out, self.tmp)
         if self.sharder is not None:  # the rows left since the last shard
             self.sharder.flush(self.db)

@@ -29,6 +29,7 @@ __all__ = [
     "BUCKET_SIZE",
     "ERRORS",
     "METADATA",
+    "SHARDS_DIR",
     "Layout",
     "export_errors",
     "export_metadata",
@@ -237,19 +238,26 @@ def _chunks(db: sqlite3.Connection, sql: str, render: Any) -> Iterator[bytes]:
 
 
 def export_metadata(db: sqlite3.Connection, out: Path, scratch: Path,
-                    layout: Layout | None = None) -> None:  # fmt: skip
-    """Rewrite the metadata file from the journal's done items, in line order, streamed."""
+                    layout: Layout | None = None) -> int:  # fmt: skip
+    """Rewrite the metadata file from the journal's done items, in line order, streamed.
+    How many rows (images) it lists.
+    """
     layout = layout or Layout("flat")
     if layout.metadata is None:
-        return
+        return 0
     sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE state = 'done' ORDER BY line, id"  # noqa: S608  (fixed columns)
+    listed = 0
 
     def render(row: tuple[Any, ...]) -> bytes:
-        return b"".join(dump_line(record) for record in metadata_rows(row, layout.strip))
+        nonlocal listed
+        lines = [dump_line(record) for record in metadata_rows(row, layout.strip)]
+        listed += len(lines)
+        return b"".join(lines)
 
     target = out / layout.metadata
     target.parent.mkdir(exist_ok=True)
     write_atomic(target, _chunks(db, sql, render), scratch)
+    return listed
 
 
 def export_errors(db: sqlite3.Connection, out: Path, scratch: Path) -> None:
@@ -268,6 +276,8 @@ BUCKET_SIZE = 10_000
 SPLIT_DIR = "train"
 #: Parquet layout: images wait here (inside the journal folder) until a shard takes them.
 STAGED_DIR = ".aihubmix/staged"
+#: Parquet layout: the shards (``datasets`` reads ``data/train-*.parquet``).
+SHARDS_DIR = "data"
 LAYOUTS = ("imagefolder", "parquet")
 _BUCKET_KEY = "layout:bucket"
 
@@ -317,18 +327,22 @@ class Layout:
 
 
 def resolve_layout(db: sqlite3.Connection, requested: str | None, *, write: bool) -> Layout:
-    """The folder's layout: the one recorded, else ``requested`` (``flat`` if None) for a
-    folder without items. A journal with items but no layout was written before layouts
-    existed: flat. Another layout than the folder's is refused (``ValueError``).
+    """The folder's layout: the one recorded, else ``requested`` (``flat`` if None), recorded
+    by the first writer (two shard runs starting at once agree on one). A journal with items
+    but no layout was written before layouts existed: flat. Another layout than the folder's
+    is refused (``ValueError``), also before it holds items: a shard run of the split may be
+    reading its input, and the folder would end with both layouts.
     """
     row = db.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
-    has_items = db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is not None
-    stored = row[0] if row else ("flat" if has_items else None)
-    if stored is None or not has_items:
-        name = requested or stored or "flat"
-        if write and name != (row[0] if row else None):
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (name,))
-        return Layout(name)
+    if row is None and db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is not None:
+        stored = "flat"
+    elif row is None:
+        if not write:
+            return Layout(requested or "flat")
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('layout', ?)", (requested or "flat",))
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone()
+    else:
+        stored = row[0]
     compatible = requested in (None, stored) or {requested, stored} == {"imagefolder", "flat"}
     if write and not compatible:
         raise ValueError(

@@ -72,7 +72,8 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
         )
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite rolls back by itself on a full disk: keep that error
+            db.execute("ROLLBACK")
         raise
     unfinished = sum(counts.get(f"changed-{s}", 0) for s in ("pending", "submitted", "failed"))
     resumed = counts.get("pending", 0) + counts.get("submitted", 0) + unfinished

@@ -229,20 +229,23 @@ def test_a_row_whose_image_is_not_staged_yet_waits_for_a_later_shard(
     api: ThreadSandbox, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A shard that claims a row another writer has committed but not yet renamed into the
-    staging area gives its rows back instead of failing; the last shard of the run takes them.
+    staging area (its image still a temporary file of that writer) gives its rows back instead
+    of failing; the last shard of the run takes them. Nothing is generated again.
     """
     prompts = jsonl(tmp_path / "p.jsonl", [{"id": f"i{k}", "prompt": f"p{k}"} for k in range(4)])
     out = tmp_path / "out"
-    hidden = tmp_path / "hidden.png"
     late: list[Path] = []
 
     def lag(name: str) -> None:
         if name != "claimed" or len(late) > 1:
             return
-        if not late:  # the first shard: one of its images is "late"
+        if not late:  # the first shard: one of its images is "late", still a temporary file
             late.append(next((out / STAGED_DIR).iterdir()))
+            hidden = out / ".aihubmix" / "tmp-2-1" / f"{late[0].name}.part"
+            hidden.parent.mkdir()
             late[0].rename(hidden)
         else:  # and has arrived by the next one
+            hidden = out / ".aihubmix" / "tmp-2-1" / f"{late[0].name}.part"
             hidden.rename(late[0])
             late.append(hidden)
 
@@ -252,3 +255,4 @@ def test_a_row_whose_image_is_not_staged_yet_waits_for_a_later_shard(
     assert done.code == 0, done.err
     assert shard_ids(out) == Counter({(f"i{k}", f"i{k}.png"): 1 for k in range(4)})
     assert staged(out) == []
+    assert api.submits == 4
