@@ -10,17 +10,21 @@ time, so it stays fast at 100,000 items, and loads nothing from the network.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 
 from ._files import write_atomic
+from ._imageinfo import image_size
 from ._journal_files import ERRORS, METADATA
 
 __all__ = ["GalleryReport", "build_gallery"]
@@ -29,7 +33,13 @@ PAGE = "gallery.html"
 FOLDER = ".gallery"
 THUMB_SIDE = 256
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-# Columns of one item in data.js (arrays, not objects: 100,000 items stay a few MB).
+# A metadata line longer than this is none the SDK wrote: skipped without being held whole.
+MAX_LINE = 8 * 1024 * 1024
+# Characters of a prompt, parameters or message kept for the page (a card shows three lines).
+MAX_TEXT = 2000
+# Columns of one item in data.js (arrays, not objects: 100,000 items stay a few MB). ``file``
+# and ``thumb`` are URLs relative to the page (percent-encoded); ``thumb`` is empty when the
+# image could not be thumbnailed (the page shows no preview rather than a bomb or garbage).
 COLUMNS = ("file", "thumb", "id", "prompt", "model", "params", "status", "error", "message",
            "cost", "request_id")  # fmt: skip
 
@@ -47,24 +57,38 @@ class GalleryReport:
     note: str | None = None
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
+def _read_jsonl(path: Path, skipped: list[str]) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON-lines file. A torn last line (a file being written), a line of
+    bad bytes, of something else than an object, or longer than :data:`MAX_LINE` is skipped
+    and counted in ``skipped``; an overlong line is never held whole.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
         return
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line of a file being written: skip it
-                if isinstance(record, dict):
-                    yield record
+    with handle:
+        while line := handle.readline(MAX_LINE):
+            if len(line) == MAX_LINE and not line.endswith(b"\n"):
+                while (rest := handle.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                skipped.append("overlong")
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # torn, bad UTF-8, nested beyond reason
+                skipped.append("unreadable")
+                continue
+            if isinstance(record, dict):
+                yield record
 
 
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
 
 
 def _params(value: Any) -> str:
@@ -73,38 +97,94 @@ def _params(value: Any) -> str:
 
 
 def _safe_relative(name: object) -> bool:
-    """A metadata ``file_name`` the page may show: relative, forward slashes, no ``..``."""
+    """A metadata ``file_name`` the page may show: relative, forward slashes, no ``..``, and a
+    name a file can have (no NUL, no lone surrogate but the escapes of undecodable bytes).
+    """
     if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
+        return False
+    try:
+        if b"\x00" in os.fsencode(name):
+            return False
+    except UnicodeEncodeError:
         return False
     return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
-def _rows(folder: Path) -> list[dict[str, Any]]:
+class _Folder:
+    """The folder being shown: which of its files the page may show and thumbnail (regular
+    files inside it, through symlinks only while they stay inside), and what was skipped.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.real = root.resolve()
+        self.lines: list[str] = []  # metadata lines skipped, one word each
+        self.rows = 0  # rows naming a file outside the folder, or no regular file
+        self._dirs: dict[Path, bool] = {}
+
+    def within(self, directory: Path, base: Path | None = None) -> bool:
+        """Whether ``directory`` (existing or not) resolves inside ``base`` (the folder)."""
+        known = self._dirs.get(directory)
+        if known is None:
+            known = directory.resolve().is_relative_to(self.real)
+            self._dirs[directory] = known
+        return known and (base is None or directory.resolve().is_relative_to(base.resolve()))
+
+    def shows(self, rel: str) -> bool:
+        """A regular file inside the folder, or one not (yet) there: a run still writing.
+        Never a FIFO (opening one blocks), a device, or a symlink leading out.
+        """
+        path = self.root / rel
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            return self.within(path.parent)
+        except OSError:  # a name too long, a folder not searchable
+            return False
+        if stat.S_ISLNK(mode):
+            try:
+                real = path.resolve(strict=True)
+                return real.is_relative_to(self.real) and stat.S_ISREG(real.stat().st_mode)
+            except (OSError, RuntimeError):  # dangling, looping
+                return False
+        return stat.S_ISREG(mode) and self.within(path.parent)
+
+    def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept = [row for row in rows if not row["file"] or self.shows(row["file"])]
+        self.rows += len(rows) - len(kept)
+        return kept
+
+
+def _rows(folder: _Folder) -> list[dict[str, Any]]:
+    root = folder.root
     rows: list[dict[str, Any]] = []
     # The image-folder layout keeps its metadata in train/ (file names relative to it);
     # folders of earlier versions keep it at the top.
-    split = folder / "train" / METADATA
-    metadata, prefix = (split, "train/") if split.exists() else (folder / METADATA, "")
-    for record in _read_jsonl(metadata):
+    split = root / "train" / METADATA
+    metadata, prefix = (split, "train/") if split.exists() else (root / METADATA, "")
+    for record in _read_jsonl(metadata, folder.lines):
         name = record.get("file_name")
         if _safe_relative(name):
             rows.append({**record, "file": f"{prefix}{name}", "status": "ok"})
+        else:
+            folder.rows += 1
     rows.extend(
-        {**record, "file": "", "status": "failed"} for record in _read_jsonl(folder / ERRORS)
+        {**record, "file": "", "status": "failed"}
+        for record in _read_jsonl(root / ERRORS, folder.lines)
     )
     if not metadata.exists():
         rows[:0] = _parquet_rows(folder)  # the Parquet layout: images inside the shards
-    if not rows and not metadata.exists() and not (folder / ERRORS).exists():
-        rows = [{"file": p.name, "status": "ok"} for p in sorted(folder.iterdir())
-                if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()]  # fmt: skip
-    return rows
+    if not rows and not metadata.exists() and not (root / ERRORS).exists():
+        rows = [{"file": p.name, "status": "ok"} for p in sorted(root.iterdir())
+                if p.suffix.lower() in _IMAGE_SUFFIXES]  # fmt: skip
+    return folder.keep(rows)
 
 
-def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
+def _parquet_rows(folder: _Folder) -> list[dict[str, Any]]:
     """The rows of a Parquet-layout folder (``data/train-*.parquet``), each image copied once
     into ``.gallery/images/`` so the page (and the thumbnailer) can show it.
     """
-    shards = sorted((folder / "data").glob("train-*.parquet"))
+    shards = sorted((folder.root / "data").glob("train-*.parquet"))
     if not shards:
         return []
     try:
@@ -124,7 +204,9 @@ def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
             if image.get("bytes") is None:
                 continue
             rel = f"{FOLDER}/images/{shard.stem}/{name}"
-            target = folder / rel
+            target = folder.root / rel
+            if not folder.within(target.parent, folder.root / FOLDER):
+                continue
             if not target.exists():  # shards are never rewritten: copied once
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(target, image["bytes"])
@@ -136,32 +218,49 @@ class GalleryError(Exception):
     """A folder the gallery cannot read, with what to do about it."""
 
 
-def _thumbnail(source: Path, target: Path) -> bool:
-    """Make ``target`` from ``source`` unless it is already newer; True if made now."""
+MADE, KEPT, SKIPPED = "made", "kept", "skipped"
+
+
+def _too_big(source: Path, limit: int | None) -> bool:
+    """Whether the header claims more pixels than Pillow decodes without a warning (checked
+    before Pillow opens the file: a bomb is never decoded, not even in part).
+    """
+    with source.open("rb") as handle:
+        head = handle.read(256 * 1024)
+    size = image_size(head)
+    return limit is not None and size is not None and size[0] * size[1] > limit
+
+
+def _thumbnail(source: Path, target: Path) -> str:
+    """Make ``target`` from ``source`` unless it is already newer: MADE, KEPT or SKIPPED (an
+    image Pillow cannot or should not decode, a name the file system refuses).
+    """
     from PIL import Image  # noqa: PLC0415 - optional: checked by the caller
 
     try:
         if target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
-            return False
-    except FileNotFoundError:
+            return KEPT
+    except OSError:
         pass
     try:
+        if _too_big(source, Image.MAX_IMAGE_PIXELS):
+            return SKIPPED
         with Image.open(source) as image:
             image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # JPEG: decode at a reduced scale
             image.thumbnail((THUMB_SIDE, THUMB_SIDE))
             rgb = image.convert("RGB")
-    except (OSError, ValueError):
-        return False  # missing or undecodable: the page falls back to the original
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part")
-    rgb.save(tmp, "JPEG", quality=82)
-    tmp.replace(target)
-    return True
+        buffer = io.BytesIO()
+        rgb.save(buffer, "JPEG", quality=82)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, buffer.getvalue())  # a temporary name of its own: two galleries
+    except Exception:  # noqa: BLE001 - any file at all: a bomb, garbage, a name too long
+        return SKIPPED
+    return MADE
 
 
-def _make_thumbnails(folder: Path, files: list[str]) -> tuple[dict[str, str], int, str | None]:
-    """Thumbnail paths (relative to the page) by file name, how many were made now, and a
-    note when Pillow is missing.
+def _make_thumbnails(folder: _Folder, files: list[str]) -> tuple[dict[str, str], int, str | None]:
+    """Thumbnail paths (relative to the page, "" for an image that has none) by file name, how
+    many were made now, and a note when Pillow is missing.
     """
     try:
         import PIL  # noqa: F401, PLC0415 - only to learn whether thumbnails can be made
@@ -174,24 +273,40 @@ def _make_thumbnails(folder: Path, files: list[str]) -> tuple[dict[str, str], in
                 " browser (pip install pillow for thumbnails)"
             ),
         )
-    thumbs = folder / FOLDER / "thumbs"
+    thumbs = folder.root / FOLDER / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
     files = list(dict.fromkeys(files))  # one job per file: two threads never race on one
-    jobs = [(folder / name, thumbs / f"{name}.jpg") for name in files]
+    all_jobs = jobs = [(folder.root / name, thumbs / f"{name}.jpg") for name in files]
+    # A thumbnail is written only where it stays inside .gallery/thumbs (no planted symlink).
+    jobs = [job for job in jobs if folder.within(job[1].parent, thumbs)]
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
-        made = list(pool.map(lambda job: _thumbnail(*job), jobs))
-    found = {name: f"{FOLDER}/thumbs/{name}.jpg" for (name, (_, t)) in zip(files, jobs,
-             strict=True) if t.exists()}  # fmt: skip
-    return found, sum(made), None
+        states = dict(zip(jobs, pool.map(lambda job: _thumbnail(*job), jobs), strict=True))
+    done = [states.get(job, SKIPPED) for job in all_jobs]
+    found = {name: "" if state == SKIPPED else f"{FOLDER}/thumbs/{name}.jpg"
+             for name, state in zip(files, done, strict=True)}  # fmt: skip
+    skipped = done.count(SKIPPED)
+    note = None
+    if skipped:
+        note = (
+            f"{skipped} image{'s have' if skipped != 1 else ' has'} no thumbnail (not decodable,"
+            " larger than Pillow's decompression-bomb limit, or a name too long)"
+        )
+    return found, done.count(MADE), note
 
 
-def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str], title: str) -> str:
+def _href(path: str) -> str:
+    """A URL relative to the page: the name's bytes percent-encoded (any name, any bytes)."""
+    return quote(os.fsencode(path), safe="/") if path else ""
+
+
+def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str] | None, title: str) -> str:
     items = []
     for row in rows:
         file = row.get("file", "")
+        thumb = file if thumbs is None else thumbs.get(file, "")
         cost = row.get("cost")
         items.append([
-            file, thumbs.get(file, file), _text(row.get("id")), _text(row.get("prompt")),
+            _href(file), _href(thumb), _text(row.get("id")), _text(row.get("prompt")),
             _text(row.get("model")), _params(row.get("params")), row["status"],
             _text(row.get("error")), _text(row.get("message")),
             cost if isinstance(cost, (int, float)) or cost is None else _text(cost),
@@ -202,17 +317,58 @@ def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str], title: str)
     return "window.GALLERY = " + json.dumps(payload, ensure_ascii=True) + ";\n"
 
 
-def build_gallery(folder: str | os.PathLike[str], *, thumbnails: bool = True) -> GalleryReport:
-    """Write ``gallery.html`` (and its data and thumbnails) into a batch output folder."""
+def _open_folder(folder: str | os.PathLike[str]) -> _Folder:
+    """The folder, refused with a message when the gallery cannot use it."""
     root = Path(folder)
+    if not root.exists():
+        raise GalleryError(f"{root}: no such folder")
     if not root.is_dir():
-        raise FileNotFoundError(2, "no such folder", str(root))
-    rows = _rows(root)
-    files = [row["file"] for row in rows if row["file"]]
-    thumbs, made, note = _make_thumbnails(root, files) if thumbnails else ({}, 0, None)
-    (root / FOLDER).mkdir(exist_ok=True)
-    write_atomic(root / FOLDER / "data.js", _data_script(rows, thumbs, root.name).encode())
-    page = resources.files("aihubmix_async").joinpath("_gallery_page.html").read_bytes()
-    write_atomic(root / PAGE, page)
+        raise GalleryError(f"{root}: not a folder (give the batch's output folder)")
+    own = root / FOLDER
+    if own.is_symlink():
+        raise GalleryError(
+            f"{own} is a symlink: the gallery writes only inside {root}; remove the link"
+        )
+    if own.exists() and not own.is_dir():
+        raise GalleryError(f"{own} is not a folder: remove it and run the gallery again")
+    return _Folder(root)
+
+
+def _notes(folder: _Folder, thumbs_note: str | None) -> str | None:
+    notes = [thumbs_note] if thumbs_note else []
+    if lines := len(folder.lines):
+        notes.append(
+            f"{lines} metadata line{'s' if lines != 1 else ''} skipped (unreadable or longer"
+            f" than {MAX_LINE // 2**20} MB)"
+        )
+    if folder.rows:
+        notes.append(
+            f"{folder.rows} rows skipped: their file is outside the folder or not a regular file"
+            if folder.rows != 1
+            else "1 row skipped: its file is outside the folder or not a regular file"
+        )
+    return "; ".join(notes) or None
+
+
+def build_gallery(folder: str | os.PathLike[str], *, thumbnails: bool = True) -> GalleryReport:
+    """Write ``gallery.html`` (and its data and thumbnails) into a batch output folder.
+
+    :raises GalleryError: the folder is missing, not a folder, or cannot be read or written
+        (the message names the file and the reason).
+    """
+    root = Path(folder)
+    try:
+        opened = _open_folder(root)
+        rows = _rows(opened)
+        files = [row["file"] for row in rows if row["file"]]
+        thumbs, made, note = _make_thumbnails(opened, files) if thumbnails else (None, 0, None)
+        (root / FOLDER).mkdir(exist_ok=True)
+        script = _data_script(rows, thumbs or None, root.name)
+        write_atomic(root / FOLDER / "data.js", script.encode())
+        page = resources.files("aihubmix_async").joinpath("_gallery_page.html").read_bytes()
+        write_atomic(root / PAGE, page)
+    except OSError as exc:  # unreadable metadata, a read-only or full folder
+        where = exc.filename or root
+        raise GalleryError(f"{where}: {exc.strerror or exc}") from exc
     failures = sum(1 for row in rows if row["status"] == "failed")
-    return GalleryReport(root / PAGE, len(rows) - failures, failures, made, note)
+    return GalleryReport(root / PAGE, len(rows) - failures, failures, made, _notes(opened, note))
