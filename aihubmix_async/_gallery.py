@@ -10,6 +10,7 @@ time, so it stays fast at 100,000 items, and loads nothing from the network.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -26,6 +27,7 @@ import attrs
 from ._files import write_atomic
 from ._imageinfo import image_size
 from ._journal_files import ERRORS, METADATA
+from ._provenance import scrub_params
 
 __all__ = ["GalleryReport", "build_gallery"]
 
@@ -92,7 +94,13 @@ def _text(value: Any) -> str:
 
 
 def _params(value: Any) -> str:
-    text = _text(value)
+    """Parameters as the page shows them: scrubbed like provenance (the metadata keeps them as
+    sent: a signed image URL, credentials and all).
+    """
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    text = _text(scrub_params(value))
     return "" if text in ("{}", "null") else text
 
 

@@ -31,7 +31,10 @@ from xml.sax.saxutils import quoteattr
 from ._config import VERSION
 from ._imageinfo import image_size
 
-__all__ = ["XMP_NAMESPACE", "LazyProvenance", "Provenance", "embed", "provenance_fields"]
+__all__ = [
+    "XMP_NAMESPACE", "LazyProvenance", "Provenance", "embed", "provenance_fields",
+    "scrub_params",
+]  # fmt: skip
 
 XMP_NAMESPACE = "https://github.com/aihubmix-async/aihubmix-async/ns/provenance/1.0/"
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -60,7 +63,9 @@ def provenance_fields(
     fields = {
         "prompt": prompt or "",
         "model": model or "",
-        "parameters": json.dumps(_scrub(dict(params or {})), ensure_ascii=False, sort_keys=True),
+        "parameters": json.dumps(
+            scrub_params(dict(params or {})), ensure_ascii=False, sort_keys=True
+        ),
         "request_id": request_id or "",
         "task_id": task_id or "",
         "software": f"aihubmix-async {VERSION}",
@@ -103,13 +108,14 @@ def _secret(name: object) -> bool:
     return isinstance(name, str) and any(word in name.lower() for word in _SECRET_WORDS)
 
 
-def _scrub(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
+def scrub_params(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
+    """``value`` (parameters, or any part of them) fit to be written where others read it."""
     if isinstance(value, Mapping):
-        return {str(k): _scrub(v) for k, v in value.items() if not _secret(str(k))}
+        return {str(k): scrub_params(v) for k, v in value.items() if not _secret(str(k))}
     if isinstance(value, (list, tuple)):
         # Header-like pairs (["Authorization", "Bearer ..."]) go with their name.
         return [
-            _scrub(v)
+            scrub_params(v)
             for v in value
             if not (isinstance(v, (list, tuple)) and len(v) == 2 and _secret(v[0]))
         ]

@@ -329,3 +329,25 @@ def test_a_folder_without_permission_exits_2_with_a_message(tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr
     assert "Permission denied" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_secrets_in_the_metadata_never_reach_the_page(tmp_path: Path) -> None:
+    """The batch's metadata keeps parameters as sent, a signed image URL with credentials
+    included; the page shows them scrubbed the way provenance is.
+    """
+    png(tmp_path / "a.png")
+    signed = "https://user:hunter2@cdn.test/ref.png?X-Amz-Signature=s3cr3t"
+    rows(tmp_path / "metadata.jsonl", [
+        {"file_name": "a.png", "params": json.dumps({"image": signed, "quality": "low"})},
+        {"file_name": "a.png", "params": {"image": [signed], "api_key": "sk-hidden"}},
+    ])  # fmt: skip
+    rows(tmp_path / "errors.jsonl", [{"id": "x", "params": {"mask": signed}}])
+    build_gallery(tmp_path)
+    page_data = (tmp_path / ".gallery" / "data.js").read_text()
+    for secret in ("hunter2", "s3cr3t", "sk-hidden"):
+        assert secret not in page_data
+    assert [json.loads(p) for p in column(tmp_path, "params")] == [
+        {"image": "https://cdn.test/ref.png", "quality": "low"},
+        {"image": ["https://cdn.test/ref.png"]},
+        {"mask": "https://cdn.test/ref.png"},
+    ]
