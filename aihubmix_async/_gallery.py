@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,7 @@ def _read_jsonl(path: Path, skipped: list[str]) -> Iterator[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode())
             except (ValueError, RecursionError):  # torn, bad UTF-8, nested beyond reason
                 skipped.append("unreadable")
                 continue
@@ -93,11 +94,18 @@ def _text(value: Any) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
 
 
+# What scrub_params would change in a parameters text (a URL, inline data, a secret's name).
+_SCRUBBED = re.compile(r"://|data:|key|token|secret|passw|auth|credential|cookie|signature"
+                       r"|bearer|basic|session|\\u", re.IGNORECASE)  # fmt: skip
+
+
 def _params(value: Any) -> str:
     """Parameters as the page shows them: scrubbed like provenance (the metadata keeps them as
     sent: a signed image URL, credentials and all).
     """
     if isinstance(value, str):
+        if len(value) <= MAX_TEXT and not _SCRUBBED.search(value):
+            return "" if value in ("{}", "null") else value  # nothing to scrub: the common case
         with contextlib.suppress(ValueError):
             value = json.loads(value)
     text = _text(scrub_params(value))
@@ -111,7 +119,7 @@ def _safe_relative(name: object) -> bool:
     if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
         return False
     try:
-        if b"\x00" in os.fsencode(name):
+        if "\x00" in name or not (name.isascii() or os.fsencode(name)):
             return False
     except UnicodeEncodeError:
         return False
@@ -128,34 +136,54 @@ class _Folder:
         self.real = root.resolve()
         self.lines: list[str] = []  # metadata lines skipped, one word each
         self.rows = 0  # rows naming a file outside the folder, or no regular file
-        self._dirs: dict[Path, bool] = {}
+        self._base = os.fspath(root)
+        # Caches: 100,000 rows share a few folders (and often files).
+        self._dirs: dict[tuple[Path, Path | None], bool] = {}
+        self._reldirs: dict[str, bool] = {}
+        self._shown: dict[str, bool] = {}
 
     def within(self, directory: Path, base: Path | None = None) -> bool:
-        """Whether ``directory`` (existing or not) resolves inside ``base`` (the folder)."""
-        known = self._dirs.get(directory)
+        """Whether ``directory`` (existing or not) resolves inside the folder (and ``base``)."""
+        known = self._dirs.get((directory, base))
         if known is None:
-            known = directory.resolve().is_relative_to(self.real)
-            self._dirs[directory] = known
-        return known and (base is None or directory.resolve().is_relative_to(base.resolve()))
+            real = directory.resolve()
+            known = real.is_relative_to(self.real) and (
+                base is None or real.is_relative_to(base.resolve())
+            )
+            self._dirs[directory, base] = known
+        return known
+
+    def _dir_inside(self, reldir: str) -> bool:
+        known = self._reldirs.get(reldir)
+        if known is None:
+            known = self.within(self.root / reldir)
+            self._reldirs[reldir] = known
+        return known
 
     def shows(self, rel: str) -> bool:
         """A regular file inside the folder, or one not (yet) there: a run still writing.
         Never a FIFO (opening one blocks), a device, or a symlink leading out.
         """
-        path = self.root / rel
+        known = self._shown.get(rel)
+        if known is None:
+            known = self._shown[rel] = self._check(rel)
+        return known
+
+    def _check(self, rel: str) -> bool:
+        path = os.path.join(self._base, rel)  # noqa: PTH118 - 100,000 Path objects cost seconds
         try:
-            mode = path.lstat().st_mode
+            mode = os.lstat(path).st_mode
         except FileNotFoundError:
-            return self.within(path.parent)
+            return self._dir_inside(rel.rpartition("/")[0])
         except OSError:  # a name too long, a folder not searchable
             return False
         if stat.S_ISLNK(mode):
             try:
-                real = path.resolve(strict=True)
+                real = Path(path).resolve(strict=True)
                 return real.is_relative_to(self.real) and stat.S_ISREG(real.stat().st_mode)
             except (OSError, RuntimeError):  # dangling, looping
                 return False
-        return stat.S_ISREG(mode) and self.within(path.parent)
+        return stat.S_ISREG(mode) and self._dir_inside(rel.rpartition("/")[0])
 
     def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [row for row in rows if not row["file"] or self.shows(row["file"])]
@@ -302,9 +330,14 @@ def _make_thumbnails(folder: _Folder, files: list[str]) -> tuple[dict[str, str],
     return found, done.count(MADE), note
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-/]*")
+
+
 def _href(path: str) -> str:
     """A URL relative to the page: the name's bytes percent-encoded (any name, any bytes)."""
-    return quote(os.fsencode(path), safe="/") if path else ""
+    if _PLAIN_NAME.fullmatch(path):
+        return path
+    return quote(os.fsencode(path), safe="/")
 
 
 def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str] | None, title: str) -> str:
