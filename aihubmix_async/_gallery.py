@@ -28,7 +28,7 @@ import attrs
 from ._files import write_atomic
 from ._imageinfo import image_size
 from ._journal_files import ERRORS, METADATA
-from ._provenance import scrub_params
+from ._provenance import not_secret, scrub_params
 
 __all__ = ["GalleryReport", "build_gallery"]
 
@@ -351,7 +351,7 @@ def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str] | None, titl
             _text(row.get("model")), _params(row.get("params")), row["status"],
             _text(row.get("error")), _text(row.get("message")),
             cost if isinstance(cost, (int, float)) or cost is None else _text(cost),
-            _text(row.get("request_id")),
+            not_secret(_text(row.get("request_id"))),  # a server's echo may be the key
         ])  # fmt: skip
     payload = {"title": title, "columns": COLUMNS, "items": items}
     # ensure_ascii: the file is plain ASCII whatever the prompts hold (no encoding to guess).

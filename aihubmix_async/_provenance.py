@@ -32,7 +32,12 @@ from ._config import VERSION
 from ._imageinfo import image_size
 
 __all__ = [
-    "XMP_NAMESPACE", "LazyProvenance", "Provenance", "embed", "provenance_fields",
+    "XMP_NAMESPACE",
+    "LazyProvenance",
+    "Provenance",
+    "embed",
+    "not_secret",
+    "provenance_fields",
     "scrub_params",
 ]  # fmt: skip
 
@@ -41,7 +46,9 @@ _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 # Parameter names left out of the file (matched within the name, case-insensitively).
 _SECRET_WORDS = ("key", "token", "secret", "passw", "auth", "credential", "cookie", "signature",
                  "bearer", "session")  # fmt: skip
-_SECRET_VALUE = re.compile(r"\s*(bearer|basic|token)\s+\S", re.IGNORECASE)
+# A value that is a credential: an Authorization header's value, or a key (``sk-...``) itself,
+# as a server echoing the request's headers may send back in place of a request id.
+_SECRET_VALUE = re.compile(r"\s*((bearer|basic|token)\s+\S|sk-[\w\-]{16})", re.IGNORECASE)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -66,8 +73,9 @@ def provenance_fields(
         "parameters": json.dumps(
             scrub_params(dict(params or {})), ensure_ascii=False, sort_keys=True
         ),
-        "request_id": request_id or "",
-        "task_id": task_id or "",
+        # The server's: one echoing the request's headers sends the key back.
+        "request_id": not_secret(request_id or ""),
+        "task_id": not_secret(task_id or ""),
         "software": f"aihubmix-async {VERSION}",
     }
     if fields["parameters"] == "{}":
@@ -104,6 +112,11 @@ class LazyProvenance(Mapping[str, str]):
         return repr(self._get())
 
 
+def not_secret(text: str) -> str:
+    """``text``, or ``<secret>`` when it looks like a credential (``Bearer ...``, ``sk-...``)."""
+    return "<secret>" if _SECRET_VALUE.match(text) else text
+
+
 def _secret(name: object) -> bool:
     return isinstance(name, str) and any(word in name.lower() for word in _SECRET_WORDS)
 
@@ -124,9 +137,7 @@ def scrub_params(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of v
             return "<image>"
         if _URL.match(value):
             return _bare_url(value)
-        if _SECRET_VALUE.match(value):
-            return "<secret>"
-        return value
+        return not_secret(value)
     if value is None or isinstance(value, (bool, int, float)):
         return value
     return "<image>"  # bytes, ImageInput, files: inputs, not text

@@ -21,6 +21,7 @@ from aiohttp import web
 from PIL import Image, PngImagePlugin
 
 from aihubmix_async import Client, GeneratedImage
+from aihubmix_async._gallery import build_gallery
 from aihubmix_async._provenance import XMP_NAMESPACE, embed, provenance_fields
 
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description"
@@ -286,3 +287,56 @@ def test_an_animated_webp_keeps_every_frame() -> None:
             before.seek(frame)
             after.seek(frame)
             assert after.convert("RGBA").tobytes() == before.convert("RGBA").tobytes()
+
+
+# --- a server echoing the key -------------------------------------------------------------------
+
+
+KEY = "sk-live-0123456789abcdefABCDEF"
+
+
+@pytest.fixture
+async def echoing_server() -> AsyncIterator[str]:
+    """An API on loopback that answers with the request's Authorization header as its
+    request id (an echo a proxy or debug build may well do).
+    """
+
+    async def generate(request: web.Request) -> web.Response:
+        await request.read()
+        echo = request.headers.get("Authorization", "")
+        body = {"created": 1, "data": [{"b64_json": base64.b64encode(encoded("PNG")).decode()}]}
+        return web.json_response(body, headers={"x-request-id": echo})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", generate)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+async def test_an_echoed_authorization_header_never_reaches_the_file(
+    echoing_server: str, tmp_path: Path
+) -> None:
+    async with Client(api_key=KEY, base_url=echoing_server) as client:
+        result = await client.generate("gpt-image-1", "a fox")
+    path = await result.image.save(tmp_path / "fox.png")
+    assert KEY.encode() not in path.read_bytes()
+    assert opened(path.read_bytes()).info["request_id"] == "<secret>"
+    for echoed in (KEY, f"Basic {KEY}", f"token {KEY}"):
+        fields = provenance_fields(prompt="p", model="m", request_id=echoed, task_id=echoed)
+        assert KEY not in json.dumps(fields)
+
+
+def test_the_gallery_page_never_shows_an_echoed_key(tmp_path: Path) -> None:
+    """The batch's metadata keeps the request id as the server sent it; the page does not."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    row = {"file_name": "a.png", "request_id": f"Bearer {KEY}", "task_id": KEY}
+    (tmp_path / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+    failed = {"id": "x", "request_id": KEY, "message": "denied"}
+    (tmp_path / "errors.jsonl").write_text(json.dumps(failed) + "\n")
+    build_gallery(tmp_path)
+    assert KEY not in (tmp_path / ".gallery" / "data.js").read_text()
