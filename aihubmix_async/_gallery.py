@@ -15,8 +15,6 @@ import io
 import json
 import os
 import re
-import stat
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -26,18 +24,17 @@ from urllib.parse import quote
 import attrs
 
 from ._files import write_atomic
+from ._gallery_folder import MAX_LINE, Folder, GalleryError, open_regular, read_jsonl, safe_relative
 from ._imageinfo import image_size
 from ._journal_files import ERRORS, METADATA
 from ._provenance import not_secret, scrub_params
 
-__all__ = ["GalleryReport", "build_gallery"]
+__all__ = ["GalleryError", "GalleryReport", "build_gallery"]
 
 PAGE = "gallery.html"
 FOLDER = ".gallery"
 THUMB_SIDE = 256
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-# A metadata line longer than this is none the SDK wrote: skipped without being held whole.
-MAX_LINE = 8 * 1024 * 1024
 # Characters of a prompt, parameters or message kept for the page (a card shows three lines).
 MAX_TEXT = 2000
 # Columns of one item in data.js (arrays, not objects: 100,000 items stay a few MB). ``file``
@@ -58,33 +55,6 @@ class GalleryReport:
     failures: int
     thumbnails_made: int
     note: str | None = None
-
-
-def _read_jsonl(path: Path, skipped: list[str]) -> Iterator[dict[str, Any]]:
-    """The objects of a JSON-lines file. A torn last line (a file being written), a line of
-    bad bytes, of something else than an object, or longer than :data:`MAX_LINE` is skipped
-    and counted in ``skipped``; an overlong line is never held whole.
-    """
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        while line := handle.readline(MAX_LINE):
-            if len(line) == MAX_LINE and not line.endswith(b"\n"):
-                while (rest := handle.readline(MAX_LINE)) and not rest.endswith(b"\n"):
-                    pass
-                skipped.append("overlong")
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode())
-            except (ValueError, RecursionError):  # torn, bad UTF-8, nested beyond reason
-                skipped.append("unreadable")
-                continue
-            if isinstance(record, dict):
-                yield record
 
 
 def _text(value: Any) -> str:
@@ -112,101 +82,22 @@ def _params(value: Any) -> str:
     return "" if text in ("{}", "null") else text
 
 
-def _safe_relative(name: object) -> bool:
-    """A metadata ``file_name`` the page may show: relative, forward slashes, no ``..``, and a
-    name a file can have (no NUL, no lone surrogate but the escapes of undecodable bytes).
-    """
-    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
-        return False
-    try:
-        if "\x00" in name or not (name.isascii() or os.fsencode(name)):
-            return False
-    except UnicodeEncodeError:
-        return False
-    return all(part not in ("", ".", "..") for part in name.split("/"))
-
-
-class _Folder:
-    """The folder being shown: which of its files the page may show and thumbnail (regular
-    files inside it, through symlinks only while they stay inside), and what was skipped.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.real = root.resolve()
-        self.lines: list[str] = []  # metadata lines skipped, one word each
-        self.rows = 0  # rows naming a file outside the folder, or no regular file
-        self._base = os.fspath(root)
-        # Caches: 100,000 rows share a few folders (and often files).
-        self._dirs: dict[tuple[Path, Path | None], bool] = {}
-        self._reldirs: dict[str, bool] = {}
-        self._shown: dict[str, bool] = {}
-
-    def within(self, directory: Path, base: Path | None = None) -> bool:
-        """Whether ``directory`` (existing or not) resolves inside the folder (and ``base``)."""
-        known = self._dirs.get((directory, base))
-        if known is None:
-            real = directory.resolve()
-            known = real.is_relative_to(self.real) and (
-                base is None or real.is_relative_to(base.resolve())
-            )
-            self._dirs[directory, base] = known
-        return known
-
-    def _dir_inside(self, reldir: str) -> bool:
-        known = self._reldirs.get(reldir)
-        if known is None:
-            known = self.within(self.root / reldir)
-            self._reldirs[reldir] = known
-        return known
-
-    def shows(self, rel: str) -> bool:
-        """A regular file inside the folder, or one not (yet) there: a run still writing.
-        Never a FIFO (opening one blocks), a device, or a symlink leading out.
-        """
-        known = self._shown.get(rel)
-        if known is None:
-            known = self._shown[rel] = self._check(rel)
-        return known
-
-    def _check(self, rel: str) -> bool:
-        path = os.path.join(self._base, rel)  # noqa: PTH118 - 100,000 Path objects cost seconds
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return self._dir_inside(rel.rpartition("/")[0])
-        except OSError:  # a name too long, a folder not searchable
-            return False
-        if stat.S_ISLNK(mode):
-            try:
-                real = Path(path).resolve(strict=True)
-                return real.is_relative_to(self.real) and stat.S_ISREG(real.stat().st_mode)
-            except (OSError, RuntimeError):  # dangling, looping
-                return False
-        return stat.S_ISREG(mode) and self._dir_inside(rel.rpartition("/")[0])
-
-    def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        kept = [row for row in rows if not row["file"] or self.shows(row["file"])]
-        self.rows += len(rows) - len(kept)
-        return kept
-
-
-def _rows(folder: _Folder) -> list[dict[str, Any]]:
+def _rows(folder: Folder) -> list[dict[str, Any]]:
     root = folder.root
     rows: list[dict[str, Any]] = []
     # The image-folder layout keeps its metadata in train/ (file names relative to it);
     # folders of earlier versions keep it at the top.
     split = root / "train" / METADATA
     metadata, prefix = (split, "train/") if split.exists() else (root / METADATA, "")
-    for record in _read_jsonl(metadata, folder.lines):
+    for record in read_jsonl(metadata, folder.real, folder.lines):
         name = record.get("file_name")
-        if _safe_relative(name):
+        if safe_relative(name):
             rows.append({**record, "file": f"{prefix}{name}", "status": "ok"})
         else:
             folder.rows += 1
     rows.extend(
         {**record, "file": "", "status": "failed"}
-        for record in _read_jsonl(root / ERRORS, folder.lines)
+        for record in read_jsonl(root / ERRORS, folder.real, folder.lines)
     )
     if not metadata.exists():
         rows[:0] = _parquet_rows(folder)  # the Parquet layout: images inside the shards
@@ -216,7 +107,7 @@ def _rows(folder: _Folder) -> list[dict[str, Any]]:
     return folder.keep(rows)
 
 
-def _parquet_rows(folder: _Folder) -> list[dict[str, Any]]:
+def _parquet_rows(folder: Folder) -> list[dict[str, Any]]:
     """The rows of a Parquet-layout folder (``data/train-*.parquet``), each image copied once
     into ``.gallery/images/`` so the page (and the thumbnailer) can show it.
     """
@@ -224,7 +115,8 @@ def _parquet_rows(folder: _Folder) -> list[dict[str, Any]]:
     if not shards:
         return []
     try:
-        import pyarrow.parquet as pq  # noqa: PLC0415 - optional: the 'parquet' extra
+        import pyarrow as pa  # noqa: PLC0415 - optional: the 'parquet' extra
+        import pyarrow.parquet as pq  # noqa: PLC0415
     except ImportError:
         raise GalleryError(
             "this folder holds Parquet shards: reading their images needs pyarrow"
@@ -232,26 +124,37 @@ def _parquet_rows(folder: _Folder) -> list[dict[str, Any]]:
         ) from None
     rows: list[dict[str, Any]] = []
     for shard in shards:
-        for record in pq.read_table(shard).to_pylist():
-            image = record.pop("image", None) or {}
-            name = image.get("path")
-            if not isinstance(name, str) or not _safe_relative(name) or "/" in name:
-                continue
-            if image.get("bytes") is None:
-                continue
-            rel = f"{FOLDER}/images/{shard.stem}/{name}"
-            target = folder.root / rel
-            if not folder.within(target.parent, folder.root / FOLDER):
-                continue
-            if not target.exists():  # shards are never rewritten: copied once
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, image["bytes"])
-            rows.append({**record, "file": rel, "status": "ok"})
+        handle = open_regular(shard, folder.real)  # not a FIFO, not a link leading out
+        if handle is None:
+            continue
+        try:
+            with handle:
+                records = pq.read_table(handle).to_pylist()
+        except (pa.ArrowException, ValueError):  # not Parquet, cut short: skipped, counted
+            folder.shards += 1
+            continue
+        rows.extend(row for record in records if (row := _copied(folder, shard, record)))
     return rows
 
 
-class GalleryError(Exception):
-    """A folder the gallery cannot read, with what to do about it."""
+def _copied(folder: Folder, shard: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """A shard's row with its image copied out (once) into ``.gallery/images/``; None when it
+    has no image fit to copy.
+    """
+    image = record.pop("image", None)
+    if not isinstance(image, dict) or not isinstance(data := image.get("bytes"), bytes):
+        return None
+    name = image.get("path")
+    if not isinstance(name, str) or not safe_relative(name) or "/" in name:
+        return None
+    rel = f"{FOLDER}/images/{shard.stem}/{name}"
+    target = folder.root / rel
+    if not folder.within(target.parent, folder.root / FOLDER):
+        return None
+    if not target.exists():  # shards are never rewritten: copied once
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, data)
+    return {**record, "file": rel, "status": "ok"}
 
 
 MADE, KEPT, SKIPPED = "made", "kept", "skipped"
@@ -294,7 +197,7 @@ def _thumbnail(source: Path, target: Path) -> str:
     return MADE
 
 
-def _make_thumbnails(folder: _Folder, files: list[str]) -> tuple[dict[str, str], int, str | None]:
+def _make_thumbnails(folder: Folder, files: list[str]) -> tuple[dict[str, str], int, str | None]:
     """Thumbnail paths (relative to the page, "" for an image that has none) by file name, how
     many were made now, and a note when Pillow is missing.
     """
@@ -358,7 +261,7 @@ def _data_script(rows: list[dict[str, Any]], thumbs: dict[str, str] | None, titl
     return "window.GALLERY = " + json.dumps(payload, ensure_ascii=True) + ";\n"
 
 
-def _open_folder(folder: str | os.PathLike[str]) -> _Folder:
+def _open_folder(folder: str | os.PathLike[str]) -> Folder:
     """The folder, refused with a message when the gallery cannot use it."""
     root = Path(folder)
     if not root.exists():
@@ -372,10 +275,10 @@ def _open_folder(folder: str | os.PathLike[str]) -> _Folder:
         )
     if own.exists() and not own.is_dir():
         raise GalleryError(f"{own} is not a folder: remove it and run the gallery again")
-    return _Folder(root)
+    return Folder(root)
 
 
-def _notes(folder: _Folder, thumbs_note: str | None) -> str | None:
+def _notes(folder: Folder, thumbs_note: str | None) -> str | None:
     notes = [thumbs_note] if thumbs_note else []
     if lines := len(folder.lines):
         notes.append(
@@ -388,6 +291,8 @@ def _notes(folder: _Folder, thumbs_note: str | None) -> str | None:
             if folder.rows != 1
             else "1 row skipped: its file is outside the folder or not a regular file"
         )
+    if folder.shards:
+        notes.append(f"{folder.shards} Parquet shard(s) skipped: not readable as Parquet")
     return "; ".join(notes) or None
 
 

@@ -351,3 +351,43 @@ def test_secrets_in_the_metadata_never_reach_the_page(tmp_path: Path) -> None:
         {"image": ["https://cdn.test/ref.png"]},
         {"mask": "https://cdn.test/ref.png"},
     ]
+
+
+@pytest.mark.parametrize("case", ["metadata-to-dev-zero", "errors-fifo", "shard-fifo"])
+def test_metadata_that_never_ends_is_refused_not_read_forever(tmp_path: Path, case: str) -> None:
+    """``metadata.jsonl`` linked to /dev/zero (a line without end) or a FIFO (a read that
+    waits for a writer) used to hang the gallery; now exit 2 naming the file.
+    """
+    png(tmp_path / "a.png")
+    name = {"metadata-to-dev-zero": "metadata.jsonl", "errors-fifo": "errors.jsonl",
+            "shard-fifo": "data/train-00000.parquet"}[case]  # fmt: skip
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    if case == "metadata-to-dev-zero":
+        (tmp_path / name).symlink_to("/dev/zero")
+    else:
+        os.mkfifo(tmp_path / name)
+    code = (
+        "from aihubmix_async._cli import main\n"
+        f"raise SystemExit(main(['gallery', {str(tmp_path)!r}]))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the gallery kept reading {name}")
+    assert done.returncode == 2, done.stderr
+    assert name.rpartition("/")[2] in done.stderr
+
+
+def test_a_shard_that_is_no_parquet_is_skipped_with_a_note(tmp_path: Path) -> None:
+    """A cut or foreign ``data/train-*.parquet`` raised pyarrow's ArrowInvalid as a traceback."""
+    pytest.importorskip("pyarrow")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-00000.parquet").write_bytes(b"PAR1 cut short PAR1")
+    (tmp_path / "data" / "train-00001.parquet").write_bytes(bytes(range(256)) * 20)
+    rows(tmp_path / "errors.jsonl", [{"id": "x", "prompt": "q", "error": "RateLimitError"}])
+    report = build_gallery(tmp_path)
+    assert (report.images, report.failures) == (0, 1)
+    assert report.note is not None
+    assert "2 Parquet shard(s) skipped" in report.note
