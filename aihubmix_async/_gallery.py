@@ -11,6 +11,7 @@ time, so it stays fast at 100,000 items, and loads nothing from the network.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -158,6 +159,10 @@ def _copied(folder: Folder, shard: Path, record: dict[str, Any]) -> dict[str, An
 
 
 MADE, KEPT, SKIPPED = "made", "kept", "skipped"
+# Errors that say nothing about an image: out of file descriptors, a full or read-only disk.
+_NOT_THE_IMAGE = frozenset(
+    (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+)
 
 
 def _too_big(source: Path, limit: int | None) -> bool:
@@ -192,6 +197,10 @@ def _thumbnail(source: Path, target: Path) -> str:
         rgb.save(buffer, "JPEG", quality=82)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, buffer.getvalue())  # a temporary name of its own: two galleries
+    except OSError as exc:
+        if exc.errno in _NOT_THE_IMAGE:
+            raise  # the machine's limits, not this image's fault: the gallery stops and says so
+        return SKIPPED
     except Exception:  # noqa: BLE001 - any file at all: a bomb, garbage, a name too long
         return SKIPPED
     return MADE

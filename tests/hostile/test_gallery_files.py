@@ -391,3 +391,41 @@ def test_a_shard_that_is_no_parquet_is_skipped_with_a_note(tmp_path: Path) -> No
     assert (report.images, report.failures) == (0, 1)
     assert report.note is not None
     assert "2 Parquet shard(s) skipped" in report.note
+
+
+FULL_DISK = """
+import os, sys
+from PIL import Image
+from aihubmix_async._cli import main
+folder = sys.argv[1]
+Image.frombytes("RGB", (256, 256), os.urandom(256 * 256 * 3)).save(folder + "/noise.png")
+stat = os.statvfs(folder)
+free = stat.f_bavail * stat.f_frsize
+with open(folder + "/filler", "wb") as handle:  # leave room for the page, not a thumbnail
+    handle.write(bytes(free - 24 * 1024))
+raise SystemExit(main(["gallery", folder]))
+"""
+
+
+def test_a_full_disk_is_said_not_blamed_on_the_images(tmp_path: Path) -> None:
+    """A thumbnail that cannot be written for want of space (or file descriptors) was counted
+    as an image 'not decodable'; the gallery now stops with exit 2 and the system's reason.
+    """
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    if unshare is None or mount is None:
+        pytest.skip("needs unshare and mount for a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK)
+    shell = (
+        f"{mount} -t tmpfs -o size=512k tmpfs {disk} || exit 99\n"
+        f'exec "{sys.executable}" {script} {disk}'
+    )
+    done = subprocess.run(
+        [unshare, "-m", "sh", "-c", shell], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode == 99 or "unshare failed" in done.stderr:
+        pytest.skip(f"no private tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "No space left on device" in done.stderr
