@@ -73,6 +73,23 @@ def png_claiming(width: int, height: int) -> bytes:
     )
 
 
+def gallery_process(folder: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
+    """``aihubmix-async gallery folder`` in a process of its own (after ``prefix``, e.g. a
+    command dropping root's powers); a hang fails the test instead of blocking it.
+    """
+    code = (
+        "from aihubmix_async._cli import main\n"
+        f"raise SystemExit(main(['gallery', {str(folder)!r}]))"
+    )
+    try:
+        return subprocess.run(
+            [*prefix, sys.executable, "-c", code],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the gallery on {folder} did not finish")
+
+
 # --- bad bytes in the metadata ----------------------------------------------------------------
 
 
@@ -153,16 +170,7 @@ def test_a_fifo_named_like_an_image_is_never_opened(tmp_path: Path) -> None:
     rows(tmp_path / "metadata.jsonl", [
         {"file_name": "pipe.png"}, {"file_name": "dir.png"}, {"file_name": "a.png"},
     ])  # fmt: skip
-    code = (
-        "from aihubmix_async._gallery import build_gallery\n"
-        f"print(build_gallery({str(tmp_path)!r}))"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("the gallery blocked on the FIFO")
+    done = gallery_process(tmp_path)
     assert done.returncode == 0, done.stderr
     assert column(tmp_path, "file") == ["a.png"]
 
@@ -315,15 +323,8 @@ def test_a_folder_without_permission_exits_2_with_a_message(tmp_path: Path) -> N
     folder.mkdir()
     png(folder / "a.png")
     folder.chmod(0)
-    code = (
-        "from aihubmix_async._cli import main\n"
-        f"raise SystemExit(main(['gallery', {str(folder)!r}]))"
-    )
     try:
-        done = subprocess.run(
-            [*without_root_powers(), sys.executable, "-c", code],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        done = gallery_process(folder, *without_root_powers())
     finally:
         folder.chmod(0o755)
     assert done.returncode == 2, done.stderr
@@ -366,16 +367,7 @@ def test_metadata_that_never_ends_is_refused_not_read_forever(tmp_path: Path, ca
         (tmp_path / name).symlink_to("/dev/zero")
     else:
         os.mkfifo(tmp_path / name)
-    code = (
-        "from aihubmix_async._cli import main\n"
-        f"raise SystemExit(main(['gallery', {str(tmp_path)!r}]))"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the gallery kept reading {name}")
+    done = gallery_process(tmp_path)
     assert done.returncode == 2, done.stderr
     assert name.rpartition("/")[2] in done.stderr
 

@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +97,18 @@ def test_embedding_never_raises_on_cut_or_malformed_images() -> None:
 CUT_JPEG = b"\xff\xd8\xff\xe0\x00"  # what a server cut short sends: a JPEG's first bytes
 
 
-@pytest.fixture
-async def cutting_server() -> AsyncIterator[str]:
-    """An API on loopback that answers every generation with a cut JPEG."""
+@asynccontextmanager
+async def api_answering(
+    image: bytes, request_id: Callable[[web.Request], str]
+) -> AsyncIterator[str]:
+    """An API on loopback answering every generation with ``image`` and the request id
+    ``request_id(request)``; yields its base URL.
+    """
 
     async def generate(request: web.Request) -> web.Response:
         await request.read()
-        body = {"created": 1, "data": [{"b64_json": base64.b64encode(CUT_JPEG).decode()}]}
-        return web.json_response(body, headers={"x-request-id": "req_cut"})
+        body = {"created": 1, "data": [{"b64_json": base64.b64encode(image).decode()}]}
+        return web.json_response(body, headers={"x-request-id": request_id(request)})
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", generate)
@@ -112,8 +117,17 @@ async def cutting_server() -> AsyncIterator[str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    await runner.cleanup()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def cutting_server() -> AsyncIterator[str]:
+    """An API on loopback that answers every generation with a cut JPEG."""
+    async with api_answering(CUT_JPEG, lambda _: "req_cut") as url:
+        yield url
 
 
 async def test_a_cut_image_from_the_server_is_saved_as_received(
@@ -301,21 +315,11 @@ async def echoing_server() -> AsyncIterator[str]:
     request id (an echo a proxy or debug build may well do).
     """
 
-    async def generate(request: web.Request) -> web.Response:
-        await request.read()
-        echo = request.headers.get("Authorization", "")
-        body = {"created": 1, "data": [{"b64_json": base64.b64encode(encoded("PNG")).decode()}]}
-        return web.json_response(body, headers={"x-request-id": echo})
+    def echo(request: web.Request) -> str:
+        return request.headers.get("Authorization", "")
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", generate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    await runner.cleanup()
+    async with api_answering(encoded("PNG"), echo) as url:
+        yield url
 
 
 async def test_an_echoed_authorization_header_never_reaches_the_file(
