@@ -158,7 +158,7 @@ def _copied(folder: Folder, shard: Path, record: dict[str, Any]) -> dict[str, An
     return {**record, "file": rel, "status": "ok"}
 
 
-MADE, KEPT, SKIPPED = "made", "kept", "skipped"
+MADE, KEPT, SKIPPED, MISSING = "made", "kept", "skipped", "missing"
 # Errors that say nothing about an image: out of file descriptors, a full or read-only disk.
 _NOT_THE_IMAGE = frozenset(
     (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
@@ -197,6 +197,8 @@ def _thumbnail(source: Path, target: Path) -> str:
         rgb.save(buffer, "JPEG", quality=82)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, buffer.getvalue())  # a temporary name of its own: two galleries
+    except FileNotFoundError:
+        return MISSING  # named in the metadata, not (yet) written: a run still going
     except OSError as exc:
         if exc.errno in _NOT_THE_IMAGE:
             raise  # the machine's limits, not this image's fault: the gallery stops and says so
@@ -230,7 +232,7 @@ def _make_thumbnails(folder: Folder, files: list[str]) -> tuple[dict[str, str], 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
         states = dict(zip(jobs, pool.map(lambda job: _thumbnail(*job), jobs), strict=True))
     done = [states.get(job, SKIPPED) for job in all_jobs]
-    found = {name: "" if state == SKIPPED else f"{FOLDER}/thumbs/{name}.jpg"
+    found = {name: "" if state in (SKIPPED, MISSING) else f"{FOLDER}/thumbs/{name}.jpg"
              for name, state in zip(files, done, strict=True)}  # fmt: skip
     skipped = done.count(SKIPPED)
     note = None

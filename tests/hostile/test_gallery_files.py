@@ -421,3 +421,14 @@ def test_a_full_disk_is_said_not_blamed_on_the_images(tmp_path: Path) -> None:
         pytest.skip(f"no private tmpfs here: {done.stderr.strip()}")
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "No space left on device" in done.stderr
+
+
+def test_a_file_not_written_yet_is_no_undecodable_image(tmp_path: Path) -> None:
+    """A run still writing names files that are not there yet: no preview, and no note
+    blaming them.
+    """
+    png(tmp_path / "a.png")
+    rows(tmp_path / "metadata.jsonl", [{"file_name": "a.png"}, {"file_name": "later.png"}])
+    report = build_gallery(tmp_path)
+    assert (report.images, report.thumbnails_made, report.note) == (2, 1, None)
+    assert column(tmp_path, "thumb") == [".gallery/thumbs/a.png.jpg", ""]
