@@ -78,8 +78,9 @@ def data_uri(data: bytes, mime_type: str) -> str:
 
 def images_html(images: list[tuple[bytes, str]], caption: str = "") -> str:
     """Inline ``<img>`` tags (data URIs) in a row, with an optional caption (for notebooks)."""
-    tags = "".join(
-        f'<img src="{data_uri(data, mime)}" style="max-width:{100 // max(len(images), 1)}%;'
+    tags = "".join(  # the type escaped too: a hand-made GeneratedImage can hold any string
+        f'<img src="{html.escape(data_uri(data, mime), quote=True)}"'
+        f' style="max-width:{100 // max(len(images), 1)}%;'
         f'margin:2px" alt="{html.escape(caption, quote=True)}"/>'
         for data, mime in images
     )

@@ -203,8 +203,8 @@ def test_a_folder_of_images_alone_is_shown_too(tmp_path: Path) -> None:
 
 def test_a_missing_folder_is_an_error(cli: Any, tmp_path: Path) -> None:
     ran = cli("gallery", tmp_path / "nowhere")
-    assert ran.code == 3
-    assert "nowhere" in ran.err
+    assert ran.code == 2  # nothing to show: refused, like the batch's bad input
+    assert "nowhere: no such folder" in ran.err
 
 
 def test_a_parquet_folder_shows_the_images_inside_its_shards(
