@@ -36,6 +36,7 @@ from ._client import Client
 from ._errors import AIHubMixError, ConfigurationError, InvalidRequestError
 from ._rows import (
     COLUMNS,
+    Gate,
     check_model_params,
     failed_columns,
     generate_columns,
@@ -99,24 +100,26 @@ class ImageGenerator:
         self._params = dict(params or {})
         self._options = options
         self._client: Client | None = None
+        self._gate: Gate | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _open(self) -> Client:
-        if self._client is None:
+    def _open(self) -> tuple[Client, Gate]:
+        if self._client is None or self._gate is None:
             self._loop = asyncio.get_running_loop()
             self._client = Client(max_concurrency=self._concurrency, rpm=self._rpm, **self._options)
-        return self._client
+            self._gate = Gate(self._concurrency)  # shared by the calls the actor runs at once
+        return self._client, self._gate
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         columns = batch.to_pydict()
         try:
-            client = self._open()
+            client, gate = self._open()
         except AIHubMixError as exc:  # e.g. a bad AIHUBMIX_BASE_URL here: every row says so
             columns = failed_columns(columns, self._model, self._params, exc)
         else:
             columns = await generate_columns(
                 client, columns, model=self._model, params=self._params,
-                concurrency=self._concurrency,
+                concurrency=self._concurrency, gate=gate,
             )  # fmt: skip
         return pa.Table.from_pydict(columns, schema=SCHEMA)
 
