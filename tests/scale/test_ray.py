@@ -145,6 +145,36 @@ def test_bad_parameters_fail_before_any_actor_starts(
     assert sandbox_process.stats()["submits"] == before
 
 
+def test_the_driver_refuses_what_every_actor_would(
+    ray_session: Path, sandbox_process: SandboxProcess
+) -> None:
+    """Options every actor would refuse (each row an error, or the job aborted) and a missing
+    prompt column fail on the driver, typed; nothing is sent.
+    """
+    before = sandbox_process.stats()["submits"]
+    ds = ray.data.from_items(PROMPTS)
+    with pytest.raises(InvalidRequestError, match="rpm"):
+        generate_images(ds, model="gpt-image-1", rpm=float("inf"))
+    with pytest.raises(InvalidRequestError, match="timeout"):
+        generate_images(ds, model="gpt-image-1", client_options={"timeout": -1})
+    with pytest.raises(TypeError, match="bogus"):
+        generate_images(ds, model="gpt-image-1", client_options={"bogus": 1})
+    with pytest.raises(InvalidRequestError, match="'prompt' column; it has id, text"):
+        generate_images(ray.data.from_items([{"id": "a", "text": "a fox"}]), model="gpt-image-1")
+    assert sandbox_process.stats()["submits"] == before
+
+
+def test_skip_done_refuses_a_lazy_dataset_that_generates(
+    first_run: tuple[Path, list[dict[str, Any]], int], sandbox_process: SandboxProcess
+) -> None:
+    """Reading an unwritten generate_images result runs it: every image paid for again."""
+    before = sandbox_process.stats()["submits"]
+    lazy = generate_images(ray.data.from_items(PROMPTS[:4]), model="gpt-image-1")
+    with pytest.raises(InvalidRequestError, match="lazy dataset that generates"):
+        generate_images(ray.data.from_items(PROMPTS[:4]), model="gpt-image-1", skip_done=lazy)
+    assert sandbox_process.stats()["submits"] == before
+
+
 def test_the_key_never_travels_with_the_pipeline(
     ray_session: Path, sandbox_process: SandboxProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
