@@ -5,12 +5,15 @@ both run it), on the in-process sandbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import math
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from aihubmix_async import InvalidRequestError
+from aihubmix_async import Client, InvalidRequestError
 from aihubmix_async._rows import Gate, generate_columns, item_id, requests_from_columns
 from aihubmix_async.sandbox import Sandbox
 
@@ -90,3 +93,56 @@ async def test_a_refused_key_stops_every_batch_sharing_the_gate(sandbox: Sandbox
     assert {row["error_type"] for row in rows} <= {"AuthenticationError", "BatchAbortedError"}
     assert all("refused the API key" in row["error_message"] for row in later)
     assert all(row["image"] is None for row in rows)
+
+
+BOMB = web.AppKey("bomb", bytes)
+
+
+async def hostile(request: web.Request) -> web.StreamResponse:
+    """A server that answers a submit badly, as the prompt asks."""
+    prompt = (await request.json())["input"]["prompt"]
+    if prompt == "html":
+        return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
+    if prompt == "bomb":  # 65 MiB of zeros in 64 KiB of gzip (made before the server starts)
+        return web.Response(body=request.app[BOMB], headers={"Content-Encoding": "gzip"})
+    if prompt == "nan":
+        return web.Response(text='{"output": NaN, "usage": {"total_tokens": -1e999}}')
+    response = web.StreamResponse()  # "drip": a byte now and then, never the end
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError):  # the client gives up first
+        for _ in range(400):
+            await response.write(b" ")
+            await asyncio.sleep(0.05)
+    return response
+
+
+async def test_hostile_answers_are_error_rows() -> None:
+    """HTML with a 200, a gzip bomb, NaN in JSON, a slow drip: each is its row's error, and
+    the batch (a Ray job, a map) goes on.
+    """
+    app = web.Application()
+    app[BOMB] = gzip.compress(b"0" * (65 * 1024 * 1024))
+    app.router.add_post("/v1/models/{model:.+}/predictions", hostile)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    batch = {"id": ["html", "bomb", "nan", "drip"], "prompt": ["html", "bomb", "nan", "drip"]}
+    try:
+        async with Client(
+            api_key="sk-hostile", base_url=f"http://127.0.0.1:{port}", timeout=3.0, max_retries=0
+        ) as client:
+            columns = await generate_columns(
+                client, batch, model="gpt-image-1", params={}, concurrency=4
+            )
+    finally:
+        await runner.cleanup()
+    rows = {row["id"]: row for row in rows_of(columns)}
+    assert {name: rows[name]["error_type"] for name in rows} == {
+        "html": "ResponseFormatError",
+        "bomb": "ResponseFormatError",
+        "nan": "ResponseFormatError",
+        "drip": "RequestTimeout",
+    }
+    assert all(row["image"] is None for row in rows.values())

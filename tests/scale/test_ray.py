@@ -258,7 +258,10 @@ def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_the_example_runs_and_resumes_then_actors_close_their_clients(
-    ray_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_session: Path,
+    sandbox_process: SandboxProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """examples/ray_generate.py generates every image, and no actor of this session left an
     aiohttp session unclosed (last in the module: it stops Ray).
@@ -270,3 +273,8 @@ def test_the_example_runs_and_resumes_then_actors_close_their_clients(
     logs = [path.read_text(errors="replace") for path in ray_session.glob("logs/worker-*")]
     assert any("MapBatches(ImageGenerator)" in text for text in logs)  # the right logs
     assert not [text for text in logs if "Unclosed" in text]
+    # Nothing Ray kept of this session (logs, object spill, its own records) holds the key.
+    key = sandbox_process.api_key.encode()
+    files = [path for path in ray_session.rglob("*") if path.is_file() and not path.is_symlink()]
+    assert files
+    assert not [path for path in files if key in path.read_bytes()]
