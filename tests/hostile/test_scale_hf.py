@@ -13,7 +13,7 @@ import pytest
 from aihubmix_async import InvalidRequestError
 from aihubmix_async.sandbox import Sandbox
 
-from ..support import sandbox_in_thread
+from ..scale_support import endpoint_in_env
 
 pytest.importorskip("datasets")
 
@@ -24,9 +24,7 @@ from aihubmix_async.hf import ImageMap, generate_images
 
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox_in_thread(api_key="sk-hostile-hf") as sandbox:
-        monkeypatch.setenv("AIHUBMIX_API_KEY", "sk-hostile-hf")
-        monkeypatch.setenv("AIHUBMIX_BASE_URL", sandbox.base_url)
+    with endpoint_in_env(monkeypatch, "sk-hostile-hf") as sandbox:
         yield sandbox
 
 

@@ -5,7 +5,6 @@ own (as an actor runs it) against the sandbox, and ``skip_done`` reading earlier
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from aihubmix_async import InvalidRequestError
 from aihubmix_async.sandbox import Sandbox
 
-from ..support import sandbox_in_thread
+from ..scale_support import endpoint_in_env, loop_in_thread
 
 pytest.importorskip("ray")
 
@@ -27,22 +26,14 @@ from aihubmix_async.ray import SCHEMA, ImageGenerator, done_ids
 
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with sandbox_in_thread(api_key="sk-hostile-ray") as sandbox:
-        monkeypatch.setenv("AIHUBMIX_API_KEY", "sk-hostile-ray")
-        monkeypatch.setenv("AIHUBMIX_BASE_URL", sandbox.base_url)
+    with endpoint_in_env(monkeypatch, "sk-hostile-ray") as sandbox:
         yield sandbox
 
 
 @pytest.fixture
 def actor_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop in a thread of its own, as Ray runs an async UDF's calls."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
+    with loop_in_thread() as loop:
+        yield loop
 
 
 def test_a_number_in_the_model_column_is_an_error_row(
