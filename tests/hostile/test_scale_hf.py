@@ -89,3 +89,14 @@ def test_ctrl_c_inside_a_request_reaches_the_caller_as_itself(endpoint: Sandbox)
     assert done.stdout.strip() == "caught KeyboardInterrupt; open clients: 0", done.stderr
     assert done.returncode == 0
     assert endpoint.stats.submits <= 3
+
+
+def test_num_proc_maps_every_row_once(endpoint: Sandbox, capfd: pytest.CaptureFixture[str]) -> None:
+    """Two processes, each with its own client (odd batches): every row once, sent once, and
+    no aiohttp complaint on the workers' stderr.
+    """
+    out = generate_images(prompts(9), model="gpt-image-1", concurrency=2, num_proc=2, batch_size=2)
+    assert sorted(out["id"]) == sorted(f"h{i}" for i in range(9))
+    assert set(out["error_type"]) == {None}
+    assert endpoint.stats.submits == 9
+    assert "Unclosed" not in capfd.readouterr().err
