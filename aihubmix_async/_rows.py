@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -215,14 +217,48 @@ def to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 class Gate:
     """What the batches one worker runs at once share (a Ray actor runs several calls at once,
     ``datasets`` up to a thousand batches on one loop): at most ``concurrency`` items taken
-    across them, and once the server refuses the key (401) no item is sent any more, in any
-    batch. Make one per client, on the client's event loop.
+    across them, the oldest batch first (so batches finish one after another, as the pipeline
+    refills, not all at the end together), and once the server refuses the key (401) no item
+    is sent any more, in any batch. Make one per client, on the client's event loop.
     """
 
-    def __init__(self, concurrency: int) -> None:
-        self.slots = asyncio.Semaphore(concurrency)
+    def __init__(self, concurrency: int | None) -> None:
+        # None: no shared limit, only the refused key (the client's own limit still holds).
+        self._free = math.inf if concurrency is None else concurrency
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # batch, ticket, waiter
+        self._batches = itertools.count()
+        self._tickets = itertools.count()
         #: The 401 that refused the key, once one came back.
         self.refused: AuthenticationError | None = None
+
+    def new_batch(self) -> int:
+        """The next batch's place in line."""
+        return next(self._batches)
+
+    async def take(self, batch: int) -> None:
+        """Wait for a slot; the waiters of the oldest batch are served first."""
+        while self._waiting and self._waiting[0][2].done():  # cancelled while waiting
+            heapq.heappop(self._waiting)
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (batch, next(self._tickets), future))
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():  # handed a slot, then cancelled
+                self.give()
+            raise
+
+    def give(self) -> None:
+        """Free a slot: to the first waiter still waiting, or back to the pool."""
+        while self._waiting:
+            future = heapq.heappop(self._waiting)[2]
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
 
     def not_sent(self) -> BatchAbortedError:
         """The error of a row never sent because the key was refused."""
@@ -239,6 +275,7 @@ class _Feed:
 
     def __init__(self, gate: Gate, requests: Sequence[ImageRequest]) -> None:
         self._gate = gate
+        self._batch = gate.new_batch()
         self._requests = iter(requests)
         self.taken = 0
         self.returned = 0
@@ -250,9 +287,9 @@ class _Feed:
         request = next(self._requests, None)
         if request is None:
             raise StopAsyncIteration
-        await self._gate.slots.acquire()
+        await self._gate.take(self._batch)
         if self._gate.refused is not None:  # refused while this one waited: it stays unsent
-            self._gate.slots.release()
+            self._gate.give()
             raise StopAsyncIteration
         self.taken += 1
         return request
@@ -260,7 +297,7 @@ class _Feed:
     def give_back(self, count: int = 1) -> None:
         self.returned += count
         for _ in range(count):
-            self._gate.slots.release()
+            self._gate.give()
 
 
 def _interrupt_of(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

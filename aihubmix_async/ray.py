@@ -111,7 +111,10 @@ class ImageGenerator:
         if self._client is None or self._gate is None:
             self._loop = asyncio.get_running_loop()
             self._client = Client(max_concurrency=self._concurrency, rpm=self._rpm, **self._options)
-            self._gate = Gate(self._concurrency)  # shared by the calls the actor runs at once
+            # Shared by the calls the actor runs at once: after a 401 none takes another row.
+            # No shared slot limit here: it made the actor's batches finish together, leaving
+            # the pool idle between them (the client's limit holds the actor's requests).
+            self._gate = Gate(None)
         return self._client, self._gate
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
