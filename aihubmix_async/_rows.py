@@ -13,7 +13,7 @@ import heapq
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 
 from ._client import Client
@@ -225,6 +225,7 @@ class Gate:
     def __init__(self, concurrency: int | None) -> None:
         # None: no shared limit, only the refused key (the client's own limit still holds).
         self._free = math.inf if concurrency is None else concurrency
+        self.limited = concurrency is not None
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # batch, ticket, waiter
         self._batches = itertools.count()
         self._tickets = itertools.count()
@@ -300,6 +301,13 @@ class _Feed:
             self._gate.give()
 
 
+def _unrefused(gate: Gate, requests: Sequence[ImageRequest]) -> Iterator[ImageRequest]:
+    for request in requests:
+        if gate.refused is not None:
+            return
+        yield request
+
+
 def _interrupt_of(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The KeyboardInterrupt (or SystemExit) inside a task group's error, if there is one."""
     for error in group.exceptions:
@@ -324,8 +332,10 @@ async def _run(
     error that ended the batch early, if one did. Ctrl-C ends it as a plain KeyboardInterrupt.
     """
     feed = _Feed(gate, valid)
+    # Without a shared limit, a plain iterator: the batch runner's fast path, as before.
+    items = feed if gate.limited else _unrefused(gate, valid)
     try:
-        async with client.batch(feed, **options) as outcomes:
+        async with client.batch(items, **options) as outcomes:
             async for outcome in outcomes:
                 if isinstance(outcome.error, AuthenticationError) and gate.refused is None:
                     gate.refused = outcome.error  # before the slot is free: no one takes it
