@@ -31,7 +31,7 @@ import datasets
 
 from ._client import Client
 from ._errors import ConfigurationError, InvalidRequestError
-from ._rows import COLUMNS, check_model_params, generate_columns
+from ._rows import COLUMNS, Gate, check_model_params, generate_columns
 
 __all__ = ["COLUMNS", "FEATURES", "ImageMap", "generate_images"]
 
@@ -92,7 +92,7 @@ class ImageMap:
         self._rpm = rpm
         self._params = params
         self._options = dict(client_options or {})
-        self._clients: dict[asyncio.AbstractEventLoop, Client] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[Client, Gate]] = {}
         Client(api_key="check", rpm=rpm, **self._options)  # refuse bad options up front
 
     def __getstate__(self) -> dict[str, Any]:
@@ -102,26 +102,27 @@ class ImageMap:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def _client(self) -> Client:
+    def _client(self) -> tuple[Client, Gate]:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        opened = self._clients.get(loop)
+        if opened is None:
             # A new loop means an earlier map (or shard) in this process has ended.
             self._close_idle()
             client = Client(max_concurrency=self._concurrency, rpm=self._rpm, **self._options)
-            self._clients[loop] = client
-        return client
+            opened = self._clients[loop] = (client, Gate(self._concurrency))
+        return opened
 
     async def generate(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
         """The map function (a coroutine function, which ``datasets`` needs to see)."""
-        client = self._client()  # options were checked in __init__: this opens
+        client, gate = self._client()  # options were checked in __init__: this opens
         return await generate_columns(
-            client, batch, model=self._model, params=self._params, concurrency=self._concurrency
-        )
+            client, batch, model=self._model, params=self._params,
+            concurrency=self._concurrency, gate=gate,
+        )  # fmt: skip
 
     def _close_idle(self) -> None:
         for loop in [loop for loop in self._clients if not loop.is_running()]:
-            _close_on(loop, self._clients.pop(loop))
+            _close_on(loop, self._clients.pop(loop)[0])
 
     def close(self) -> None:
         """Close the clients whose maps have ended (every one, once ``map`` returned)."""

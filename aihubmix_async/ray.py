@@ -22,20 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 import ray.data
+from ray.data.dataset import MaterializedDataset
 
 from ._client import Client
 from ._errors import AIHubMixError, ConfigurationError, InvalidRequestError
 from ._rows import (
     COLUMNS,
+    Gate,
     check_model_params,
     failed_columns,
     generate_columns,
@@ -99,24 +104,29 @@ class ImageGenerator:
         self._params = dict(params or {})
         self._options = options
         self._client: Client | None = None
+        self._gate: Gate | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _open(self) -> Client:
-        if self._client is None:
+    def _open(self) -> tuple[Client, Gate]:
+        if self._client is None or self._gate is None:
             self._loop = asyncio.get_running_loop()
             self._client = Client(max_concurrency=self._concurrency, rpm=self._rpm, **self._options)
-        return self._client
+            # Shared by the calls the actor runs at once: after a 401 none takes another row.
+            # No shared slot limit here: it made the actor's batches finish together, leaving
+            # the pool idle between them (the client's limit holds the actor's requests).
+            self._gate = Gate(None)
+        return self._client, self._gate
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         columns = batch.to_pydict()
         try:
-            client = self._open()
+            client, gate = self._open()
         except AIHubMixError as exc:  # e.g. a bad AIHUBMIX_BASE_URL here: every row says so
             columns = failed_columns(columns, self._model, self._params, exc)
         else:
             columns = await generate_columns(
                 client, columns, model=self._model, params=self._params,
-                concurrency=self._concurrency,
+                concurrency=self._concurrency, gate=gate,
             )  # fmt: skip
         return pa.Table.from_pydict(columns, schema=SCHEMA)
 
@@ -148,23 +158,61 @@ def _loop_thread_is_current(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def done_ids(source: Source | Sequence[Source]) -> pa.Array:
-    """The ids with at least one successful row in earlier output(s): datasets, or Parquet
-    files or folders written from :func:`generate_images` rows.
+    """The ids with at least one successful row in earlier output(s): materialized datasets, or
+    Parquet files or folders (local paths or URIs such as ``s3://``) of :func:`generate_images`
+    rows. A location with nothing written yet has no done ids; a file that is not readable
+    Parquet (cut short by a crash) is an :class:`InvalidRequestError` naming it.
     """
     sources = [source] if isinstance(source, ray.data.Dataset | str | os.PathLike) else source
     found: set[str] = set()
     for item in sources:
         if isinstance(item, ray.data.Dataset):
-            table = item.select_columns(["id", "error_type"])
-        elif not any(Path(item).rglob("*.parquet")) and not Path(item).is_file():
-            continue  # nothing written there yet: nothing is done
+            parts = _dataset_parts(item)
         else:
-            table = ray.data.read_parquet(os.fspath(item)).select_columns(["id", "error_type"])
-        for batch in table.iter_batches(batch_format="pyarrow", batch_size=65_536):
-            part = cast("pa.Table", batch)  # the format asked for
+            parts = _parquet_parts(os.fspath(item))
+        for part in parts:
             ok = part.filter(pc.is_null(part["error_type"]))
             found.update(ok["id"].to_pylist())
     return pa.array(sorted(found), type=pa.string())
+
+
+def _dataset_parts(ds: ray.data.Dataset) -> Iterator[pa.Table]:
+    if not isinstance(ds, MaterializedDataset) and "ImageGenerator" in repr(ds):
+        # Reading it would run it: every image generated, and paid for, again.
+        raise InvalidRequestError(
+            "skip_done got a lazy dataset that generates images: reading it would generate"
+            " (and pay for) them again; pass the path it was written to, or materialize it",
+            field="skip_done",
+        )
+    table = ds.select_columns(["id", "error_type"])
+    for batch in table.iter_batches(batch_format="pyarrow", batch_size=65_536):
+        yield cast("pa.Table", batch)  # the format asked for
+
+
+def _parquet_parts(location: str) -> Iterator[pa.Table]:
+    if "://" in location:
+        filesystem, root = pafs.FileSystem.from_uri(location)
+    else:
+        filesystem, root = pafs.LocalFileSystem(), str(Path(location).resolve())
+    info = filesystem.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        return  # nothing written there yet: nothing is done
+    if info.type == pafs.FileType.File:
+        paths = [root]
+    else:
+        found = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        paths = sorted(f.path for f in found if f.is_file and f.path.endswith(".parquet"))
+    for path in paths:
+        try:
+            with filesystem.open_input_file(path) as handle:
+                table = pq.read_table(handle, columns=["id", "error_type"])
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidRequestError(
+                f"skip_done: {path} is not a readable Parquet file of generated rows ({exc});"
+                " one cut short by a crash holds no finished rows: move it away and rerun",
+                field="skip_done",
+            ) from exc
+        yield table
 
 
 def _keep_pending(
@@ -179,6 +227,38 @@ def _keep_pending(
         return batch.filter(pc.invert(pc.is_in(ids, value_set=ray.get(done_ref))))
 
     return ds.map_batches(pending, batch_format="pyarrow")
+
+
+def _actor_rpm(rpm: float | None, actors: int) -> float | None:
+    return None if rpm is None else rpm / actors
+
+
+def _check_on_driver(
+    ds: ray.data.Dataset,
+    model: str,
+    params: Mapping[str, Any],
+    actors: int,
+    concurrency: int,
+    rpm: float | None,
+    client_options: Mapping[str, Any] | None,
+) -> None:
+    """Refuse what every actor would refuse (each row an error, or the job aborted) up front."""
+    check_model_params(model, params)
+    for name, value in (("actors", actors), ("concurrency_per_actor", concurrency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequestError(f"{name} must be an integer >= 1, got {value!r}", field=name)
+    if rpm is not None and not (isinstance(rpm, int | float) and 0 < rpm < math.inf):
+        raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+    options = dict(client_options or {})
+    ImageGenerator(model, client_options=options)  # refuses a key or session in the options
+    # The actors' client settings, built here once: a bad timeout or an unknown option fails
+    # now, not as an error row per prompt (or an aborted job) on every actor.
+    Client(api_key="check", max_concurrency=concurrency, rpm=_actor_rpm(rpm, actors), **options)
+    schema = ds.schema(fetch_if_missing=False)  # known without running anything, or None
+    if schema is not None and "prompt" not in schema.names:
+        raise InvalidRequestError(
+            f"the input needs a 'prompt' column; it has {', '.join(schema.names)}", field="prompt"
+        )
 
 
 def generate_images(
@@ -204,12 +284,7 @@ def generate_images(
     stable one from model, prompt and parameters. Write the result once (``write_parquet``):
     Ray Data is lazy, so two outputs would generate, and pay for, everything twice.
     """
-    check_model_params(model, params)
-    for name, value in (("actors", actors), ("concurrency_per_actor", concurrency_per_actor)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequestError(f"{name} must be an integer >= 1, got {value!r}", field=name)
-    if rpm is not None and not (isinstance(rpm, int | float) and rpm > 0):
-        raise InvalidRequestError(f"rpm must be a positive number, got {rpm!r}", field="rpm")
+    _check_on_driver(ds, model, params, actors, concurrency_per_actor, rpm, client_options)
     if skip_done is not None:
         ds = _keep_pending(ds, done_ids(skip_done), model, params)
     return ds.map_batches(
@@ -217,7 +292,7 @@ def generate_images(
         fn_constructor_kwargs={
             "model": model,
             "concurrency": concurrency_per_actor,
-            "rpm": None if rpm is None else rpm / actors,
+            "rpm": _actor_rpm(rpm, actors),
             "params": params,
             "client_options": client_options,
         },

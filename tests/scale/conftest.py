@@ -19,7 +19,7 @@ import pytest
 
 from aihubmix_async.sandbox import Sandbox
 
-from ..support import sandbox_in_thread
+from ..scale_support import endpoint_in_env
 
 
 @attrs.frozen
@@ -75,12 +75,8 @@ def stop_sandbox(process: subprocess.Popen[str]) -> None:
 
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """The sandbox on a thread of its own (``datasets`` and Ray run their own event loops), with
-    the key and URL in the environment, where the helpers' clients read them.
-    """
-    with sandbox_in_thread(api_key="sk-scale-thread") as sandbox:
-        monkeypatch.setenv("AIHUBMIX_API_KEY", "sk-scale-thread")
-        monkeypatch.setenv("AIHUBMIX_BASE_URL", sandbox.base_url)
+    """The sandbox where the helpers' clients find it (key and URL in the environment)."""
+    with endpoint_in_env(monkeypatch, "sk-scale-thread") as sandbox:
         yield sandbox
 
 

@@ -58,7 +58,7 @@ def test_the_client_is_closed_when_the_map_ends(endpoint: Sandbox) -> None:
     function = ImageMap("gpt-image-1", concurrency=2)
     with function as generate:
         prompts(4).map(generate, batched=True, batch_size=2, remove_columns=["id", "prompt"])
-        clients = list(function._clients.values())
+        clients = [client for client, _ in function._clients.values()]
         assert len(clients) == 1  # one client for the map's event loop, not one per batch
     assert function._clients == {}
     assert repr(clients[0]).endswith("state=closed)")
@@ -71,7 +71,7 @@ def test_a_second_map_closes_the_first_maps_client(endpoint: Sandbox) -> None:
     function = ImageMap("gpt-image-1", concurrency=2)
     with function as generate:
         prompts(2).map(generate, batched=True, remove_columns=["id", "prompt"])
-        first = next(iter(function._clients.values()))
+        first, _ = next(iter(function._clients.values()))
         prompts(2).map(generate, batched=True, remove_columns=["id", "prompt"])
         assert repr(first).endswith("state=closed)")
         assert len(function._clients) == 1

@@ -10,6 +10,8 @@ import importlib.util
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -145,6 +147,85 @@ def test_bad_parameters_fail_before_any_actor_starts(
     assert sandbox_process.stats()["submits"] == before
 
 
+def test_the_driver_refuses_what_every_actor_would(
+    ray_session: Path, sandbox_process: SandboxProcess
+) -> None:
+    """Options every actor would refuse (each row an error, or the job aborted) and a missing
+    prompt column fail on the driver, typed; nothing is sent.
+    """
+    before = sandbox_process.stats()["submits"]
+    ds = ray.data.from_items(PROMPTS)
+    with pytest.raises(InvalidRequestError, match="rpm"):
+        generate_images(ds, model="gpt-image-1", rpm=float("inf"))
+    with pytest.raises(InvalidRequestError, match="timeout"):
+        generate_images(ds, model="gpt-image-1", client_options={"timeout": -1})
+    with pytest.raises(TypeError, match="bogus"):
+        generate_images(ds, model="gpt-image-1", client_options={"bogus": 1})
+    with pytest.raises(InvalidRequestError, match="'prompt' column; it has id, text"):
+        generate_images(ray.data.from_items([{"id": "a", "text": "a fox"}]), model="gpt-image-1")
+    assert sandbox_process.stats()["submits"] == before
+
+
+def test_skip_done_refuses_a_lazy_dataset_that_generates(
+    first_run: tuple[Path, list[dict[str, Any]], int], sandbox_process: SandboxProcess
+) -> None:
+    """Reading an unwritten generate_images result runs it: every image paid for again."""
+    before = sandbox_process.stats()["submits"]
+    lazy = generate_images(ray.data.from_items(PROMPTS[:4]), model="gpt-image-1")
+    with pytest.raises(InvalidRequestError, match="lazy dataset that generates"):
+        generate_images(ray.data.from_items(PROMPTS[:4]), model="gpt-image-1", skip_done=lazy)
+    assert sandbox_process.stats()["submits"] == before
+
+
+def actor_pids(key: str) -> list[int]:
+    """The UDF actors of this session: Ray names their processes; they carry the test's key."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:  # not a process, or gone, or not ours to read
+            continue
+        if b"MapBatches(ImageGenerator)" in command and key.encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def test_an_actor_killed_mid_run_loses_no_row_and_repays_only_its_flight(
+    ray_session: Path, sandbox_process: SandboxProcess, tmp_path: Path
+) -> None:
+    """An actor killed (SIGKILL) a third of the way in: Ray retries its batches on a new
+    actor; every id ends as one row, and only the rows of the batches it held (up to 4 batches
+    of ``concurrency_per_actor`` rows, done or in flight) are sent twice.
+    """
+    prompts = [{"id": f"k{i:02d}", "prompt": f"a harbour, study {i}"} for i in range(60)]
+    sandbox_process.fail(kind="delay", delay=0.2, times=60)
+    before = sandbox_process.stats()["submits"]
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        for _ in range(1200):  # bounded: gives up after about a minute
+            if sandbox_process.stats()["submits"] - before >= 20:
+                pids = actor_pids(sandbox_process.api_key)
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                return
+            threading.Event().wait(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    generate_images(
+        ray.data.from_items(prompts), model="gpt-image-1", actors=2, concurrency_per_actor=4
+    ).write_parquet(str(tmp_path / "run"))
+    killer.join()
+    rows = ray.data.read_parquet(str(tmp_path / "run")).take_all()
+    assert killed  # the attack happened
+    assert sorted(row["id"] for row in rows) == [p["id"] for p in prompts]
+    assert all(row["error_type"] is None for row in rows)
+    assert sandbox_process.stats()["submits"] - before <= 60 + 4 * 4  # one actor's batches
+
+
 def test_the_key_never_travels_with_the_pipeline(
     ray_session: Path, sandbox_process: SandboxProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,7 +258,10 @@ def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_the_example_runs_and_resumes_then_actors_close_their_clients(
-    ray_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_session: Path,
+    sandbox_process: SandboxProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """examples/ray_generate.py generates every image, and no actor of this session left an
     aiohttp session unclosed (last in the module: it stops Ray).
@@ -189,3 +273,8 @@ def test_the_example_runs_and_resumes_then_actors_close_their_clients(
     logs = [path.read_text(errors="replace") for path in ray_session.glob("logs/worker-*")]
     assert any("MapBatches(ImageGenerator)" in text for text in logs)  # the right logs
     assert not [text for text in logs if "Unclosed" in text]
+    # Nothing Ray kept of this session (logs, object spill, its own records) holds the key.
+    key = sandbox_process.api_key.encode()
+    files = [path for path in ray_session.rglob("*") if path.is_file() and not path.is_symlink()]
+    assert files
+    assert not [path for path in files if key in path.read_bytes()]

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from aihubmix_async.sandbox import Sandbox
 
+from ..scale_support import loop_in_thread
 from ..support import decode_image
 from .conftest import require
 
@@ -25,14 +25,8 @@ from aihubmix_async.ray import SCHEMA, ImageGenerator  # noqa: E402
 
 @pytest.fixture
 def actor_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop running in a daemon thread, as Ray Data runs an async UDF's calls."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
+    with loop_in_thread() as loop:
+        yield loop
 
 
 def test_one_client_per_actor_closed_at_shutdown(
