@@ -8,7 +8,6 @@ transport below it moves bytes. Nothing here knows about models, adapters or the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from ._errors import (
     error_for_response,
     redact_secret,
 )
+from ._events import DEFAULT_HOOK_TIMEOUT, call_hook
 from ._models import (
     CallStats,
     Phase,
@@ -159,6 +159,7 @@ class Exchange:
         on_request: Callable[[RequestEvent], object] | None,
         on_response: Callable[[ResponseEvent], object] | None,
         adaptive: AdaptiveLimiter | None = None,
+        hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT,
     ) -> None:
         self.ready = ready
         #: The client's adaptive limit (``concurrency="auto"``): gates API requests, not
@@ -174,6 +175,7 @@ class Exchange:
         self._secret = secret
         self._on_request = on_request
         self._on_response = on_response
+        self._hook_timeout = hook_timeout
         self._tracer: AttemptTracer | None = None
         self._hooked = on_request is not None or on_response is not None
         #: Monotonic time until which every request waits (a 429 with Retry-After pauses the
@@ -323,7 +325,9 @@ class Exchange:
             except Exception:
                 logger.exception("tracer raised; ignored (model=%s)", event.model)
         if self._on_request is not None:
-            await _call_hook(self._on_request, event, "on_request", event.model)
+            await call_hook(
+                self._on_request, event, "on_request", event.model, None, self._hook_timeout
+            )
         context.started = time.perf_counter()  # the HTTP exchange's time, not the hook's
 
     async def _emit_response(
@@ -349,7 +353,10 @@ class Exchange:
             except Exception:
                 logger.exception("tracer raised; ignored (model=%s)", event.model)
         if self._on_response is not None:
-            await _call_hook(self._on_response, event, "on_response", event.model, request_id)
+            await call_hook(
+                self._on_response, event, "on_response", event.model, request_id,
+                self._hook_timeout,
+            )  # fmt: skip
 
 
 class AttemptTracer(Protocol):
@@ -378,24 +385,3 @@ class _Attempt:
         self.stats = stats
         self.span: object = None
         self.started = time.perf_counter()
-
-
-async def _call_hook(
-    hook: Callable[[Any], object],
-    event: object,
-    name: str,
-    model: str,
-    request_id: str | None = None,
-) -> None:
-    """Call a hook, awaiting what it returns if that is awaitable (``async def`` hooks, or a
-    sync hook handing back a coroutine). An exception is logged with its traceback and
-    swallowed: an observer never fails (or re-bills) a generation.
-    """
-    try:
-        returned = hook(event)
-        if inspect.isawaitable(returned):
-            await returned
-    except Exception:
-        logger.exception(
-            "%s hook raised; ignored (model=%s, request_id=%s)", name, model, request_id
-        )
