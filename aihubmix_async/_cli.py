@@ -44,7 +44,7 @@ from ._cli_setup import (
     stop_logging,
 )
 from ._cli_spend import add_spend_flags, price_notes
-from ._errors import AIHubMixError, ConfigurationError, cli_wording
+from ._errors import AIHubMixError, ConfigurationError, InvalidRequestError, cli_wording
 from ._gallery import GalleryError, build_gallery
 from ._journal_files import safe_name
 from ._parquet import ShardTarget
@@ -72,6 +72,7 @@ EXIT_IO = 3
 
 
 async def _generate(args: argparse.Namespace) -> int:
+    _check_utf8([("the prompt", args.prompt), *(("--param", p) for p in args.param)])
     params = parse_params(args.param)
     # Both before anything is sent: a generation paid for and then not saved is lost (a
     # rerun generates, and pays, again).
@@ -88,6 +89,20 @@ async def _generate(args: argparse.Namespace) -> int:
         )
         say(str(path))
     return 0
+
+
+def _check_utf8(texts: list[tuple[str, str]]) -> None:
+    """An undecodable byte on the command line arrives as a lone surrogate, which no request
+    body can carry: refused by name instead of a traceback.
+    """
+    for what, text in texts:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"{what} is not valid UTF-8 text (an undecodable byte on the command line?):"
+                f" {text!r}"
+            ) from None
 
 
 def _check_writable(folder: str) -> None:

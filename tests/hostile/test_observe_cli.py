@@ -111,3 +111,16 @@ def test_demo_repeat_must_be_a_positive_count(
     assert exited.value.code == 2
     assert "--repeat" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def test_an_undecodable_byte_in_the_prompt_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A byte that is not UTF-8 in the prompt (``generate $'caf<0xff>'``): argv holds a lone
+    surrogate that JSON cannot carry. Exit 2 with what is wrong, not a traceback.
+    """
+    code = main(["generate", "caf\udcff", "-m", "gpt-image-1", "--sandbox", "-o", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the prompt is not valid UTF-8" in err
+    assert list(tmp_path.iterdir()) == []
