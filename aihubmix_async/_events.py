@@ -123,9 +123,9 @@ async def call_hook(
     hook: Callable[[Any], object],
     event: object,
     name: str,
-    model: str,
-    request_id: str | None = None,
-    bound: float | None = DEFAULT_HOOK_TIMEOUT,
+    bound: float | None,
+    where: str,
+    *details: object,
 ) -> None:
     """Call a hook, awaiting what it returns if that is awaitable (``async def`` hooks, or a
     sync hook handing back a coroutine), for at most ``bound`` seconds. An observer never
@@ -133,6 +133,7 @@ async def call_hook(
     swallowed, a ``CancelledError`` of the hook's own too (only a cancellation of the call
     itself goes on), and a hook still running after ``bound`` seconds is cancelled and logged.
     ``KeyboardInterrupt`` and ``SystemExit`` are not errors: they stop the program.
+    ``where`` (a %-format) and ``details`` say in the log which call the hook was observing.
     """
     try:
         returned = hook(event)
@@ -141,14 +142,11 @@ async def call_hook(
                 await returned
             if scope.cancelled_caught:
                 _logger.warning(
-                    "%s hook did not return within %gs; cancelled and ignored"
-                    " (model=%s, request_id=%s)",
-                    name, bound, model, request_id,
+                    "%s hook did not return within %gs; cancelled and ignored (%s)",
+                    name, bound, where % details,
                 )  # fmt: skip
     except (Exception, asyncio.CancelledError) as exc:  # an observer's bug is only logged
         task = asyncio.current_task()
         if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
             raise  # the call itself is being cancelled (deadline, task group, Ctrl-C)
-        _logger.exception(
-            "%s hook raised; ignored (model=%s, request_id=%s)", name, model, request_id
-        )
+        _logger.exception("%s hook raised; ignored (%s)", name, where % details)

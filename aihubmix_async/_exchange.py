@@ -43,6 +43,9 @@ __all__ = ["IMAGE", "AttemptTracer", "Exchange", "interpret", "logger"]
 
 logger = logging.getLogger("aihubmix_async")
 
+#: What a request hook's log lines name: the model and request id.
+_WHERE = "model=%s, request_id=%s"
+
 #: ``parse=IMAGE`` asks :meth:`Exchange.call` for image bytes: the answer is the MIME type.
 IMAGE: Callable[[Any], Any] = sniff_mime_type
 
@@ -175,7 +178,9 @@ class Exchange:
         self._secret = secret
         self._on_request = on_request
         self._on_response = on_response
-        self._hook_timeout = hook_timeout
+        #: Seconds an async hook may run (``Client(hook_timeout=)``); a batch's progress
+        #: hook gets the same.
+        self.hook_timeout = hook_timeout
         self._tracer: AttemptTracer | None = None
         self._hooked = on_request is not None or on_response is not None
         #: Monotonic time until which every request waits (a 429 with Retry-After pauses the
@@ -326,7 +331,7 @@ class Exchange:
                 logger.exception("tracer raised; ignored (model=%s)", event.model)
         if self._on_request is not None:
             await call_hook(
-                self._on_request, event, "on_request", event.model, None, self._hook_timeout
+                self._on_request, event, "on_request", self.hook_timeout, _WHERE, event.model, None
             )
         context.started = time.perf_counter()  # the HTTP exchange's time, not the hook's
 
@@ -354,8 +359,8 @@ class Exchange:
                 logger.exception("tracer raised; ignored (model=%s)", event.model)
         if self._on_response is not None:
             await call_hook(
-                self._on_response, event, "on_response", event.model, request_id,
-                self._hook_timeout,
+                self._on_response, event, "on_response", self.hook_timeout, _WHERE, event.model,
+                request_id,
             )  # fmt: skip
 
 

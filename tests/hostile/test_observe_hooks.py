@@ -103,3 +103,41 @@ def test_hook_timeout_must_be_a_positive_number(bad: object) -> None:
     """A bound that is no bound (or not a number) is refused when the client is made."""
     with pytest.raises(InvalidRequestError, match="hook_timeout"):
         Client(api_key="sk-test", hook_timeout=bad)  # type: ignore[arg-type]
+
+
+async def test_a_progress_hook_raising_cancelled_error_loses_no_item(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``on_progress`` is a hook too: its own CancelledError is logged, every item comes out."""
+
+    async def cancelled_inside(progress: object) -> None:
+        raise asyncio.CancelledError
+
+    items = [ImageRequest(prompt=f"fox {i}", id=f"item-{i}") for i in range(3)]
+    with anyio.fail_after(HANG_GUARD):
+        async with (
+            make_client(sandbox) as client,
+            client.batch(items, model="gpt-image-1", on_progress=cancelled_inside) as batch,
+        ):
+            outcomes = await collect(batch)
+    assert sorted(o.index for o in outcomes) == [0, 1, 2]
+    assert sum("on_progress hook raised" in m for m in hook_records(caplog)) == 3
+
+
+async def test_a_progress_hook_that_never_returns_is_given_up(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stuck ``on_progress`` is cut off after the client's ``hook_timeout`` like the others."""
+
+    async def never_returns(progress: object) -> None:
+        await asyncio.Event().wait()
+
+    items = [ImageRequest(prompt=f"fox {i}", id=f"item-{i}") for i in range(2)]
+    with anyio.fail_after(HANG_GUARD):
+        async with (
+            make_client(sandbox, hook_timeout=0.05) as client,
+            client.batch(items, model="gpt-image-1", on_progress=never_returns) as batch,
+        ):
+            outcomes = await collect(batch)
+    assert sorted(o.index for o in outcomes) == [0, 1]
+    assert sum("on_progress hook did not return" in m for m in hook_records(caplog)) == 2
