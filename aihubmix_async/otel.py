@@ -30,7 +30,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 try:
@@ -41,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "aihubmix_async.otel needs OpenTelemetry: pip install 'aihubmix-async[otel]'"
     ) from exc
 
+from ._blocking import BlockingClient
 from ._client import Client
 from ._generation import Generator
 from ._models import CallStats, ImageResult, RequestEvent, ResponseEvent
@@ -58,19 +59,21 @@ MAX_TEXT = 1024
 MAX_STACKTRACE = 4096
 
 _SCOPE = "aihubmix_async"
+_C = TypeVar("_C", Client, BlockingClient)
 #: The HTTP attempt spans opened under the current generation span and not ended yet.
 _open_attempts: ContextVar[list[Span] | None] = ContextVar("aihubmix_open_attempts", default=None)
 
 
-def instrument(client: Client, *, tracer_provider: TracerProvider | None = None) -> Client:
-    """Trace ``client``'s generations and HTTP attempts; returns the client.
+def instrument(client: _C, *, tracer_provider: TracerProvider | None = None) -> _C:
+    """Trace ``client``'s generations and HTTP attempts (a :class:`Client` or a
+    :class:`BlockingClient`); returns the client.
 
     Call it once, before the client's first generation or batch. ``tracer_provider`` defaults
     to the global one (``opentelemetry.trace.set_tracer_provider``). Calling it again on an
     instrumented client changes nothing (no doubled spans); :func:`uninstrument` first to
     trace with another provider.
     """
-    generator = client._generator  # noqa: SLF001 - the package's own seam
+    generator = _generator_of(client)
     if getattr(generator, "_otel_instrumented", False):
         return client
     from . import __version__  # noqa: PLC0415 - the package imports its modules first
@@ -81,14 +84,19 @@ def instrument(client: Client, *, tracer_provider: TracerProvider | None = None)
     return client
 
 
-def uninstrument(client: Client) -> Client:
+def uninstrument(client: _C) -> _C:
     """Stop tracing ``client`` (generations that start later make no spans); returns it."""
-    generator = client._generator  # noqa: SLF001 - the package's own seam
+    generator = _generator_of(client)
     if getattr(generator, "_otel_instrumented", False):
         generator._exchange.trace_with(None)  # noqa: SLF001
         del generator.generate  # the instance's traced wrapper: the class's method again
         generator._otel_instrumented = False  # type: ignore[attr-defined]  # noqa: SLF001
     return client
+
+
+def _generator_of(client: Client | BlockingClient) -> Generator:
+    inner = client._client if isinstance(client, BlockingClient) else client  # noqa: SLF001
+    return inner._generator  # noqa: SLF001 - the package's own seam
 
 
 def _cut(text: str, limit: int = MAX_TEXT) -> str:

@@ -14,11 +14,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from aihubmix_async import BadRequestError, Client, ImageRequest, InvalidRequestError, RetryPolicy
+from aihubmix_async import (
+    BadRequestError,
+    BlockingClient,
+    Client,
+    ImageRequest,
+    InvalidRequestError,
+    RetryPolicy,
+)
 from aihubmix_async.otel import instrument, uninstrument
-from aihubmix_async.sandbox import Sandbox
+from aihubmix_async.sandbox import DEFAULT_API_KEY, Sandbox
 
-from ..support import collect, make_client
+from ..support import collect, make_client, sandbox_in_thread
 
 KEY = "sk-observe-hostile-0123456789"
 HUGE = 300_000
@@ -146,3 +153,16 @@ async def test_uninstrument_stops_the_spans(
         instrument(client, tracer_provider=provider_for(exporter))
         await client.generate("gpt-image-1", "three")
     assert len(exporter.get_finished_spans()) == 4
+
+
+def test_a_blocking_client_can_be_instrumented(exporter: InMemorySpanExporter) -> None:
+    """instrument(BlockingClient(...)) traces it (it raised AttributeError) and returns it."""
+    with sandbox_in_thread() as server:
+        client = BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url)
+        with instrument(client, tracer_provider=provider_for(exporter)) as traced:
+            assert traced is client
+            traced.generate("gpt-image-1", "a cat")
+            uninstrument(traced)
+            traced.generate("gpt-image-1", "a dog")
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["POST", "generate_content gpt-image-1"]
