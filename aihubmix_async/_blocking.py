@@ -81,13 +81,20 @@ class BlockingClient(BlockingCalls):
                 batch.close()
         self._finalizer()
 
-    def _cut_off(self, what: str, exc: Exception) -> Exception:
-        """The error for ``exc``, raised by a call: a ConfigurationError if close() cut the
-        call off (its own error would blame the server or the loop), else ``exc``.
+    @contextlib.contextmanager
+    def _cut_off_by_close(self, what: str) -> Iterator[None]:
+        """An error of a call that close() cut off becomes a ConfigurationError saying so (its
+        own would blame the server or the loop); other errors pass unchanged.
         """
-        if self._portal is None and not isinstance(exc, ConfigurationError):
-            return ConfigurationError(f"BlockingClient was closed while {what} was running")
-        return exc
+        try:
+            yield
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if self._portal is None:
+                message = f"BlockingClient was closed while {what} was running"
+                raise ConfigurationError(message) from exc
+            raise
 
     def models(self) -> tuple[ModelInfo, ...]:
         return self._client.models()
@@ -95,13 +102,8 @@ class BlockingClient(BlockingCalls):
     def _generate(self, model: str, prompt: str, **kwargs: Any) -> BlockingResult:
         """Like :meth:`Client.generate`, blocking until the images are there."""
         call = functools.partial(self._client.generate, model, prompt, **kwargs)
-        try:
+        with self._cut_off_by_close("generate()"):
             return blocking_result(self._running().call(call))
-        except Exception as exc:
-            error = self._cut_off("generate()", exc)
-            if error is exc:
-                raise
-            raise error from exc
 
     def _batch(
         self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any
@@ -115,19 +117,16 @@ class BlockingClient(BlockingCalls):
         return iterator
 
     def _iterate(self, portal: BlockingPortal, runner: Any) -> Generator[BlockingOutcome]:
-        try:
-            with portal.wrap_async_context_manager(runner) as outcomes:
-                while True:
-                    try:
-                        outcome = portal.call(outcomes.__anext__)
-                    except StopAsyncIteration:
-                        return
-                    yield blocking(outcome)
-        except Exception as exc:
-            error = self._cut_off("batch()", exc)
-            if error is exc:
-                raise
-            raise error from exc
+        with (
+            self._cut_off_by_close("batch()"),
+            portal.wrap_async_context_manager(runner) as outcomes,
+        ):
+            while True:
+                try:
+                    outcome = portal.call(outcomes.__anext__)
+                except StopAsyncIteration:
+                    return
+                yield blocking(outcome)
 
 
 def _shut_down(
