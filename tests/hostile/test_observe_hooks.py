@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from aihubmix_async import Client, ImageRequest, InvalidRequestError, RequestEvent, ResponseEvent
@@ -141,3 +142,17 @@ async def test_a_progress_hook_that_never_returns_is_given_up(
             outcomes = await collect(batch)
     assert sorted(o.index for o in outcomes) == [0, 1]
     assert sum("on_progress hook did not return" in m for m in hook_records(caplog)) == 2
+
+
+async def test_hook_timeout_none_leaves_hooks_unbounded(sandbox: Sandbox) -> None:
+    """``hook_timeout=None``: no bound; a slow-but-finite hook runs to its end."""
+    finished: list[str] = []
+
+    async def slow(event: RequestEvent) -> None:
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        finished.append(event.phase)
+
+    async with make_client(sandbox, on_request=slow, hook_timeout=None) as client:
+        await client.generate("gpt-image-1", "a cat")
+    assert finished == ["submit"]
