@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
@@ -19,6 +18,7 @@ import anyio
 
 from ._adaptive import AdaptiveLimiter
 from ._errors import AuthenticationError, BatchAbortedError, InvalidRequestError, RateLimitError
+from ._events import call_hook
 from ._generation import Generator
 from ._models import (
     BatchProgress,
@@ -436,12 +436,9 @@ class Batch:
             images=self._images,
             elapsed=time.perf_counter() - self._clock,
         )
-        try:
-            returned = self._on_progress(event)
-            if inspect.isawaitable(returned):
-                await returned
-        except Exception:  # a progress display must never end the batch or lose an outcome
-            logger.exception("on_progress hook raised; ignored (item %d)", outcome.index)
+        # A progress display must never end the batch or lose an outcome (nor hang it).
+        bound = self._generator._exchange.hook_timeout  # noqa: SLF001 - the client's setting
+        await call_hook(self._on_progress, event, "on_progress", bound, "item %d", outcome.index)
 
 
 def _worker_count(concurrency: object, adaptive: AdaptiveLimiter | None) -> int:

@@ -6,8 +6,10 @@ plain Python and inside Jupyter (where a loop is already running in the calling 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import AsyncIterable, Iterable, Iterator
+import weakref
+from collections.abc import AsyncIterable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Self
 
@@ -25,19 +27,28 @@ __all__ = ["BlockingClient"]
 class BlockingClient(BlockingCalls):
     """``Client`` without ``await``: ``with BlockingClient() as client: client.generate(...)``.
 
-    Takes the same arguments as :class:`Client`. Close it (or use ``with``) to stop its thread.
+    Takes the same arguments as :class:`Client`. Close it (or use ``with``) to stop its thread;
+    one left open is closed when it is garbage-collected or the interpreter exits. It may be
+    shared by threads. ``close()`` ends batches still being iterated, and calls still running
+    in other threads raise :class:`ConfigurationError` ("closed while ... running").
     Its results save synchronously: ``client.generate(...).image.save("x.png")`` writes the
     file before it returns (so do the results of its batches).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
-        self._portal: BlockingPortal | None = self._portal_cm.__enter__()
+        portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
+        portal = portal_cm.__enter__()
         try:
-            self._client: Client = self._portal.call(functools.partial(_open, *args, **kwargs))
+            self._client: Client = portal.call(functools.partial(_open, *args, **kwargs))
         except BaseException:
-            self._portal_cm.__exit__(None, None, None)
+            portal_cm.__exit__(None, None, None)
             raise
+        self._portal: BlockingPortal | None = portal
+        #: Batch iterators not finished yet: close() ends them before stopping the loop.
+        self._batches: weakref.WeakSet[Generator[BlockingOutcome, None, None]] = weakref.WeakSet()
+        # At exit (atexit) or garbage collection: without it, the portal's context manager
+        # is finalised after its thread has stopped and the interpreter never exits.
+        self._finalizer = weakref.finalize(self, _shut_down, portal_cm, portal, self._client)
 
     def __repr__(self) -> str:
         return f"Blocking{self._client!r}"
@@ -54,13 +65,36 @@ class BlockingClient(BlockingCalls):
         return self._portal
 
     def close(self) -> None:
-        """Close the client and stop the background loop. Idempotent."""
-        portal, self._portal = self._portal, None
-        if portal is not None:
-            try:
-                portal.call(self._client.aclose)
-            finally:
-                self._portal_cm.__exit__(None, None, None)
+        """Close the client and stop the background loop. Idempotent.
+
+        Batch iterators still open are ended (a ``for`` over one stops after the item in
+        hand, also when ``close()`` is called from its body); calls running in other threads
+        are cut off and raise :class:`ConfigurationError`.
+        """
+        if self._portal is None:
+            return
+        self._portal = None
+        for batch in list(self._batches):
+            # One being iterated by another thread refuses (ValueError): the shutdown below
+            # cuts it off instead.
+            with contextlib.suppress(ValueError):
+                batch.close()
+        self._finalizer()
+
+    @contextlib.contextmanager
+    def _cut_off_by_close(self, what: str) -> Iterator[None]:
+        """An error of a call that close() cut off becomes a ConfigurationError saying so (its
+        own would blame the server or the loop); other errors pass unchanged.
+        """
+        try:
+            yield
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if self._portal is None:
+                message = f"BlockingClient was closed while {what} was running"
+                raise ConfigurationError(message) from exc
+            raise
 
     def models(self) -> tuple[ModelInfo, ...]:
         return self._client.models()
@@ -68,7 +102,8 @@ class BlockingClient(BlockingCalls):
     def _generate(self, model: str, prompt: str, **kwargs: Any) -> BlockingResult:
         """Like :meth:`Client.generate`, blocking until the images are there."""
         call = functools.partial(self._client.generate, model, prompt, **kwargs)
-        return blocking_result(self._running().call(call))
+        with self._cut_off_by_close("generate()"):
+            return blocking_result(self._running().call(call))
 
     def _batch(
         self, items: Iterable[Any] | AsyncIterable[Any], **kwargs: Any
@@ -77,13 +112,36 @@ class BlockingClient(BlockingCalls):
         early (``break``, or closing the generator) cancels what is still running.
         """
         portal = self._running()
-        runner = self._client.batch(items, **kwargs)
-        with portal.wrap_async_context_manager(runner) as outcomes:
+        iterator = self._iterate(portal, self._client.batch(items, **kwargs))
+        self._batches.add(iterator)
+        return iterator
+
+    def _iterate(self, portal: BlockingPortal, runner: Any) -> Generator[BlockingOutcome]:
+        with (
+            self._cut_off_by_close("batch()"),
+            portal.wrap_async_context_manager(runner) as outcomes,
+        ):
             while True:
                 try:
-                    yield blocking(portal.call(outcomes.__anext__))
+                    outcome = portal.call(outcomes.__anext__)
                 except StopAsyncIteration:
                     return
+                yield blocking(outcome)
+
+
+def _shut_down(
+    portal_cm: AbstractContextManager[BlockingPortal], portal: BlockingPortal, client: Client
+) -> None:
+    """Close ``client`` and stop its loop; what is still running there (batches iterated by
+    other threads, their calls) is cancelled rather than waited for.
+    """
+    try:
+        portal.call(client.aclose)
+        portal.call(portal.stop, True)  # noqa: FBT003 - anyio's signature
+    except RuntimeError:  # called from the loop's own thread, or the loop is gone already
+        pass
+    finally:
+        portal_cm.__exit__(None, None, None)
 
 
 async def _open(*args: Any, **kwargs: Any) -> Client:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -30,12 +31,23 @@ import anyio
 from . import __version__
 from ._cli_batch import dry_run, run_batch, show_status
 from ._cli_client import open_client
-from ._cli_setup import HelpFormatter, connection_options, examples, start_logging, stop_logging
+from ._cli_setup import (
+    NO_KEY,
+    HelpFormatter,
+    concurrency,
+    connection_options,
+    examples,
+    fill_closed_streams,
+    positive,
+    shard_size,
+    start_logging,
+    stop_logging,
+)
 from ._cli_spend import add_spend_flags, price_notes
-from ._errors import AIHubMixError, cli_wording
+from ._errors import AIHubMixError, ConfigurationError, InvalidRequestError, cli_wording
 from ._gallery import GalleryError, build_gallery
 from ._journal_files import safe_name
-from ._parquet import ShardTarget, parse_shard_size
+from ._parquet import ShardTarget
 from ._preflight import parse_params
 from ._progress import say
 from ._registry import Registry
@@ -60,7 +72,13 @@ EXIT_IO = 3
 
 
 async def _generate(args: argparse.Namespace) -> int:
+    _check_utf8([("the prompt", args.prompt), *(("--param", p) for p in args.param)])
     params = parse_params(args.param)
+    # Both before anything is sent: a generation paid for and then not saved is lost (a
+    # rerun generates, and pays, again).
+    if not args.sandbox and not os.environ.get("AIHUBMIX_API_KEY"):
+        raise ConfigurationError(NO_KEY)
+    await anyio.to_thread.run_sync(_check_writable, args.out)
     async with open_client(args) as client:
         result = await client.generate(args.model, args.prompt, **params)
     stem = safe_name(args.name or args.prompt[:40].strip().replace(" ", "-"))
@@ -71,6 +89,32 @@ async def _generate(args: argparse.Namespace) -> int:
         )
         say(str(path))
     return 0
+
+
+def _check_utf8(texts: list[tuple[str, str]]) -> None:
+    """An undecodable byte on the command line arrives as a lone surrogate, which no request
+    body can carry: refused by name instead of a traceback.
+    """
+    for what, text in texts:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"{what} is not valid UTF-8 text (an undecodable byte on the command line?):"
+                f" {text!r}"
+            ) from None
+
+
+def _check_writable(folder: str) -> None:
+    """Create ``folder`` if missing and prove a file can be written in it."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write into -o {folder}: {exc.strerror or exc}; nothing was sent"
+        ) from None
 
 
 def _models(_args: argparse.Namespace) -> int:
@@ -129,6 +173,9 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def _gallery(args: argparse.Namespace) -> int:
+    if not Path(args.folder).is_dir():  # a typo, not an I/O error to resume from
+        say(f"aihubmix-async gallery: no such folder: {args.folder}", sys.stderr)
+        return 2
     try:
         report = build_gallery(args.folder, thumbnails=args.thumbnails)
     except GalleryError as exc:
@@ -141,25 +188,6 @@ def _gallery(args: argparse.Namespace) -> int:
         f" {report.thumbnails_made} new thumbnails)"
     )
     return 0
-
-
-def _concurrency(text: str) -> int | str:
-    """``--concurrency``: a whole number, or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number or 'auto', got {text!r}"
-        ) from None
-
-
-def _shard_size(text: str) -> ShardTarget:
-    try:
-        return parse_shard_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_batch(commands: Any, connection: Any) -> None:
@@ -194,10 +222,10 @@ def _add_batch(commands: Any, connection: Any) -> None:
                      help="imagefolder: train/00000/... folders of at most 10,000 images and"
                           " train/metadata.jsonl; parquet: Parquet shards in data/ (needs"
                           " pyarrow: the 'parquet' extra)")  # fmt: skip
-    bat.add_argument("--parquet-shard-size", type=_shard_size, default=ShardTarget(),
+    bat.add_argument("--parquet-shard-size", type=shard_size, default=ShardTarget(),
                      metavar="SIZE", help="with --output-format parquet: a shard per SIZE of"
                      " images, e.g. 500MB or 10000rows")  # fmt: skip
-    bat.add_argument("--concurrency", type=_concurrency, default=16, metavar="N|auto",
+    bat.add_argument("--concurrency", type=concurrency, default=16, metavar="N|auto",
                      help="items in flight at once; auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip
     bat.add_argument("--max-concurrency", type=int, default=64, metavar="N",
@@ -313,7 +341,8 @@ def _add_tools(commands: Any) -> None:
     )
     demo.add_argument("-o", "--out", default="demo-images", metavar="FOLDER",
                       help="folder the dataset is written into")  # fmt: skip
-    demo.add_argument("--repeat", type=int, default=3, help="rounds of the sample prompts")
+    demo.add_argument("--repeat", type=positive, default=3, metavar="N",
+                      help="rounds of the sample prompts")  # fmt: skip
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -328,6 +357,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fill_closed_streams()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "sandbox":

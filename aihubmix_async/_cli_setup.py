@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+from pathlib import Path
 
+from ._parquet import ShardTarget, parse_shard_size
 from ._progress import ProgressLogHandler
 
 __all__ = [
     "ENVIRONMENT",
+    "NO_KEY",
     "HelpFormatter",
+    "concurrency",
     "connection_options",
     "examples",
+    "fill_closed_streams",
+    "positive",
+    "shard_size",
     "start_logging",
     "stop_logging",
 ]
@@ -21,6 +30,9 @@ __all__ = [
 ENVIRONMENT = """environment:
   AIHUBMIX_API_KEY   the API key (required unless --sandbox)
   AIHUBMIX_BASE_URL  the API's base URL (default https://aihubmix.com)"""
+
+#: The command line's words for a missing key (the library's name ``Client(api_key=...)``).
+NO_KEY = "no API key: set AIHUBMIX_API_KEY (or try the emulator with --sandbox)"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -82,3 +94,45 @@ def connection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log retries (-v) and every request (-vv, with aiohttp's debug"
                         " log) to stderr")  # fmt: skip
+
+
+# --- argument types and standard streams ------------------------------------------------
+
+
+def concurrency(text: str) -> int | str:
+    """``--concurrency``: a whole number, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'auto', got {text!r}"
+        ) from None
+
+
+def positive(text: str) -> int:
+    """A count of at least one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def shard_size(text: str) -> ShardTarget:
+    try:
+        return parse_shard_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def fill_closed_streams() -> None:
+    """A standard stream closed at start (``2>&-``) is None in ``sys``: point it at the null
+    device, so its output is dropped instead of crashing the run or landing on the other one.
+    """
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, Path(os.devnull).open("w"))  # noqa: SIM115 - lives as sys does

@@ -25,6 +25,7 @@ from ._config import (
     resolve_config,
 )
 from ._errors import ConfigurationError, InvalidRequestError
+from ._events import DEFAULT_HOOK_TIMEOUT, check_hook_timeout
 from ._exchange import Exchange
 from ._generation import Generator
 from ._inputs import DEFAULT_MAX_INPUT_BYTES
@@ -95,6 +96,7 @@ class Client(ClientCalls):
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
         on_request: Callable[[RequestEvent], object] | None = None,
         on_response: Callable[[ResponseEvent], object] | None = None,
+        hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT,
         prices: PriceBook | Mapping[str, Any] | str | Path | None = None,
     ) -> None:
         config = resolve_config(
@@ -124,6 +126,7 @@ class Client(ClientCalls):
             secret=config.api_key,
             on_request=on_request,
             on_response=on_response,
+            hook_timeout=check_hook_timeout(hook_timeout),
         )
         self._adaptive = exchange.adaptive  # concurrency="auto": one figure per client
         self._exchange = exchange

@@ -4,11 +4,33 @@ models and parameters the registry knows (re-exported by ``_models``).
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import inspect
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Literal
 
+import anyio
 import attrs
 
-__all__ = ["ModelInfo", "ParamInfo", "Phase", "RequestEvent", "ResponseEvent"]
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "DEFAULT_HOOK_TIMEOUT",
+    "ModelInfo",
+    "ParamInfo",
+    "Phase",
+    "RequestEvent",
+    "ResponseEvent",
+    "call_hook",
+    "check_hook_timeout",
+]
+
+#: Seconds an ``async`` hook may take before it is cancelled (``Client(hook_timeout=)``).
+DEFAULT_HOOK_TIMEOUT = 10.0
+
+_logger = logging.getLogger("aihubmix_async")
 
 
 #: What an HTTP attempt is for, within its generation.
@@ -83,3 +105,48 @@ class ModelInfo:
     #: and where the figure comes from; None when the model has no known price.
     price_per_image: float | None = None
     price_source: str | None = None
+
+
+def check_hook_timeout(value: object) -> float | None:
+    """``Client(hook_timeout=)``: a positive finite number of seconds, or None (no bound)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
+        raise InvalidRequestError(
+            f"hook_timeout must be a positive number of seconds or None, got {value!r}",
+            field="hook_timeout",
+        )
+    return float(value)
+
+
+async def call_hook(
+    hook: Callable[[Any], object],
+    event: object,
+    name: str,
+    bound: float | None,
+    where: str,
+    *details: object,
+) -> None:
+    """Call a hook, awaiting what it returns if that is awaitable (``async def`` hooks, or a
+    sync hook handing back a coroutine), for at most ``bound`` seconds. An observer never
+    fails (or re-bills) a generation: an exception is logged with its traceback and
+    swallowed, a ``CancelledError`` of the hook's own too (only a cancellation of the call
+    itself goes on), and a hook still running after ``bound`` seconds is cancelled and logged.
+    ``KeyboardInterrupt`` and ``SystemExit`` are not errors: they stop the program.
+    ``where`` (a %-format) and ``details`` say in the log which call the hook was observing.
+    """
+    try:
+        returned = hook(event)
+        if inspect.isawaitable(returned):
+            with anyio.move_on_after(bound) as scope:
+                await returned
+            if scope.cancelled_caught:
+                _logger.warning(
+                    "%s hook did not return within %gs; cancelled and ignored (%s)",
+                    name, bound, where % details,
+                )  # fmt: skip
+    except (Exception, asyncio.CancelledError) as exc:  # an observer's bug is only logged
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+            raise  # the call itself is being cancelled (deadline, task group, Ctrl-C)
+        _logger.exception("%s hook raised; ignored (%s)", name, where % details)

@@ -8,7 +8,6 @@ transport below it moves bytes. Nothing here knows about models, adapters or the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from ._errors import (
     error_for_response,
     redact_secret,
 )
+from ._events import DEFAULT_HOOK_TIMEOUT, call_hook
 from ._models import (
     CallStats,
     Phase,
@@ -42,6 +42,9 @@ from ._types import JSONValue
 __all__ = ["IMAGE", "AttemptTracer", "Exchange", "interpret", "logger"]
 
 logger = logging.getLogger("aihubmix_async")
+
+#: What a request hook's log lines name: the model and request id.
+_WHERE = "model=%s, request_id=%s"
 
 #: ``parse=IMAGE`` asks :meth:`Exchange.call` for image bytes: the answer is the MIME type.
 IMAGE: Callable[[Any], Any] = sniff_mime_type
@@ -159,6 +162,7 @@ class Exchange:
         on_request: Callable[[RequestEvent], object] | None,
         on_response: Callable[[ResponseEvent], object] | None,
         adaptive: AdaptiveLimiter | None = None,
+        hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT,
     ) -> None:
         self.ready = ready
         #: The client's adaptive limit (``concurrency="auto"``): gates API requests, not
@@ -174,6 +178,9 @@ class Exchange:
         self._secret = secret
         self._on_request = on_request
         self._on_response = on_response
+        #: Seconds an async hook may run (``Client(hook_timeout=)``); a batch's progress
+        #: hook gets the same.
+        self.hook_timeout = hook_timeout
         self._tracer: AttemptTracer | None = None
         self._hooked = on_request is not None or on_response is not None
         #: Monotonic time until which every request waits (a 429 with Retry-After pauses the
@@ -325,7 +332,9 @@ class Exchange:
             except Exception:
                 logger.exception("tracer raised; ignored (model=%s)", event.model)
         if self._on_request is not None:
-            await _call_hook(self._on_request, event, "on_request", event.model)
+            await call_hook(
+                self._on_request, event, "on_request", self.hook_timeout, _WHERE, event.model, None
+            )
         context.started = time.perf_counter()  # the HTTP exchange's time, not the hook's
 
     async def _emit_response(
@@ -351,7 +360,10 @@ class Exchange:
             except Exception:
                 logger.exception("tracer raised; ignored (model=%s)", event.model)
         if self._on_response is not None:
-            await _call_hook(self._on_response, event, "on_response", event.model, request_id)
+            await call_hook(
+                self._on_response, event, "on_response", self.hook_timeout, _WHERE, event.model,
+                request_id,
+            )  # fmt: skip
 
 
 class AttemptTracer(Protocol):
@@ -380,24 +392,3 @@ class _Attempt:
         self.stats = stats
         self.span: object = None
         self.started = time.perf_counter()
-
-
-async def _call_hook(
-    hook: Callable[[Any], object],
-    event: object,
-    name: str,
-    model: str,
-    request_id: str | None = None,
-) -> None:
-    """Call a hook, awaiting what it returns if that is awaitable (``async def`` hooks, or a
-    sync hook handing back a coroutine). An exception is logged with its traceback and
-    swallowed: an observer never fails (or re-bills) a generation.
-    """
-    try:
-        returned = hook(event)
-        if inspect.isawaitable(returned):
-            await returned
-    except Exception:
-        logger.exception(
-            "%s hook raised; ignored (model=%s, request_id=%s)", name, model, request_id
-        )

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ._cli_setup import NO_KEY
 from ._errors import ConfigurationError, InvalidRequestError
 from ._prompts import format_of, parse_param
 from ._registry import Registry
@@ -74,9 +75,7 @@ def preflight(
     """Every check that needs no input line; raises InvalidRequestError/ConfigurationError."""
     values = parse_params(params)
     if need_key and not sandbox and not os.environ.get("AIHUBMIX_API_KEY"):
-        raise ConfigurationError(
-            "no API key: set AIHUBMIX_API_KEY (or try the emulator with --sandbox)"
-        )
+        raise ConfigurationError(NO_KEY)
     if source != "-" and not os.access(source, os.R_OK):
         raise InvalidRequestError(f"cannot read the prompts file {source!r}")
     fmt = format_of(source, fmt)

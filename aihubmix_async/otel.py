@@ -15,7 +15,10 @@ Every HTTP attempt under it (submit, polls, downloads, retries included) is a ch
 named by its method with the HTTP client attributes (``http.request.method``, ``url.full``
 without its query string, ``server.address``, ``http.response.status_code``,
 ``http.request.resend_count``). A failure sets ``error.type``, records the exception and marks
-the span ERROR. Prompts are never recorded (they may be private).
+the span ERROR. Prompts are never recorded (they may be private), nor the key. Every text
+recorded is bounded (:data:`MAX_TEXT` characters; an exception's stack trace
+:data:`MAX_STACKTRACE`, its own frames only), however large the model name, item id, URL or
+server message: a hostile answer cannot bloat the trace pipeline.
 
 Importing this module imports OpenTelemetry; the core package never does.
 
@@ -24,9 +27,10 @@ Importing this module imports OpenTelemetry; the core package never does.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 try:
@@ -37,29 +41,39 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "aihubmix_async.otel needs OpenTelemetry: pip install 'aihubmix-async[otel]'"
     ) from exc
 
+from ._blocking import BlockingClient
 from ._client import Client
 from ._generation import Generator
 from ._models import CallStats, ImageResult, RequestEvent, ResponseEvent
 
-__all__ = ["OPERATION", "PROVIDER", "instrument"]
+__all__ = ["MAX_STACKTRACE", "MAX_TEXT", "OPERATION", "PROVIDER", "instrument", "uninstrument"]
 
 #: ``gen_ai.operation.name``: the semantic conventions' name for multimodal generation.
 OPERATION = "generate_content"
 #: ``gen_ai.provider.name``: the API every model here is reached through.
 PROVIDER = "aihubmix"
 
+#: Characters kept of any text recorded on a span (its name, attributes, exception message).
+MAX_TEXT = 1024
+#: Characters kept of an exception's stack trace (its last ones: where it was raised).
+MAX_STACKTRACE = 4096
+
 _SCOPE = "aihubmix_async"
+_C = TypeVar("_C", Client, BlockingClient)
 #: The HTTP attempt spans opened under the current generation span and not ended yet.
 _open_attempts: ContextVar[list[Span] | None] = ContextVar("aihubmix_open_attempts", default=None)
 
 
-def instrument(client: Client, *, tracer_provider: TracerProvider | None = None) -> Client:
-    """Trace ``client``'s generations and HTTP attempts; returns the client.
+def instrument(client: _C, *, tracer_provider: TracerProvider | None = None) -> _C:
+    """Trace ``client``'s generations and HTTP attempts (a :class:`Client` or a
+    :class:`BlockingClient`); returns the client.
 
     Call it once, before the client's first generation or batch. ``tracer_provider`` defaults
-    to the global one (``opentelemetry.trace.set_tracer_provider``).
+    to the global one (``opentelemetry.trace.set_tracer_provider``). Calling it again on an
+    instrumented client changes nothing (no doubled spans); :func:`uninstrument` first to
+    trace with another provider.
     """
-    generator = client._generator  # noqa: SLF001 - the package's own seam
+    generator = _generator_of(client)
     if getattr(generator, "_otel_instrumented", False):
         return client
     from . import __version__  # noqa: PLC0415 - the package imports its modules first
@@ -68,6 +82,44 @@ def instrument(client: Client, *, tracer_provider: TracerProvider | None = None)
     generator._exchange.trace_with(_AttemptSpans(tracer))  # noqa: SLF001
     _trace_generations(generator, tracer)
     return client
+
+
+def uninstrument(client: _C) -> _C:
+    """Stop tracing ``client`` (generations that start later make no spans); returns it."""
+    generator = _generator_of(client)
+    if getattr(generator, "_otel_instrumented", False):
+        generator._exchange.trace_with(None)  # noqa: SLF001
+        del generator.generate  # the instance's traced wrapper: the class's method again
+        generator._otel_instrumented = False  # type: ignore[attr-defined]  # noqa: SLF001
+    return client
+
+
+def _generator_of(client: Client | BlockingClient) -> Generator:
+    inner = client._client if isinstance(client, BlockingClient) else client  # noqa: SLF001
+    return inner._generator  # noqa: SLF001 - the package's own seam
+
+
+def _cut(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}\u2026"
+
+
+def _record(span: Span, exc: BaseException) -> None:
+    """``span.record_exception`` with bounded texts: a 1 MB server message stays out."""
+    message = _cut(str(exc))
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    stack = f"Traceback (most recent call last):\n{frames}{type(exc).__qualname__}: {message}"
+    if len(stack) > MAX_STACKTRACE:
+        stack = f"\u2026{stack[-(MAX_STACKTRACE - 1) :]}"
+    module = type(exc).__module__
+    span.add_event(
+        "exception",
+        {
+            "exception.type": f"{module}.{type(exc).__qualname__}",
+            "exception.message": message,
+            "exception.stacktrace": stack,
+            "exception.escaped": "False",
+        },
+    )
 
 
 def _trace_generations(generator: Generator, tracer: Tracer) -> None:
@@ -87,7 +139,7 @@ def _trace_generations(generator: Generator, tracer: Tracer) -> None:
     ) -> ImageResult:
         attributes = _request_attributes(model, params, stats)
         with tracer.start_as_current_span(
-            f"{OPERATION} {model}",
+            f"{OPERATION} {_cut(model, 200)}",
             kind=SpanKind.CLIENT,
             attributes=attributes,
             record_exception=False,
@@ -119,7 +171,7 @@ def _request_attributes(
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": OPERATION,
         "gen_ai.provider.name": PROVIDER,
-        "gen_ai.request.model": model,
+        "gen_ai.request.model": _cut(model),
         "gen_ai.output.type": "image",
         "aihubmix.call_id": stats.call_id,
     }
@@ -132,16 +184,16 @@ def _request_attributes(
     if stats.item_index is not None:
         attributes["aihubmix.batch.item_index"] = stats.item_index
     if stats.item_id is not None:
-        attributes["aihubmix.batch.item_id"] = stats.item_id
+        attributes["aihubmix.batch.item_id"] = _cut(stats.item_id)
     return attributes
 
 
 def _succeeded(span: Span, result: ImageResult, stats: CallStats) -> None:
-    span.set_attribute("gen_ai.response.model", result.model)
+    span.set_attribute("gen_ai.response.model", _cut(result.model))
     if result.request_id:
-        span.set_attribute("gen_ai.response.id", result.request_id)
+        span.set_attribute("gen_ai.response.id", _cut(result.request_id))
     if result.task_id:
-        span.set_attribute("aihubmix.task_id", result.task_id)
+        span.set_attribute("aihubmix.task_id", _cut(result.task_id))
     span.set_attribute("aihubmix.images", len(result.images))
     span.set_attribute("aihubmix.attempts", stats.attempts)
     usage = result.usage
@@ -156,10 +208,10 @@ def _failed(span: Span, exc: BaseException) -> None:
     kind = "cancelled" if not isinstance(exc, Exception) else type(exc).__name__
     span.set_attribute("error.type", kind)
     request_id = getattr(exc, "request_id", None)
-    if request_id:
-        span.set_attribute("gen_ai.response.id", request_id)
+    if isinstance(request_id, str) and request_id:
+        span.set_attribute("gen_ai.response.id", _cut(request_id))
     if isinstance(exc, Exception):
-        span.record_exception(exc)
+        _record(span, exc)
     span.set_status(Status(StatusCode.ERROR, kind))
 
 
@@ -175,11 +227,12 @@ class _AttemptSpans:
         parts = urlsplit(event.url)
         attributes: dict[str, Any] = {
             "http.request.method": event.method,
-            "url.full": event.url,  # scheme, host and path: signed query strings left out
-            "server.address": parts.hostname or "",
+            # scheme, host and path: signed query strings left out
+            "url.full": _cut(event.url),
+            "server.address": _cut(parts.hostname or ""),
             "aihubmix.phase": event.phase,
             "aihubmix.call_id": event.call_id,
-            "gen_ai.request.model": event.model,
+            "gen_ai.request.model": _cut(event.model),
         }
         if parts.port is not None:
             attributes["server.port"] = parts.port
@@ -199,10 +252,10 @@ class _AttemptSpans:
         if event.status is not None:
             span.set_attribute("http.response.status_code", event.status)
         if event.request_id:
-            span.set_attribute("aihubmix.request_id", event.request_id)
+            span.set_attribute("aihubmix.request_id", _cut(event.request_id))
         if event.error is not None:
             kind = type(event.error).__name__
             span.set_attribute("error.type", kind)
-            span.record_exception(event.error)
+            _record(span, event.error)
             span.set_status(Status(StatusCode.ERROR, kind))
         span.end()
