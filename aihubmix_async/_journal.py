@@ -263,7 +263,8 @@ class Journal:
         if self.read_only:
             raise JournalError("a read-only journal (dry run) cannot start a run")
         self.run, counts = apply_plan(self.db, on_change=on_change, retry_failed=retry_failed,
-                                      input_key=input_key, tag=owner_tag(self.shard))  # fmt: skip
+                                      input_key=input_key, tag=owner_tag(self.shard),
+                                      mine=report.mine)  # fmt: skip
         if counts["regenerated"]:
             empty_trash(self.db, self.out)
             self.export()
