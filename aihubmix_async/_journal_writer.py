@@ -75,6 +75,7 @@ class JournalWriter:
         self._sync = sync
         self._max_group = max_group
         self._fill = min(max_group, max(backlog // 2, 1))
+        self._stopping = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Backpressure: outcomes received but not yet durable are billed work a crash would
         # lose, so at most `backlog` of them wait for the disk (the batch then stops pulling).
@@ -98,6 +99,7 @@ class JournalWriter:
 
     async def __aexit__(self, *exc_info: object) -> None:
         _, thread = self._started()
+        self._stopping = True  # the last group commits without waiting to fill
         self._queue.put(_STOP)
         await anyio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
         if self._failure is None:
@@ -208,7 +210,7 @@ class JournalWriter:
         """
         group = [self._queue.get()]
         waited = 0.0
-        while (waited < LINGER and group[0] is not _STOP
+        while (waited < LINGER and not self._stopping
                and self._queue.qsize() + 1 < self._fill):  # fmt: skip
             time.sleep(_TICK)  # no wake-up per arriving item: one check per tick
             waited += _TICK
