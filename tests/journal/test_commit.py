@@ -271,5 +271,5 @@ async def test_outcomes_arriving_apart_are_committed_as_one_group(
             for outcome in received[4:]:  # the rest: committed at the end, at once
                 await writer.put(outcome)
     assert steps.count("committed") == 2
-    assert sorted(c.id for c in committed) == sorted(o.request.id for o in received)
+    assert sorted(c.id for c in committed) == sorted(str(o.request.id) for o in received)
     assert len(assert_consistent(out)) == 7
