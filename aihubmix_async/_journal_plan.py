@@ -33,9 +33,11 @@ def _next_run(db: sqlite3.Connection, input_key: str | None, tag: str) -> int:
 
 
 def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
-               input_key: str | None, tag: str) -> tuple[int, dict[str, int]]:  # fmt: skip
+               input_key: str | None, tag: str, mine: int
+               ) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Record the plan of a new run in one transaction; returns (run number, RunPlan counts).
-    Changed done items to regenerate have their files moved to the trash table.
+    Changed done items to regenerate have their files moved to the trash table. ``mine``:
+    the staged lines of this shard (``StageReport.mine``).
     """
     now = time.time()
     db.execute("BEGIN IMMEDIATE")
@@ -79,10 +81,9 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
     resumed = counts.get("pending", 0) + counts.get("submitted", 0) + unfinished
     retried = counts.get("failed", 0) if retry_failed else 0
     regenerated = counts.get("changed-done", 0) if on_change == "regenerate" else 0
-    (done,) = db.execute(
-        "SELECT count(*) FROM staged WHERE mine AND line NOT IN"
-        " (SELECT line FROM todo WHERE k != 'moved')"
-    ).fetchone()
+    # Every line of this shard has a ``todo`` row unless it is done and unchanged ("moved"
+    # ones are done too): counted from the classification, not by a pass over the lines.
+    done = mine - sum(n for k, n in counts.items() if k != "moved")
     return run, {
         "to_run": counts.get("new", 0) + resumed + retried + regenerated,
         "new": counts.get("new", 0),

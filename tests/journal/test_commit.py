@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -245,3 +246,30 @@ def test_folder_written_by_an_older_version_is_refused(tmp_path: Path) -> None:
         Journal.open(tmp_path)
     assert not (tmp_path / ".aihubmix").exists()
     shutil.rmtree(tmp_path / ".aihubmix", ignore_errors=True)
+
+
+async def test_outcomes_arriving_apart_are_committed_as_one_group(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each group costs a sync, a transaction and a wake-up of the loop: outcomes that come
+    one by one wait (up to LINGER) for half the backlog and commit together, rather than one
+    group each. A run's end does not wait for a group to fill.
+    """
+    monkeypatch.setattr(writer_module, "LINGER", 600.0)  # the fill decides, not the clock
+    steps: list[str] = []
+    monkeypatch.setattr(writer_module, "test_hook", steps.append)
+    out = tmp_path / "out"
+    with Journal.open(out) as journal:
+        journal.start_run(stage(journal, items([f"p{k}" for k in range(7)])))
+        async with client.batch(journal.pending(), concurrency=1) as outcomes:
+            received = [outcome async for outcome in outcomes]
+        committed: list[Committed] = []
+        async with journal.writer(on_durable=committed.append, backlog=8, sync=False) as writer:
+            for outcome in received[:4]:  # half the backlog: one group
+                await writer.put(outcome)
+                await asyncio.sleep(0.2)  # the writer would commit each one alone
+            for outcome in received[4:]:  # the rest: committed at the end, at once
+                await writer.put(outcome)
+    assert steps.count("committed") == 2
+    assert sorted(c.id for c in committed) == sorted(str(o.request.id) for o in received)
+    assert len(assert_consistent(out)) == 7

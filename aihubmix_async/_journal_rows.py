@@ -1,0 +1,136 @@
+"""What a group commit writes for each outcome: the journal rows' new values (one ``UPDATE``
+per kind, run with ``executemany``) and the lines appended to ``metadata.jsonl`` and
+``errors.jsonl``. Pure computation over rows already read: the writer thread runs it before
+its transaction begins, so the transaction holds the database lock only to write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from ._batch import Outcome
+from ._errors import TransportError
+from ._journal_files import dump_line, error_row, metadata_rows
+from ._json import dumps
+from ._models import ImageResult
+
+__all__ = ["DONE", "FAILED", "SUBMITTED", "Updates", "rows_of", "updates"]
+
+_ROW = "id, line, prompt, model, params, stem, state, attempts, task_id"
+_IN_CHUNK = 500  # ids per ``IN (...)``: well under SQLite's limit on bound variables
+
+SUBMITTED = (
+    "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?, request_id),"
+    " updated = ? WHERE id = ? AND state != 'done'"
+)
+DONE = (
+    "UPDATE items SET state = 'done', files = ?, usage = ?, request_id = ?, task_id = ?,"
+    " attempts = ?, elapsed = ?, updated = ?, error_type = NULL, error_message = NULL,"
+    " status_code = NULL, retryable = NULL WHERE id = ?"
+)
+FAILED = (
+    "UPDATE items SET state = 'failed', error_type = ?, error_message = ?, status_code = ?,"
+    " request_id = coalesce(?, request_id), retryable = ?, task_id = ?, attempts = ?,"
+    " elapsed = ?, updated = ? WHERE id = ?"
+)
+
+
+def rows_of(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``)."""
+    rows: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {_ROW} FROM items WHERE id IN ({marks})"  # noqa: S608  (only placeholders)
+        for row in db.execute(sql, chunk):
+            rows[row[0]] = row
+    return rows
+
+
+class Updates:
+    """A group's ``DONE`` and ``FAILED`` parameters and its new file lines."""
+
+    __slots__ = ("done", "errors", "failed", "meta")
+
+    def __init__(self) -> None:
+        self.done: list[tuple[Any, ...]] = []
+        self.failed: list[tuple[Any, ...]] = []
+        self.meta: list[bytes] = []
+        self.errors: list[bytes] = []
+
+
+def updates(outcomes: Sequence[Outcome], rows: dict[str, tuple[Any, ...]],
+            files: dict[str, list[tuple[str, str]]], now: float, strip: str
+            ) -> Updates:  # fmt: skip
+    """The new values of the rows of ``outcomes`` not done yet (``files``: each result's
+    placed (name, MIME type) list; ``strip``: the metadata file's folder, cut from names).
+    """
+    out = Updates()
+    for outcome in outcomes:
+        row = rows.get(str(outcome.request.id))
+        if row is None or row[6] == "done":
+            continue
+        if outcome.result is not None:
+            out.done.append(_done(outcome, outcome.result, row, files[row[0]], now, out.meta,
+                                  strip))  # fmt: skip
+        elif outcome.error is not None:
+            out.failed.append(_failed(outcome, outcome.error, row, now, out.errors))
+    return out
+
+
+def _error_fields(error: Exception) -> tuple[str, str, int | None, str | None, bool]:
+    message = getattr(error, "message", None) or str(error)
+    status = getattr(error, "status_code", None)
+    request_id = getattr(error, "request_id", None)
+    retryable = (
+        isinstance(error, TransportError | OSError)
+        or status in (408, 409, 429)
+        or (isinstance(status, int) and status >= HTTPStatus.INTERNAL_SERVER_ERROR)
+    )
+    return type(error).__name__, message, status, request_id, retryable
+
+
+def _done(outcome: Outcome, result: ImageResult, row: tuple[Any, ...],
+          names: list[tuple[str, str]], now: float, meta: list[bytes], strip: str
+          ) -> tuple[Any, ...]:  # fmt: skip
+    """The ``DONE`` parameters of a result; its ``metadata.jsonl`` lines go to ``meta``
+    (file names relative to the metadata file's folder: ``strip`` cut off).
+    """
+    usage, cost = result.usage, result.cost
+    usage_json = None
+    if usage is not None or cost is not None:
+        # The item's use: tokens and (in the same JSON column, so folders written before costs
+        # were recorded need no migration) its cost and the price's source.
+        spent: dict[str, Any] = {}
+        if usage is not None:
+            spent = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                     "total_tokens": usage.total_tokens}  # fmt: skip
+        if cost is not None:
+            spent.update(cost=cost.amount, cost_source=cost.source)
+        usage_json = dumps(spent).decode()
+    files_json = dumps(names).decode()
+    task_id = result.task_id or row[8]
+    attempts = row[7] + outcome.attempts
+    record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
+              outcome.elapsed, attempts, usage_json)  # fmt: skip
+    meta.extend(dump_line(r) for r in metadata_rows(record, strip))
+    return (files_json, usage_json, result.request_id, task_id, attempts, outcome.elapsed, now,
+            row[0])  # fmt: skip
+
+
+def _failed(outcome: Outcome, error: Exception, row: tuple[Any, ...], now: float,
+            errors: list[bytes]) -> tuple[Any, ...]:  # fmt: skip
+    """The ``FAILED`` parameters of a failure; its ``errors.jsonl`` line goes to ``errors``."""
+    kind, message, status, request_id, retryable = _error_fields(error)
+    # A task whose polling broke off (network, timeout) may still finish: keep its id so the
+    # next run polls it rather than paying again. A task that failed is submitted anew.
+    known = getattr(outcome, "task_id", None) or row[8]
+    task_id = known if isinstance(error, TransportError) else None
+    attempts = row[7] + outcome.attempts
+    errors.append(dump_line(error_row((row[0], row[1], row[2], row[3], kind, message, status,
+                                       request_id, task_id, attempts, retryable))))  # fmt: skip
+    return (kind, message, status, request_id, retryable, task_id, attempts, outcome.elapsed,
+            now, row[0])  # fmt: skip
