@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._errors import (
     AIHubMixError,
@@ -21,9 +22,19 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Response", "Transport", "prepared_headers"]
 
 _CHUNK = 256 * 1024
+#: Parsed URLs kept for reuse (submit and poll URLs repeat; parsing one costs ~2 us).
+_URL_CACHE = 256
+
+
+def prepared_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """``headers`` in aiohttp's own form, for headers sent again and again: aiohttp merges a
+    case-insensitive multidict as is, where a plain dict is converted on every request
+    (measured: ~4 us a request).
+    """
+    return CIMultiDictProxy(CIMultiDict(headers))
 
 
 class Response:
@@ -62,6 +73,7 @@ class Transport:
         self._session = session
         self._owned = owned
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, yarl.URL] = {}
 
     @classmethod
     def create(cls, *, max_connections: int) -> Transport:
@@ -107,10 +119,7 @@ class Transport:
         ``%3A`` to ``:`` breaks their signature). No aiohttp exception rides along in the SDK
         error's ``__context__``: some (``TooManyRedirects``) hold the request headers.
         """
-        # As is only when already fit for the wire; a URL with spaces or non-ASCII characters
-        # is left to yarl to encode (sending those raw would be a malformed request line).
-        exact = exact_url and url.isascii() and url.isprintable() and " " not in url
-        target: str | yarl.URL = yarl.URL(url, encoded=True) if exact else url
+        target = self._target(url, exact_url=exact_url)
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
@@ -144,6 +153,25 @@ class Transport:
             failure = _error_for(exc, method, url, timeout, model)
         # Raised outside the except block, so the aiohttp exception is not its __context__.
         raise failure
+
+    def _target(self, url: str, *, exact_url: bool) -> str | yarl.URL:
+        """The URL to hand aiohttp: parsed once per distinct URL, or sent byte for byte."""
+        if exact_url:
+            # As is only when already fit for the wire; a URL with spaces or non-ASCII
+            # characters is left to yarl to encode (sent raw: a malformed request line).
+            if url.isascii() and url.isprintable() and " " not in url:
+                return yarl.URL(url, encoded=True)
+            return url
+        target = self._urls.get(url)
+        if target is None:
+            try:
+                target = yarl.URL(url)
+            except (ValueError, TypeError):
+                return url  # aiohttp raises its own error for it, mapped like any other
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            self._urls[url] = target
+        return target
 
 
 def _error_for(  # noqa: PLR0911
