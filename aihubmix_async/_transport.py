@@ -6,6 +6,7 @@ failure to the SDK's errors, so error semantics live in one place.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -25,8 +26,6 @@ from ._errors import (
 __all__ = ["Response", "Transport", "prepared_headers"]
 
 _CHUNK = 256 * 1024
-#: Parsed URLs kept for reuse (submit and poll URLs repeat; parsing one costs ~2 us).
-_URL_CACHE = 256
 
 
 def prepared_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -73,7 +72,6 @@ class Transport:
         self._session = session
         self._owned = owned
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._urls: dict[str, yarl.URL] = {}
 
     @classmethod
     def create(cls, *, max_connections: int) -> Transport:
@@ -162,16 +160,16 @@ class Transport:
             if url.isascii() and url.isprintable() and " " not in url:
                 return yarl.URL(url, encoded=True)
             return url
-        target = self._urls.get(url)
-        if target is None:
-            try:
-                target = yarl.URL(url)
-            except (ValueError, TypeError):
-                return url  # aiohttp raises its own error for it, mapped like any other
-            if len(self._urls) >= _URL_CACHE:
-                self._urls.clear()
-            self._urls[url] = target
-        return target
+        try:
+            return _parsed(url)
+        except ValueError:
+            return url  # aiohttp refuses it with its own error, mapped like any other
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> yarl.URL:
+    """A URL parsed once: submit and poll URLs repeat, and parsing costs ~2 us a request."""
+    return yarl.URL(url)
 
 
 def _error_for(  # noqa: PLR0911
