@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 __all__ = ["THROTTLE_STATUSES", "AdaptiveLimiter", "Gate"]
@@ -45,17 +45,7 @@ class Gate:
 
     async def wait(self) -> None:
         """Wait for a place (only when ``free`` is 0); cancelled, it holds none."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        try:
-            await future
-        except BaseException:
-            if future.done() and not future.cancelled():
-                self.release()  # handed a place, then cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(future)
-            raise
+        await _wait_turn(self._waiters, self.release)
 
     def release(self) -> None:
         waiters = self._waiters
@@ -65,6 +55,23 @@ class Gate:
                 future.set_result(None)
                 return
         self.free += 1
+
+
+async def _wait_turn(waiters: deque[asyncio.Future[None]], pass_on: Callable[[], None]) -> None:
+    """Wait in line until a place is handed over (``set_result``); cancelled, leave the line,
+    or, when the place had already been handed over, ``pass_on()`` gives it to the next.
+    """
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(future)
+    try:
+        await future
+    except BaseException:
+        if future.done() and not future.cancelled():
+            pass_on()
+        else:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+        raise
 
 
 class AdaptiveLimiter:
@@ -124,23 +131,15 @@ class AdaptiveLimiter:
 
     async def acquire(self) -> int:
         if self.in_flight >= self.limit or self._waiters:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(future)
-            try:
-                await future
-            except BaseException:
-                if future.done() and not future.cancelled():
-                    self.in_flight -= 1  # handed a place, then cancelled: pass it on
-                    self._wake()
-                else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(future)
-                raise
-            # _wake counted this request in already.
+            await _wait_turn(self._waiters, self._pass_on)  # _wake counts this request in
         else:
             self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         return self._epoch
+
+    def _pass_on(self) -> None:
+        self.in_flight -= 1
+        self._wake()
 
     def release(self, epoch: int, status: int | None) -> None:
         self.in_flight -= 1
