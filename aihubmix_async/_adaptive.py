@@ -7,7 +7,8 @@ single call shares the figure (the provider's limit is per key). Throttles from 
 before the last cut belong to the same congestion episode and do not cut again.
 
 It gates only while engaged (``with limiter.engaged():``, which ``batch(concurrency="auto")``
-does for its run); otherwise :meth:`slot` hands out a no-op slot and costs nothing.
+does for its run); otherwise the exchange skips it and it costs nothing. :class:`Gate` is the
+client's fixed concurrency limit, beside it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import Iterator
-from typing import Final, Self
+from collections.abc import Callable, Iterator
+from typing import Final
 
-__all__ = ["THROTTLE_STATUSES", "AdaptiveLimiter", "Slot"]
+__all__ = ["THROTTLE_STATUSES", "AdaptiveLimiter", "Gate"]
 
 #: Answers that mean "too much at once": the limit is cut.
 THROTTLE_STATUSES: Final = frozenset({429, 503})
@@ -27,33 +28,50 @@ DEFAULT_START: Final = 2
 DEFAULT_DECREASE: Final = 0.5
 
 
-class Slot:
-    """One request's place under the limit: ``async with limiter.slot() as slot:``, then
-    ``slot.report(status)`` once the answer's status is known (no report = no verdict).
+class Gate:
+    """A FIFO concurrency limit whose uncontended path is plain attribute arithmetic.
+
+    ``if gate.free: gate.free -= 1`` else ``await gate.wait()``; then ``gate.release()``
+    exactly once. asyncio's ``Semaphore`` costs three coroutines and a generator per
+    acquire/release pair (measured: ~2-4 us of a ~400 us request), this none; a released place
+    goes straight to the longest waiter, so ``free`` is positive only when nobody waits.
     """
 
-    __slots__ = ("_epoch", "_limiter", "_status")
+    __slots__ = ("_waiters", "free")
 
-    def __init__(self, limiter: AdaptiveLimiter | None) -> None:
-        self._limiter = limiter
-        self._epoch = 0
-        self._status: int | None = None
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def report(self, status: int) -> None:
-        self._status = status
+    async def wait(self) -> None:
+        """Wait for a place (only when ``free`` is 0); cancelled, it holds none."""
+        await _wait_turn(self._waiters, self.release)
 
-    async def __aenter__(self) -> Self:
-        if self._limiter is not None:
-            self._epoch = await self._limiter._acquire()  # noqa: SLF001
-        return self
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.free += 1
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._limiter is not None:
-            self._limiter._release(self._epoch, self._status)  # noqa: SLF001
 
-
-#: The slot of an idle limiter (or a request it does not govern): no wait, no bookkeeping.
-_FREE = Slot(None)
+async def _wait_turn(waiters: deque[asyncio.Future[None]], pass_on: Callable[[], None]) -> None:
+    """Wait in line until a place is handed over (``set_result``); cancelled, leave the line,
+    or, when the place had already been handed over, ``pass_on()`` gives it to the next.
+    """
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(future)
+    try:
+        await future
+    except BaseException:
+        if future.done() and not future.cancelled():
+            pass_on()
+        else:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+        raise
 
 
 class AdaptiveLimiter:
@@ -105,35 +123,25 @@ class AdaptiveLimiter:
         finally:
             self._engaged -= 1
 
-    def slot(self, governed: bool = True) -> Slot:  # noqa: FBT001, FBT002
-        """A slot for one request; a free one when idle or when ``governed`` is false (image
-        downloads go to a CDN, not against the key).
-        """
-        return Slot(self) if governed and self._engaged else _FREE
-
     # --- the gate ------------------------------------------------------------------------------
+    # While engaged, each API request takes a place (``epoch = await limiter.acquire()``) and
+    # gives it back with its answer's status (``limiter.release(epoch, status)``; None when
+    # there was no answer: no verdict). Image downloads go to a CDN, not against the key, and
+    # are not gated; nothing is gated while the limiter is idle.
 
-    async def _acquire(self) -> int:
+    async def acquire(self) -> int:
         if self.in_flight >= self.limit or self._waiters:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(future)
-            try:
-                await future
-            except BaseException:
-                if future.done() and not future.cancelled():
-                    self.in_flight -= 1  # handed a place, then cancelled: pass it on
-                    self._wake()
-                else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(future)
-                raise
-            # _wake counted this request in already.
+            await _wait_turn(self._waiters, self._pass_on)  # _wake counts this request in
         else:
             self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         return self._epoch
 
-    def _release(self, epoch: int, status: int | None) -> None:
+    def _pass_on(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def release(self, epoch: int, status: int | None) -> None:
         self.in_flight -= 1
         if status is not None:
             if status in THROTTLE_STATUSES:

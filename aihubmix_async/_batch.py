@@ -7,17 +7,18 @@ lazily, so nothing is sized to it: memory stays flat for millions of prompts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping, Sized
 from typing import Any, Literal, Self
 
 import anyio
 
 from ._adaptive import AdaptiveLimiter
-from ._errors import AuthenticationError, BatchAbortedError, InvalidRequestError, RateLimitError
+from ._batch_abort import abort_for
+from ._delivery import Delivery
+from ._errors import InvalidRequestError
 from ._events import call_hook
 from ._generation import Generator
 from ._models import (
@@ -57,10 +58,6 @@ logger = logging.getLogger("aihubmix_async")
 
 _STOP = object()
 
-#: Image bytes from which a finished outcome is handed to the consumer before its worker goes
-#: on (smaller ones are queued: waiting would cost each small item a loop turn).
-_HANDOFF_BYTES = 256 * 1024
-
 
 class Batch:
     """A running batch: ``async with client.batch(prompts, model=m) as outcomes:``, then
@@ -95,7 +92,6 @@ class Batch:
         self._model = model
         self._params = dict(params)
         self._concurrency = concurrency
-        self._ordered = ordered
         self._fail_fast = fail_fast
         self._limiter = RateLimiter(rpm) if rpm else None
         self._deadline = deadline
@@ -105,31 +101,21 @@ class Batch:
         self._give_up_after = give_up_after
         self._spend = spend  # prices each result (ImageResult.cost)
         self._budget = budget  # max_cost / max_total_images: checked before each submit
-        self._delivered_images = self._priced = 0
-        self._cost = 0.0
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
         self._pull_lock = anyio.Lock()
-        # Ordered mode: at most `window` items started but not yet handed to the consumer.
-        self._window = asyncio.Semaphore(2 * concurrency) if ordered else None
-        self._pending: dict[int, Outcome] = {}
-        #: Workers waiting for the consumer to take their large outcome (see _handoff).
-        self._handoffs: dict[int, asyncio.Future[None]] = {}
-        self._next_index = 0
+        self._delivery = Delivery(
+            concurrency, ordered=ordered, on_failure=self._stop_workers if fail_fast else None
+        )
         self._exhausted = False
         self._stopped = False
         self._input_error: BaseException | None = None
         self._started = self._succeeded = self._failed = self._retried = self._retries = 0
         self._images = 0
-        self._delivered_ok = self._delivered_failed = 0
         self._clock = 0.0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._workers: anyio.CancelScope | None = None
-        # A bounded asyncio queue rather than an anyio memory stream: put/get do not yield to
-        # the loop when they need not wait, which keeps the per-item cost near raw aiohttp.
-        self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue(concurrency)
-        self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -157,7 +143,7 @@ class Batch:
             await self._task_group.__aexit__(None, None, None)
         finally:
             self._engagement.close()
-            self._closed = True
+            self._delivery.closed = True
             self._elapsed = time.perf_counter() - self._clock
 
     async def _run(self) -> None:
@@ -167,54 +153,22 @@ class Batch:
                 for _ in range(self._concurrency):
                     workers.start_soon(self._worker)
         # End of stream (also after fail_fast: the consumer drains what had finished).
-        await self._queue.put(None)
+        self._delivery.error = self._input_error
+        await self._delivery.end()
 
     # --- the consumer side ----------------------------------------------------------------------
 
     def __aiter__(self) -> Batch:
         return self
 
-    async def __anext__(self) -> Outcome:
-        if not self._ordered:
-            outcome = await self._receive()
-            return self._emit(outcome)
-        while self._next_index not in self._pending:
-            outcome = await self._receive()
-            self._pending[outcome.index] = outcome
-        return self._emit(self._pending.pop(self._next_index))
+    def __anext__(self) -> Coroutine[Any, Any, Outcome]:
+        return self._delivery.next()  # no coroutine of our own around it: one layer fewer
 
-    async def _receive(self) -> Outcome:
-        if self._closed:
-            raise StopAsyncIteration
-        outcome = await self._queue.get()
-        if outcome is None:
-            self._closed = True
-            if self._input_error is not None:
-                raise self._input_error
-            raise StopAsyncIteration
-        return outcome
-
-    def _emit(self, outcome: Outcome) -> Outcome:
-        self._next_index = outcome.index + 1
-        if outcome.result is not None:
-            self._delivered_images += len(outcome.result.images)
-            if outcome.result.cost is not None:
-                self._priced += 1
-                self._cost += outcome.result.cost.amount
-        if outcome.error is None:
-            self._delivered_ok += 1
-        else:
-            self._delivered_failed += 1
-        if self._window is not None:
-            self._window.release()
-        handoff = self._handoffs.pop(outcome.index, None) if self._handoffs else None
-        if handoff is not None and not handoff.done():
-            handoff.set_result(None)
-        if outcome.error is not None and self._fail_fast:
-            self._stopped = True
-            assert self._workers is not None  # noqa: S101
-            self._workers.cancel()
-        return outcome
+    def _stop_workers(self) -> None:
+        """``fail_fast``: the consumer took a failure; items in flight are cancelled."""
+        self._stopped = True
+        assert self._workers is not None  # noqa: S101
+        self._workers.cancel()
 
     def stop(self) -> None:
         """Stop pulling new items (idempotent, callable from a signal handler).
@@ -231,19 +185,19 @@ class Batch:
         ``cancelled`` is every started item the consumer never received: in flight when the
         block was left, or finished but still buffered.
         """
-        delivered = self._delivered_ok + self._delivered_failed
+        delivered = self._delivery
         elapsed = getattr(self, "_elapsed", time.perf_counter() - self._clock)
         return BatchSummary(
             started=self._started,
-            succeeded=self._delivered_ok,
-            failed=self._delivered_failed,
-            cancelled=self._started - delivered,
+            succeeded=delivered.ok,
+            failed=delivered.failed,
+            cancelled=self._started - delivered.ok - delivered.failed,
             not_started=None if self._total is None else self._total - self._started,
             retries=self._retries,
             elapsed=elapsed,
-            images=self._delivered_images,
-            cost=self._cost,
-            priced=self._priced,
+            images=delivered.images,
+            cost=delivered.cost,
+            priced=delivered.priced,
             capped=None if self._budget is None else self._budget.reached,
         )
 
@@ -253,24 +207,39 @@ class Batch:
         # A closed client ends the batch: the rest of the input is not pulled (not started).
         return self._stopped or self._exhausted or self._generator.closed
 
-    async def _pull(self) -> tuple[int, Any] | None:
+    def _pull(self) -> tuple[int, Any] | None:
+        """The next item of a plain iterable (no coroutine: this runs once per item)."""
         if self._finished_pulling():
             return None
+        assert self._sync_iter is not None  # noqa: S101
         try:
-            if self._sync_iter is not None:
-                item = next(self._sync_iter, _STOP)
-            else:
-                async with self._pull_lock:
-                    if self._finished_pulling():  # another worker hit the end meanwhile
-                        return None
-                    assert self._async_iter is not None  # noqa: S101
-                    item = await anext(self._async_iter, _STOP)
-                    if self._stopped:  # stop() while waiting for the input: do not start it
-                        return None
+            item = next(self._sync_iter, _STOP)
         except Exception as exc:  # the caller's iterator failed: stop, report it at the end  # noqa: BLE001
-            self._input_error = exc
-            self._exhausted = True
+            self._input_failed(exc)
             return None
+        return self._number(item)
+
+    async def _pull_async(self) -> tuple[int, Any] | None:
+        if self._finished_pulling():
+            return None
+        async with self._pull_lock:
+            if self._finished_pulling():  # another worker hit the end meanwhile
+                return None
+            assert self._async_iter is not None  # noqa: S101
+            try:
+                item = await anext(self._async_iter, _STOP)
+            except Exception as exc:  # noqa: BLE001 - as in _pull
+                self._input_failed(exc)
+                return None
+            if self._stopped:  # stop() while waiting for the input: do not start it
+                return None
+        return self._number(item)
+
+    def _input_failed(self, exc: Exception) -> None:
+        self._input_error = exc
+        self._exhausted = True
+
+    def _number(self, item: object) -> tuple[int, Any] | None:
         if item is _STOP:
             self._exhausted = True
             return None
@@ -281,12 +250,13 @@ class Batch:
     async def _worker(self) -> None:  # noqa: C901, PLR0912
         # The item's generation runs inline here rather than in a helper coroutine: one frame
         # fewer to re-enter on every resume of the HTTP exchange.
-        generate, window, queue = self._generator.generate, self._window, self._queue
+        generate, delivery, window = self._generator.generate, self._delivery, self._delivery.window
         spend, budget = self._spend, self._budget
+        sync = self._sync_iter is not None
         while True:
             if window is not None:
                 await window.acquire()
-            pulled = await self._pull()
+            pulled = self._pull() if sync else await self._pull_async()
             if pulled is None:
                 if window is not None:
                     window.release()
@@ -339,10 +309,9 @@ class Batch:
                 self._stop_if_hopeless(error)
             if self._on_progress is not None:
                 await self._report(outcome)
-            handoff = self._handoff(index, result)  # before put: the consumer may take it
-            await queue.put(outcome)
-            if handoff is not None:
-                await handoff
+            waiting = delivery.offer(outcome)
+            if waiting is not None:  # the queue is full, or the outcome is large
+                await waiting
             # Drop this item's references before the next request runs: holding a finished
             # result (megabytes of image) per worker costs peak memory.
             del outcome, result, error
@@ -374,51 +343,17 @@ class Batch:
             self._retries += outcome.attempts - 1
         return outcome
 
-    def _handoff(self, index: int, result: ImageResult | None) -> asyncio.Future[None] | None:
-        """For an outcome holding megabytes of image, a future the consumer resolves as it takes
-        it: the worker waits for it before its next request (no pile-up of large outcomes).
-        """
-        size = 0
-        for image in () if result is None else result.images:  # no generator: runs per item
-            size += 0 if image.data is None else len(image.data)
-        if size < _HANDOFF_BYTES:
-            return None
-        self._handoffs[index] = handoff = asyncio.get_running_loop().create_future()
-        return handoff
-
-    def _check_breaker(self) -> None:
-        """End the batch once the server has refused everything for ``give_up_after`` s."""
-        assert self._give_up_after is not None  # noqa: S101
-        refusing_for = self._generator.refusing_for()
-        if refusing_for >= self._give_up_after and not self._stopped:
-            self._stopped = True
-            if self._input_error is None:
-                self._input_error = BatchAbortedError(
-                    f"batch stopped: the server answered only 429 for {refusing_for:.0f}s"
-                    f" (give_up_after={self._give_up_after:g}s); items not started are in"
-                    " summary.not_started",
-                    refusing_for=refusing_for,
-                )
-
     def _stop_if_hopeless(self, error: Exception) -> None:
-        """The breaker (nothing but 429s for ``give_up_after``) and a refused key end a batch."""
-        if isinstance(error, RateLimitError) and self._give_up_after is not None:
-            self._check_breaker()
-        elif isinstance(error, AuthenticationError):
-            self._refused_key(error)
-
-    def _refused_key(self, error: AuthenticationError) -> None:
-        """A 401 refuses the key itself: every further item would be refused the same way, so
-        none starts (the running ones are delivered; the rest count in ``not_started``).
+        """No item starts after a failure that every further item would meet too (see
+        :func:`abort_for`); the consumer's loop then ends with the reason.
         """
-        if not self._stopped:
+        abort = abort_for(
+            error, refusing_for=self._generator.refusing_for, give_up_after=self._give_up_after
+        )
+        if abort is not None and not self._stopped:
             self._stopped = True
             if self._input_error is None:
-                self._input_error = BatchAbortedError(
-                    f"batch stopped: the server refused the API key ({error.message}); no"
-                    " further item was started; fix the key and rerun",
-                    refusing_for=0.0,
-                )
+                self._input_error = abort
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
         on_task = self._on_task

@@ -33,6 +33,7 @@ from ._inputs import encode_image_param
 from ._models import CallStats, GeneratedImage, ImageResult, image_type, sniff_mime_type
 from ._ratelimit import RateLimiter
 from ._registry import Registry
+from ._transport import prepared_headers
 from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
 from .providers._base import elide_inline_images, is_safe_task_id
 
@@ -75,13 +76,13 @@ class Generator:
             "bearer": {"Authorization": f"Bearer {key}"},
             "x-goog-api-key": {"x-goog-api-key": key or ""},
         }
-        self._get_headers = {**common, **auth["bearer"]} if key else common
+        self._get_headers = prepared_headers({**common, **auth["bearer"]} if key else common)
         self._post_headers = {
-            name: {**common, **header, "Content-Type": "application/json"}
+            name: prepared_headers({**common, **header, "Content-Type": "application/json"})
             for name, header in auth.items()
         }
         #: Image hosts never get the key; the API's own hosts (sandbox URLs) may.
-        self._image_headers = {"User-Agent": USER_AGENT}
+        self._image_headers = prepared_headers({"User-Agent": USER_AGENT})
         self._api_prefixes = (config.base_url + "/", config.tasks_url + "/")
         self._trusted = config.trusted_origins()
         #: Set by ``Client.aclose()``: a batch stops pulling its input once it is.
@@ -149,8 +150,11 @@ class Generator:
                     parsed = await self._poll(adapter, path, task_id, None, stats)
                 found = parsed.images
                 images: tuple[GeneratedImage, ...]
-                if len(found) == 1:
-                    images = (await self._image(found[0], download, path, stats),)
+                if len(found) == 1:  # the common case: no task group, no coroutine unless fetched
+                    image = _at_hand(found[0], download, path)
+                    if image is None:
+                        image = await self._download(found[0].url or "", path, stats)
+                    images = (image,)
                 else:
                     images = await self._materialise(found, download, path, stats)
         except TimeoutError as exc:
@@ -280,28 +284,10 @@ class Generator:
         model: str,
         stats: CallStats,
     ) -> GeneratedImage:
-        if item.data is not None:
-            mime = image_type(item.data)  # the bytes decide, whatever mimeType claims
-            if mime is None:
-                raise ResponseFormatError(
-                    f"inline image is not a PNG, JPEG, WebP or GIF image"
-                    f" (claimed {item.mime_type or 'no type'})",
-                    expected="image bytes",
-                    model=model,
-                )
-            return GeneratedImage(data=item.data, mime_type=mime)
-        url = item.url or ""
-        if not url.startswith(("https://", "http://")):
-            raise ResponseFormatError(
-                "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
-            )
-        if not _well_formed(url):
-            raise ResponseFormatError(
-                "image URL is malformed (host or port)", expected="an http(s) image URL",
-                model=model,
-            )  # fmt: skip
-        if not download:
-            return GeneratedImage(data=None, mime_type=_claimed_type(item.mime_type), url=url)
+        image = _at_hand(item, download, model)
+        return image if image is not None else await self._download(item.url or "", model, stats)
+
+    async def _download(self, url: str, model: str, stats: CallStats) -> GeneratedImage:
         # The key goes only to the API's own hosts, never to the hosts image URLs point at.
         trusted = url.startswith(self._api_prefixes) or origin_of(url) in self._trusted
         response, _, mime = await self._exchange.call(
@@ -309,6 +295,34 @@ class Generator:
             billed=False, model=model, stats=stats, parse=IMAGE,
         )  # fmt: skip
         return GeneratedImage(data=response.body, mime_type=mime, url=url)
+
+
+def _at_hand(item: RawImage, download: bool, model: str) -> GeneratedImage | None:  # noqa: FBT001
+    """The image when nothing is to fetch (inline bytes, or a URL not to download); None for
+    a URL to download. Either way checked: the bytes are an image, the URL well formed.
+    """
+    if item.data is not None:
+        mime = image_type(item.data)  # the bytes decide, whatever mimeType claims
+        if mime is None:
+            raise ResponseFormatError(
+                f"inline image is not a PNG, JPEG, WebP or GIF image"
+                f" (claimed {item.mime_type or 'no type'})",
+                expected="image bytes",
+                model=model,
+            )
+        return GeneratedImage(data=item.data, mime_type=mime)
+    url = item.url or ""
+    if not url.startswith(("https://", "http://")):
+        raise ResponseFormatError(
+            "image URL has an unsupported scheme", expected="an http(s) image URL", model=model
+        )
+    if not _well_formed(url):
+        raise ResponseFormatError(
+            "image URL is malformed (host or port)", expected="an http(s) image URL", model=model
+        )
+    if not download:
+        return GeneratedImage(data=None, mime_type=_claimed_type(item.mime_type), url=url)
+    return None
 
 
 #: The common image URL (a plain host name, an optional port of up to five digits): checked

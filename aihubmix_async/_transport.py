@@ -6,11 +6,13 @@ failure to the SDK's errors, so error semantics live in one place.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._errors import (
     AIHubMixError,
@@ -21,9 +23,17 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Response", "Transport", "prepared_headers"]
 
 _CHUNK = 256 * 1024
+
+
+def prepared_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """``headers`` in aiohttp's own form, for headers sent again and again: aiohttp merges a
+    case-insensitive multidict as is, where a plain dict is converted on every request
+    (measured: ~4 us a request).
+    """
+    return CIMultiDictProxy(CIMultiDict(headers))
 
 
 class Response:
@@ -107,10 +117,7 @@ class Transport:
         ``%3A`` to ``:`` breaks their signature). No aiohttp exception rides along in the SDK
         error's ``__context__``: some (``TooManyRedirects``) hold the request headers.
         """
-        # As is only when already fit for the wire; a URL with spaces or non-ASCII characters
-        # is left to yarl to encode (sending those raw would be a malformed request line).
-        exact = exact_url and url.isascii() and url.isprintable() and " " not in url
-        target: str | yarl.URL = yarl.URL(url, encoded=True) if exact else url
+        target = self._target(url, exact_url=exact_url)
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
@@ -144,6 +151,25 @@ class Transport:
             failure = _error_for(exc, method, url, timeout, model)
         # Raised outside the except block, so the aiohttp exception is not its __context__.
         raise failure
+
+    def _target(self, url: str, *, exact_url: bool) -> str | yarl.URL:
+        """The URL to hand aiohttp: parsed once per distinct URL, or sent byte for byte."""
+        if exact_url:
+            # As is only when already fit for the wire; a URL with spaces or non-ASCII
+            # characters is left to yarl to encode (sent raw: a malformed request line).
+            if url.isascii() and url.isprintable() and " " not in url:
+                return yarl.URL(url, encoded=True)
+            return url
+        try:
+            return _parsed(url)
+        except ValueError:
+            return url  # aiohttp refuses it with its own error, mapped like any other
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> yarl.URL:
+    """A URL parsed once: submit and poll URLs repeat, and parsing costs ~2 us a request."""
+    return yarl.URL(url)
 
 
 def _error_for(  # noqa: PLR0911

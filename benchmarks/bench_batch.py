@@ -1,17 +1,26 @@
-"""client.batch vs a raw aiohttp loop, against the same sandbox (its own process), one run.
+"""client.batch vs raw aiohttp loops, against the same sandbox (its own process), one run.
 
-    python benchmarks/bench_batch.py            # all four scenarios (about two minutes)
+    python benchmarks/bench_batch.py            # all four scenarios (a few minutes)
     python benchmarks/bench_batch.py --quick    # smaller counts, for a smoke run
     python benchmarks/bench_batch.py --only 1 --n 10000   # CPU per request at 64 and 256
 
-Raw baseline: one ClientSession, a semaphore, the same endpoint and payload, decoding the JSON
-(and the base64 image where there is one) exactly as a hand-written client would. Both sides do
-the work a user needs: with URL answers each has the image URLs; with inline images each decodes
-the base64 into bytes that could be saved (the raw loop counts and drops them in its task; the
-SDK also validates parameters, checks the bytes are an image and hands every outcome through
-the batch's stream to the consumer, which counts it). SDK and raw runs alternate; medians are
-reported with the SDK/raw ratio. Peak RSS is per process, so each memory figure comes from a
-fresh child process.
+What every side does per item: POST the same JSON body with the key to the same endpoint over
+one ClientSession (at most ``concurrency`` in flight), check the status and decode the JSON
+answer. With URL answers each side ends with the image URLs; with inline images each decodes
+the base64 into bytes that could be saved. The SDK batch also validates parameters, checks each
+URL is well formed (or the bytes are an image), prices the result, and hands every outcome
+through the batch's stream to the consumer, which counts its images; a raw loop counts them in
+the task that made them (where a hand-written client would use them).
+
+Two raw loops, as people write them: "gather" (one task per item, gathered, a semaphore bounding
+them: the common recipe) and "pool" (``concurrency`` worker tasks pulling from one iterator:
+what the batch runner itself is, and cheaper at scale). Scenario 1 reports the SDK against both.
+
+Measurement: ``--warmup`` unmeasured runs of every side, then ``--rounds`` rounds in which
+every side runs once, in rotating order. Client CPU is this process's CPU time (the sandbox's
+is in its own process). Reported: each side's median (quartiles) and the median (quartiles)
+of the per-round ratios, which cancels drift in the machine's load between rounds. Peak RSS
+is per process, so each memory figure comes from a fresh child process.
 """
 
 from __future__ import annotations
@@ -24,16 +33,20 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import (
-    compare,
-    median,
+    Comparison,
+    Spread,
+    cpu_rows,
+    describe_setup,
     peak_rss_mb,
     print_table,
+    run_rounds,
     sandbox_process,
     use_uvloop_if_asked,
 )
@@ -66,9 +79,19 @@ async def sdk_batch(client: Client, n: int, concurrency: int, model: str, *, dow
     return images
 
 
-def raw_runner(
+def count_images(body: Any, *, inline: bool) -> int:
+    """What a hand-written client does with an answer: the image URLs, or the decoded bytes."""
+    if inline:
+        return sum(
+            len(base64.b64decode(item["bytesBase64"])) > 0 for item in body["output"]["b64_json"]
+        )
+    return sum(1 for item in body["output"] if item["url"])  # fmt: skip
+
+
+def raw_gather(
     session: aiohttp.ClientSession, base_url: str, path: str, concurrency: int, *, inline: bool
 ) -> Callable[[int], Awaitable[int]]:
+    """One task per item, gathered, a semaphore bounding how many run."""
     url = f"{base_url}/v1/models/{path}/predictions"
 
     async def run(n: int) -> int:
@@ -77,116 +100,130 @@ def raw_runner(
 
         async def one(i: int) -> None:
             nonlocal images
-            async with semaphore:
-                payload = {"input": {"prompt": f"prompt {i}"}}
-                async with session.post(url, json=payload, headers=HEADERS) as response:
-                    body = json.loads(await response.read())
-            if inline:
-                for item in body["output"]["b64_json"]:
-                    images += len(base64.b64decode(item["bytesBase64"])) > 0
-            else:
-                images += sum(1 for item in body["output"] if item["url"])
+            async with (  # the request inline, as written by hand: no helper coroutine
+                semaphore,
+                session.post(url, json={"input": {"prompt": f"prompt {i}"}}, headers=HEADERS) as r,
+            ):
+                if r.status >= 300:
+                    raise RuntimeError(f"HTTP {r.status}")
+                body = json.loads(await r.read())
+            images += count_images(body, inline=inline)
 
-        # The raw loop is written the common way: one task per request, gathered.
         await asyncio.gather(*(one(i) for i in range(n)))
         return images
 
     return run
 
 
+def raw_pool(
+    session: aiohttp.ClientSession, base_url: str, path: str, concurrency: int, *, inline: bool
+) -> Callable[[int], Awaitable[int]]:
+    """``concurrency`` workers pulling items from one iterator."""
+    url = f"{base_url}/v1/models/{path}/predictions"
+
+    async def run(n: int) -> int:
+        items = iter(range(n))
+        images = 0
+
+        async def worker() -> None:
+            nonlocal images
+            for i in items:
+                payload = {"input": {"prompt": f"prompt {i}"}}
+                async with session.post(url, json=payload, headers=HEADERS) as r:
+                    if r.status >= 300:
+                        raise RuntimeError(f"HTTP {r.status}")
+                    body = json.loads(await r.read())
+                images += count_images(body, inline=inline)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return images
+
+    return run
+
+
 async def scenario(
-    base_url: str, n: int, concurrency: int, repeats: int, model: str, path: str, *, inline: bool
-) -> tuple[list[float], list[float], list[float], list[float]]:
+    base_url: str,
+    n: int,
+    concurrency: int,
+    rounds: int,
+    warmup: int,
+    model: str,
+    *,
+    inline: bool,
+    pool: bool = False,
+) -> dict[str, Comparison]:
+    """The SDK against the gather loop (and the pool loop with ``pool``), interleaved."""
+    path = f"openai/{model}"
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with (
         make_client(base_url, concurrency) as client,
         aiohttp.ClientSession(connector=connector) as session,
     ):
-        raw = raw_runner(session, base_url, path, concurrency, inline=inline)
-        sdk_runs, raw_runs = await compare(
-            n,
-            lambda: sdk_batch(client, n, concurrency, model, download=inline),
-            lambda: raw(n),
-            repeats,
-        )
-    return (
-        [m.cpu_per_request_us for m in sdk_runs],
-        [m.cpu_per_request_us for m in raw_runs],
-        [m.wall for m in sdk_runs],
-        [m.wall for m in raw_runs],
-    )
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "n/a"
+        sides: dict[str, Callable[[], Awaitable[Any]]] = {
+            "sdk": lambda: sdk_batch(client, n, concurrency, model, download=inline),
+            "gather": lambda: raw_gather(session, base_url, path, concurrency, inline=inline)(n),
+        }
+        if pool:
+            sides["pool"] = lambda: raw_pool(session, base_url, path, concurrency, inline=inline)(n)
+        runs = await run_rounds(n, sides, rounds, warmup)
+    return {name: Comparison(runs["sdk"], runs[name]) for name in runs if name != "sdk"}
 
 
 async def run_scenarios(args: argparse.Namespace) -> None:
     quick = args.quick
     n_small = 500 if quick else args.n
-    repeats = 3 if quick else args.repeats
-
+    rounds = 3 if quick else args.rounds
+    warmup = 1 if quick else args.warmup
     only = args.only
     if only in (None, 1):
-        await scenario_small(n_small, repeats, 64)
-        await scenario_small(n_small, repeats, 256)
+        await scenario_small(n_small, rounds, warmup, 64)
+        await scenario_small(n_small, rounds, warmup, 256)
     if only in (None, 2):
-        await scenario_latency(n_small, repeats)
+        await scenario_latency(n_small, rounds, warmup)
     if only in (None, 3):
-        await scenario_large(repeats, quick=quick)
+        await scenario_large(rounds, warmup, quick=quick)
     if only in (None, 4):
         scenario_memory(n_small, quick=quick)
 
 
-async def scenario_small(n_small: int, repeats: int, concurrency: int) -> None:
+def print_rounds_note(rounds: int) -> None:
+    print(
+        f"    {rounds} interleaved rounds per side: median (quartiles); sdk/raw is the median"
+        " (quartiles) of the per-round ratios"
+    )
+
+
+async def scenario_small(n_small: int, rounds: int, warmup: int, concurrency: int) -> None:
     print(
         f"\n[1] URL-only responses, no server latency, {n_small} requests,"
         f" concurrency {concurrency}"
     )
+    print_rounds_note(rounds)
     with sandbox_process() as base:
-        s_cpu, r_cpu, s_wall, r_wall = await scenario(
-            base, n_small, concurrency, repeats, "dall-e-3", "openai/dall-e-3", inline=False
+        result = await scenario(
+            base, n_small, concurrency, rounds, warmup, "dall-e-3", inline=False, pool=True
         )
-    print_table(
-        [
-            ("metric (median)", "sdk batch", "raw aiohttp", "sdk/raw"),
-            (
-                "client CPU per request (us)",
-                f"{median(s_cpu):.0f}",
-                f"{median(r_cpu):.0f}",
-                ratio(median(s_cpu), median(r_cpu)),
-            ),
-            (
-                "wall time (s)",
-                f"{median(s_wall):.3f}",
-                f"{median(r_wall):.3f}",
-                ratio(median(s_wall), median(r_wall)),
-            ),
-        ]
-    )
+    for name, label in (("gather", "raw aiohttp, gather"), ("pool", "raw aiohttp, pool")):
+        print_table([("metric", "sdk batch", label, "sdk/raw"), *cpu_rows(result[name])])
 
 
-async def scenario_latency(n_small: int, repeats: int) -> None:
+async def scenario_latency(n_small: int, rounds: int, warmup: int) -> None:
     latency = 0.05
     print(f"\n[2] 50 ms server latency, {n_small} requests, concurrency 256")
+    print_rounds_note(rounds)
     with sandbox_process("--latency", str(latency)) as base:
-        _, _, s_wall, r_wall = await scenario(
-            base, n_small, 256, repeats, "dall-e-3", "openai/dall-e-3", inline=False
-        )
+        result = (await scenario(base, n_small, 256, rounds, warmup, "dall-e-3", inline=False))[
+            "gather"
+        ]
     ideal = n_small * latency / 256
     print_table(
         [
-            ("metric (median)", "sdk batch", "raw aiohttp", "sdk/raw"),
-            (
-                "wall time (s)",
-                f"{median(s_wall):.3f}",
-                f"{median(r_wall):.3f}",
-                ratio(median(s_wall), median(r_wall)),
-            ),
+            ("metric", "sdk batch", "raw aiohttp, gather", "sdk/raw"),
+            cpu_rows(result)[1],
             (
                 "wall / ideal n*latency/concurrency",
-                f"{median(s_wall) / ideal:.2f}",
-                f"{median(r_wall) / ideal:.2f}",
+                f"{result.wall('sdk').median / ideal:.2f}",
+                f"{result.wall('raw').median / ideal:.2f}",
                 "",
             ),
         ]
@@ -194,32 +231,30 @@ async def scenario_latency(n_small: int, repeats: int) -> None:
     print(f"    ideal = {ideal:.3f} s")
 
 
-async def scenario_large(repeats: int, *, quick: bool) -> None:
+async def scenario_large(rounds: int, warmup: int, *, quick: bool) -> None:
     n_big = 100 if quick else 300
     image_bytes = 1_500_000  # ~2 MB once base64-encoded in the JSON body
     print(f"\n[3] ~2 MB base64 image per response, {n_big} requests, concurrency 16")
+    print_rounds_note(rounds)
     with sandbox_process("--image-bytes", str(image_bytes)) as base:
-        s_cpu, r_cpu, s_wall, r_wall = await scenario(
-            base, n_big, 16, repeats, "gpt-image-1", "openai/gpt-image-1", inline=True
-        )
+        result = (await scenario(base, n_big, 16, rounds, warmup, "gpt-image-1", inline=True))[
+            "gather"
+        ]
     body_mb = image_bytes * 4 / 3 / 1e6
-    s_mbps = n_big * body_mb / median(s_wall)
-    r_mbps = n_big * body_mb / median(r_wall)
+    s_mbps = Spread.of([n_big * body_mb / m.wall for m in result.sdk])
+    r_mbps = Spread.of([n_big * body_mb / m.wall for m in result.raw])
+    ratio = Spread.of([r.wall / s.wall for s, r in zip(result.sdk, result.raw, strict=True)])
     print_table(
         [
-            ("metric (median)", "sdk batch", "raw aiohttp", "sdk/raw"),
-            ("throughput (MB/s of JSON)", f"{s_mbps:.0f}", f"{r_mbps:.0f}", ratio(s_mbps, r_mbps)),
-            (
-                "client CPU per request (ms)",
-                f"{median(s_cpu) / 1000:.2f}",
-                f"{median(r_cpu) / 1000:.2f}",
-                ratio(median(s_cpu), median(r_cpu)),
-            ),
+            ("metric", "sdk batch", "raw aiohttp, gather", "sdk/raw"),
+            ("throughput (MB/s of JSON)", s_mbps.format(".0f"), r_mbps.format(".0f"),
+             ratio.format()),
+            *cpu_rows(result, "client CPU per request (us)")[:1],
         ]
-    )
+    )  # fmt: skip
     rss = [child_rss(mode, n_big, 16, image_bytes) for mode in ("sdk", "raw")]
     print(f"    peak RSS, fresh process each: sdk {rss[0]:.0f} MB, raw {rss[1]:.0f} MB "
-          f"(ratio {ratio(rss[0], rss[1])})")  # fmt: skip
+          f"(ratio {rss[0] / rss[1]:.2f})")  # fmt: skip
 
 
 def scenario_memory(n_small: int, *, quick: bool) -> None:
@@ -231,7 +266,7 @@ def scenario_memory(n_small: int, *, quick: bool) -> None:
         [
             ("requests", "peak RSS (MB)", "", "ratio to small"),
             (str(n_small), f"{small:.1f}", "", "1.00"),
-            (str(n_huge), f"{huge:.1f}", "", ratio(huge, small)),
+            (str(n_huge), f"{huge:.1f}", "", f"{huge / small:.2f}"),
         ]
     )
 
@@ -245,23 +280,23 @@ def child_rss(mode: str, n: int, concurrency: int, image_bytes: int) -> float:
 
 
 async def child(mode: str, n: int, concurrency: int, base_url: str, *, inline: bool) -> None:
-    model, path = (
-        ("gpt-image-1", "openai/gpt-image-1") if inline else ("dall-e-3", "openai/dall-e-3")
-    )
+    model = "gpt-image-1" if inline else "dall-e-3"
+    path = f"openai/{model}"
     if mode == "sdk":
         async with make_client(base_url, concurrency) as client:
             await sdk_batch(client, n, concurrency, model, download=inline)
     else:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await raw_runner(session, base_url, path, concurrency, inline=inline)(n)
+            await raw_gather(session, base_url, path, concurrency, inline=inline)(n)
     print(f"{peak_rss_mb():.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=11, help="measured rounds per side")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs per side first")
     parser.add_argument("--only", type=int, choices=[1, 2, 3, 4], help="run one scenario")
     parser.add_argument("--child", choices=["sdk", "raw"])
     parser.add_argument("--n", type=int, default=2000, help="items (children; scenario 1-2 size)")
@@ -275,5 +310,5 @@ if __name__ == "__main__":
             inline = bool(args.image_bytes)
             asyncio.run(child(args.child, args.n, args.concurrency, base, inline=inline))
     else:
-        print(f"event loop: {loop}; python {sys.version.split()[0]}")
+        print(describe_setup(loop))
         asyncio.run(run_scenarios(args))

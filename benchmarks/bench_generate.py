@@ -1,13 +1,20 @@
 """Client.generate fanned out with asyncio.gather vs a raw aiohttp loop, same sandbox, one run.
 
-    python benchmarks/bench_generate.py [--n 2000] [--concurrency 64] [--repeats 3] [--b64]
+    python benchmarks/bench_generate.py [--n 2000] [--concurrency 64] [--rounds 15] [--b64]
 
-Both sides POST the same payload to the same sandbox (in its own process) and decode the JSON:
-by default dall-e-3's URL answers (the SDK with ``download=False``, the raw loop reading the
-URLs), with ``--b64`` gpt-image-1's inline base64 image (both sides decode it into bytes a user
-could save). The SDK also validates parameters, parses the response shape, checks URLs are well
-formed and decoded bytes are an image, and returns an ``ImageResult``. Reported: medians of
-wall time and client CPU per request, and the SDK/raw ratio.
+What both sides do, per request: ``n`` coroutines gathered at once, at most ``concurrency`` in
+flight; POST the same JSON body with the key to the same sandbox (its own process: its CPU is
+in neither figure) and decode the JSON answer. By default dall-e-3's URL answers: the SDK with
+``download=False`` and the raw loop each end with the image URLs. With ``--b64``
+gpt-image-1's inline base64 image: both decode it into bytes a user could save. The SDK also
+validates the parameters, reads the answer's shape, checks each URL is well formed (or each
+decoded image is one), prices the result and returns an ``ImageResult``; the raw loop checks
+the status (an error answer must not pass for images) and nothing else.
+
+Measurement: ``--warmup`` unmeasured runs of each side, then ``--rounds`` rounds in which both
+sides run back to back (alternating which goes first). Client CPU is this process's CPU time.
+Reported: each side's median (quartiles) and the median (quartiles) of the per-round SDK/raw
+ratios, which cancels drift in the machine's load between rounds.
 """
 
 from __future__ import annotations
@@ -23,13 +30,22 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import compare, median, print_table, sandbox_process, use_uvloop_if_asked
+from _harness import (
+    compare,
+    cpu_rows,
+    describe_setup,
+    print_table,
+    sandbox_process,
+    use_uvloop_if_asked,
+)
 
 from aihubmix_async import Client, ModelName, RetryPolicy
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
 
-async def main(n: int, concurrency: int, repeats: int, base_url: str, *, b64: bool) -> None:
+async def main(
+    n: int, concurrency: int, rounds: int, warmup: int, base_url: str, *, b64: bool
+) -> None:
     client = Client(
         api_key=DEFAULT_API_KEY,
         base_url=base_url,
@@ -54,6 +70,8 @@ async def main(n: int, concurrency: int, repeats: int, base_url: str, *, b64: bo
                 semaphore,
                 session.post(url, json={"input": {"prompt": f"p{i}"}}, headers=headers) as r,
             ):
+                if r.status >= 300:
+                    raise RuntimeError(f"HTTP {r.status}")
                 body = json.loads(await r.read())
             if b64:
                 return base64.b64decode(body["output"]["b64_json"][0]["bytesBase64"])
@@ -62,30 +80,24 @@ async def main(n: int, concurrency: int, repeats: int, base_url: str, *, b64: bo
         async def raw() -> None:
             await asyncio.gather(*(one(i) for i in range(n)))
 
-        sdk_runs, raw_runs = await compare(n, sdk, raw, repeats)
-    s_cpu = median([m.cpu_per_request_us for m in sdk_runs])
-    r_cpu = median([m.cpu_per_request_us for m in raw_runs])
-    s_wall = median([m.wall for m in sdk_runs])
-    r_wall = median([m.wall for m in raw_runs])
+        result = await compare(n, sdk, raw, rounds, warmup)
     answers = "base64 image" if b64 else "URL"
-    print(f"generate x{n} ({answers} answers), concurrency {concurrency}, {repeats} runs, medians")
-    print_table(
-        [
-            ("metric", "sdk", "raw aiohttp", "sdk/raw"),
-            ("client CPU per request (us)", f"{s_cpu:.0f}", f"{r_cpu:.0f}", f"{s_cpu / r_cpu:.2f}"),
-            ("wall time (s)", f"{s_wall:.2f}", f"{r_wall:.2f}", f"{s_wall / r_wall:.2f}"),
-        ]
+    print(
+        f"generate x{n} ({answers} answers), concurrency {concurrency}, {rounds} interleaved"
+        " rounds per side: median (quartiles); sdk/raw is the median of the per-round ratios"
     )
+    print_table([("metric", "sdk", "raw aiohttp", "sdk/raw"), *cpu_rows(result)])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=15, help="measured rounds per side")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs per side first")
     parser.add_argument("--b64", action="store_true", help="gpt-image-1 inline base64 answers")
     args = parser.parse_args()
     loop = use_uvloop_if_asked()
     with sandbox_process() as base:
-        print(f"event loop: {loop}; sandbox: {base}")
-        asyncio.run(main(args.n, args.concurrency, args.repeats, base, b64=args.b64))
+        print(describe_setup(loop))
+        asyncio.run(main(args.n, args.concurrency, args.rounds, args.warmup, base, b64=args.b64))

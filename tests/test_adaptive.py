@@ -6,12 +6,14 @@ arrived (``stats.key_in_flight_seen``), its peak, and the 429s its limit answere
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final, Literal
 
 import anyio
 import pytest
 
 from aihubmix_async import Client, InvalidRequestError, RateLimitError, RetryPolicy, set_testing
+from aihubmix_async._adaptive import Gate
 from aihubmix_async.sandbox import Sandbox, serve
 
 from .support import collect, make_client, wait_until
@@ -190,3 +192,46 @@ async def test_under_auto_a_bare_429_cuts_the_figure_instead_of_pausing_the_clie
                                 break
     assert sandbox.stats.limited >= 1  # the key did refuse one
     assert done == 3
+
+
+async def test_calls_cancelled_while_waiting_for_the_client_limit_give_every_place_back() -> None:
+    """The client's own limit (``max_concurrency``): calls cancelled while holding a place or
+    waiting for one leave it whole; later calls run at full width and never above it.
+    """
+    async with serve(latency=0.2) as sandbox, make_client(sandbox, max_concurrency=3) as client:
+        async with anyio.create_task_group() as group:
+            for i in range(10):
+                group.start_soon(client.generate, MODEL, f"abandoned {i}")
+            await wait_until(lambda: sandbox.stats.in_flight == 3)  # three sent, seven waiting
+            group.cancel_scope.cancel()
+        await wait_until(lambda: sandbox.stats.in_flight == 0)  # abandoned handlers end
+        sandbox.stats.max_in_flight = 0
+        with anyio.fail_after(30):  # a leaked place would shrink (or jam) these
+            async with anyio.create_task_group() as group:
+                for i in range(9):
+                    group.start_soon(client.generate, MODEL, f"p{i}")
+    assert sandbox.stats.max_in_flight == 3
+
+
+async def test_a_place_handed_to_a_waiter_cancelled_before_it_ran_passes_on() -> None:
+    """The race the HTTP test cannot order: a released place goes to the longest waiter, whose
+    task is cancelled before it runs; the next waiter gets the place, and none is lost.
+    """
+    gate = Gate(1)
+    gate.free -= 1  # taken
+    got: list[str] = []
+
+    async def wait(name: str) -> None:
+        await gate.wait()
+        got.append(name)
+        gate.release()
+
+    first = asyncio.create_task(wait("first"))
+    second = asyncio.create_task(wait("second"))
+    await asyncio.sleep(0)  # one loop turn: both tasks run up to their wait
+    gate.release()  # handed to "first"...
+    first.cancel()  # ...which is cancelled before it runs
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled()
+    assert got == ["second"]
+    assert gate.free == 1

@@ -134,8 +134,9 @@ class Adapter:
         """Task based: the submit answers a task id that is polled at :meth:`task_path`."""
         return self.tasks is not None
 
-    @property
+    @functools.cached_property
     def expects(self) -> str:
+        """The answer shapes, for error messages (read on every parse: computed once)."""
         return self.expected or " or ".join(self.answer.shapes)
 
     # --- requests ----------------------------------------------------------------------------

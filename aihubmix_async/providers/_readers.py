@@ -65,12 +65,12 @@ def _from_dict(item: Mapping[str, JSONValue], expected: str) -> list[RawImage]:
         if isinstance(value, str) and value:
             return [decode_base64_image(value, mime, expected)]
         if isinstance(value, list) and value:  # gpt-image: "b64_json": [{"bytesBase64": ...}]
-            return [img for sub in value for img in _from_item(sub, expected)]
+            return _from_list(value, expected)
     images: list[RawImage] = []
     for key in ("urls", "images", "files", "data"):
         value = item.get(key)
         if isinstance(value, list):
-            images.extend(img for sub in value for img in _from_item(sub, expected))
+            images += _from_list(value, expected)
     if images:
         return images
     result = item.get("result")
@@ -80,15 +80,23 @@ def _from_dict(item: Mapping[str, JSONValue], expected: str) -> list[RawImage]:
 
 
 def _from_item(item: JSONValue, expected: str) -> list[RawImage]:
+    # Objects first: the common answer is a list of them, and this runs once per image.
+    if isinstance(item, dict):
+        return _from_dict(item, expected)
     if isinstance(item, str):
         return [_from_string(item, expected)]
     if isinstance(item, list):
-        return [img for sub in item for img in _from_item(sub, expected)]
-    if not isinstance(item, dict):
-        raise ResponseFormatError(
-            f"unexpected image entry {type(item).__name__}", expected=expected
-        )
-    return _from_dict(item, expected)
+        return _from_list(item, expected)
+    raise ResponseFormatError(f"unexpected image entry {type(item).__name__}", expected=expected)
+
+
+def _from_list(items: list[JSONValue], expected: str) -> list[RawImage]:
+    if len(items) == 1:  # one image per answer is the common case: no list to grow
+        return _from_item(items[0], expected)
+    images: list[RawImage] = []
+    for item in items:
+        images += _from_item(item, expected)
+    return images
 
 
 def read_images(body: JSONValue, expected: str) -> tuple[RawImage, ...]:
@@ -105,8 +113,9 @@ def read_images(body: JSONValue, expected: str) -> tuple[RawImage, ...]:
         )
     images: list[RawImage] = []
     for key in ("output", "data", "result", "predictions"):
-        if key in body and body[key] is not None:
-            images.extend(_from_item(body[key], expected))
+        value = body.get(key)
+        if value is not None:
+            images += _from_item(value, expected)
     if not images:
         for key in ("urls", "url", "image_url", "image", "images"):
             value = body.get(key)
