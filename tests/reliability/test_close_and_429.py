@@ -168,12 +168,14 @@ async def test_breaker_is_reset_by_any_other_answer(start: Start) -> None:
         count += 1
         if count % 2:
             return web.json_response(REFUSED, status=429)
-        await anyio.sleep(0.02)
+        await anyio.sleep(0.1)  # 20 of these: 2 s of run, twice give_up_after
         return web.json_response({"data": [{"b64_json": PNG_B64}]})
 
     url = await start(answer)
     async with client_for(url) as client:
-        batch = client.batch(Counting(40), model="gpt-image-1", concurrency=1, give_up_after=0.01)
+        # A breaker that did not reset would trip halfway; one that does sees each 429 alone,
+        # for as long as the loop takes to note it (well under a second even on a busy machine).
+        batch = client.batch(Counting(40), model="gpt-image-1", concurrency=1, give_up_after=1.0)
         async with batch as outcomes:
             received = [outcome async for outcome in outcomes]
     assert len(received) == 40
