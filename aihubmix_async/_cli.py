@@ -173,10 +173,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    if not Path(args.folder).is_dir():  # a typo, not an I/O error to resume from
-        say(f"aihubmix-async gallery: no such folder: {args.folder}", sys.stderr)
-        return 2
-    try:
+    try:  # a missing folder, a file, no permission: GalleryError says which (exit 2)
         report = build_gallery(args.folder, thumbnails=args.thumbnails)
     except GalleryError as exc:
         say(f"aihubmix-async gallery: {exc}", sys.stderr)
