@@ -103,8 +103,11 @@ def _check_url(name: str, url: str) -> str:
         parts = urlsplit(url)
         has_userinfo = "@" in parts.netloc
         hostname = parts.hostname
+        parts.port  # noqa: B018 - parsed lazily: raises ValueError for a port over 65535
     except ValueError:  # e.g. a bad port: say so without echoing what may hold a secret
-        raise InvalidRequestError(f"{name} is not a valid URL", field=name) from None
+        raise InvalidRequestError(
+            f"{name} is not a valid URL (its host or port, 0-65535, does not parse)", field=name
+        ) from None
     # Credentials in the URL would show in reprs and logs and be sent to every host: refuse
     # them without echoing the URL (the message must not leak what it refuses).
     if has_userinfo:

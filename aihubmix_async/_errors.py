@@ -367,6 +367,7 @@ def error_for_response(
 ) -> AIHubMixError:
     """The typed error for an error answer (status >= 400, or 200 with an ``error`` body)."""
     message, code = _error_fields(body, text, reason)
+    message = cap_message(message)
     lowered = f"{code or ''} {message}".lower()
     if status in (200, 400, 422) and any(hint in lowered for hint in _MODERATION_HINTS):
         return ContentPolicyError(
@@ -389,6 +390,20 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 
 
 _REDACTED = "***"
+#: The most of a server's own message an error keeps: a hostile 2 MB message must not flood
+#: ``str(exc)``, logs and the command line.
+MAX_MESSAGE_CHARS = 2000
+
+
+def cap_message(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE_CHARS`, saying how much was left out."""
+    extra = len(message) - MAX_MESSAGE_CHARS
+    return message if extra <= 0 else f"{message[:MAX_MESSAGE_CHARS]}… ({extra} more characters)"
+
+
+def redact_text(text: str | None, secret: str | None) -> str | None:
+    """``text`` with ``secret`` (the API key) replaced: for what a server echoes back."""
+    return text.replace(secret, _REDACTED) if text and secret and secret in text else text
 
 
 def redact_secret(error: AIHubMixError, secret: str | None) -> AIHubMixError:

@@ -24,6 +24,7 @@ from ._errors import (
     ResponseFormatError,
     error_for_response,
     redact_secret,
+    redact_text,
 )
 from ._events import DEFAULT_HOOK_TIMEOUT, call_hook
 from ._models import (
@@ -119,10 +120,12 @@ def _log_retry(
     )  # fmt: skip
 
 
-def _log_exchange(method: str, url: str, model: str, response: Response, attempt: int) -> None:
+def _log_exchange(
+    method: str, url: str, model: str, response: Response, attempt: int, request_id: str | None
+) -> None:
     logger.debug(
         "%s %s -> %s (model=%s, request_id=%s, attempt=%d)",
-        method, urlsplit(url).path, response.status, model, response.request_id, attempt,
+        method, urlsplit(url).path, response.status, model, request_id, attempt,
     )  # fmt: skip
 
 
@@ -188,6 +191,10 @@ class Exchange:
         #: Monotonic time of the first 429 since the last answer that was not one (None: the
         #: last answer was not a 429). A batch's breaker reads it through refusing_for().
         self._refused_since: float | None = None
+
+    def request_id(self, response: Response) -> str | None:
+        """The answer's request id, the API key redacted (a server may echo the header)."""
+        return redact_text(response.request_id, self._secret)
 
     def refusing_for(self) -> float:
         """Seconds the server has answered nothing but 429 to this client (0 if it is not)."""
@@ -279,7 +286,7 @@ class Exchange:
             if hooked:
                 await self._emit_response(context, response, None)
             if logger.isEnabledFor(logging.DEBUG):
-                _log_exchange(method, url, model, response, attempt)
+                _log_exchange(method, url, model, response, attempt, self.request_id(response))
             return response, data, value
 
     def _note_refusal(self, exc: AIHubMixError) -> None:
@@ -355,7 +362,7 @@ class Exchange:
     ) -> None:
         if response is not None:
             status: int | None = response.status
-            request_id = response.request_id
+            request_id = self.request_id(response)
         else:
             status = getattr(error, "status_code", None)
             request_id = getattr(error, "request_id", None)

@@ -26,6 +26,7 @@ from ._errors import (
     InvalidRequestError,
     RequestTimeout,
     ResponseFormatError,
+    cap_message,
     redact_secret,
 )
 from ._exchange import IMAGE, Exchange
@@ -131,7 +132,7 @@ class Generator:
                         "POST", url, headers=headers, body=body, billed=True, model=path,
                         stats=stats, parse=adapter.parse,
                     )  # fmt: skip
-                    request_id = response.request_id
+                    request_id = exchange.request_id(response)
                     del response  # parsed: do not hold the body through polls and downloads
                     if parsed.images and parsed.images[0].data is not None:
                         elide_inline_images(data)  # decoded into images: do not hold it twice
@@ -195,7 +196,10 @@ class Generator:
         request = adapter.build_request(path, prompt, params)
         if not self._config.api_key:
             raise ConfigurationError(_NO_KEY)
-        body, content_type = request.encode()
+        try:
+            body, content_type = request.encode()
+        except (TypeError, UnicodeEncodeError) as exc:  # orjson: TypeError; stdlib: Unicode...
+            raise _unencodable(prompt, params, exc) from None
         headers = self._post_headers.get(request.auth)
         if headers is None:
             raise ConfigurationError(
@@ -241,7 +245,7 @@ class Generator:
             if state.status is not TaskStatus.PENDING:
                 moderated = state.status is TaskStatus.MODERATED
                 failed = (ContentPolicyError if moderated else GenerationFailedError)(
-                    f"task ended {state.status.value}: {state.message or 'no detail'}",
+                    f"task ended {state.status.value}: {cap_message(state.message or 'no detail')}",
                     request_id=request_id,
                     model=model,
                     task_id=task_id,
@@ -343,6 +347,24 @@ def _well_formed(url: str) -> bool:
         return bool(parts.hostname) and (parts.port is None or parts.port > 0)
     except ValueError:
         return False
+
+
+def _unencodable(prompt: str, params: Mapping[str, object], exc: Exception) -> InvalidRequestError:
+    """The typed error for a body that cannot be encoded, naming the field: a lone surrogate
+    (e.g. from a mis-decoded file name) is not UTF-8 and cannot be sent.
+    """
+    for field, value in (("prompt", prompt), *params.items()):
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return InvalidRequestError(
+                    f"{field} holds text that is not valid Unicode (a lone surrogate such as"
+                    " '\\udcff'); it cannot be sent",
+                    field=field,
+                )
+    # Parameters are validated to plain types first: only a surrogate makes encoding fail.
+    return InvalidRequestError(f"the request cannot be encoded: {exc}")  # pragma: no cover
 
 
 def _check_task_id(task_id: str, request_id: str | None, model: str) -> None:
