@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 import pytest
@@ -29,6 +32,8 @@ start = reliability.start
 
 GPT: Final = "gpt-image-1"
 PNG_B64: Final = base64.b64encode(png(8, 8)).decode()
+#: Only a hang reaches it.
+HANG_GUARD: Final = 120
 
 
 def _client(base_url: str) -> Client:
@@ -108,3 +113,31 @@ async def test_an_on_task_hook_raising_its_own_cancellation_fails_only_its_item(
     assert sandbox.stats.submits == 4
     assert batch.summary.failed == 4
     assert batch.summary.cancelled == 0
+
+
+def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` in sh, with ``$CLI`` the command line under this interpreter."""
+    return subprocess.run(
+        ["sh", "-c", command],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=HANG_GUARD,
+        cwd=cwd,
+        env={"CLI": f"{sys.executable} -m aihubmix_async", "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closed", [">&- 2>&-", "<&- >&- 2>&-"])
+def test_a_batch_with_both_standard_streams_closed_still_saves_everything(
+    tmp_path: Path, closed: str
+) -> None:
+    """``>&- 2>&-`` (a daemon's or a cron job's standard input may be closed as well): nothing
+    can be shown anywhere, but every item is generated and saved.
+    """
+    (tmp_path / "p.txt").write_text("a fox\nan owl\na cat\n")
+    ran = shell(f"$CLI batch p.txt -m gpt-image-1 -o out --sandbox -v {closed}", tmp_path)
+    assert ran.returncode == 0
+    rows = (tmp_path / "out" / "train" / "metadata.jsonl").read_text().splitlines()
+    assert sorted(json.loads(r)["prompt"] for r in rows) == ["a cat", "a fox", "an owl"]
