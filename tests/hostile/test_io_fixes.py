@@ -9,7 +9,6 @@ import asyncio
 import base64
 import importlib
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,14 +25,13 @@ from aihubmix_async.sandbox._images import png
 from ..reliability import conftest as reliability
 from ..reliability.conftest import Handler, Start
 from ..support import collect, make_client
+from .test_observe_cli import shell
 
 #: The reliability suite's fixture: one-route aiohttp.web servers on 127.0.0.1 (their URL).
 start = reliability.start
 
 GPT: Final = "gpt-image-1"
 PNG_B64: Final = base64.b64encode(png(8, 8)).decode()
-#: Only a hang reaches it.
-HANG_GUARD: Final = 120
 
 
 def _client(base_url: str) -> Client:
@@ -113,19 +111,6 @@ async def test_an_on_task_hook_raising_its_own_cancellation_fails_only_its_item(
     assert sandbox.stats.submits == 4
     assert batch.summary.failed == 4
     assert batch.summary.cancelled == 0
-
-
-def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``command`` in sh, with ``$CLI`` the command line under this interpreter."""
-    return subprocess.run(
-        ["sh", "-c", command],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=HANG_GUARD,
-        cwd=cwd,
-        env={"CLI": f"{sys.executable} -m aihubmix_async", "PATH": "/usr/bin:/bin"},
-    )
 
 
 @pytest.mark.slow
