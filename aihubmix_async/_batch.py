@@ -7,6 +7,7 @@ lazily, so nothing is sized to it: memory stays flat for millions of prompts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -18,7 +19,7 @@ import anyio
 from ._adaptive import AdaptiveLimiter
 from ._batch_abort import abort_for
 from ._delivery import Delivery
-from ._errors import InvalidRequestError
+from ._errors import AIHubMixError, InvalidRequestError
 from ._events import call_hook
 from ._generation import Generator
 from ._models import (
@@ -298,8 +299,10 @@ class Batch:
                     )
                     if spend is not None:
                         result = spend.priced(model, params, result)
-                except Exception as exc:  # every item ends as an outcome, whatever went wrong  # noqa: BLE001
-                    error = exc
+                # Every item ends as an outcome, whatever went wrong; a CancelledError too unless
+                # this worker's task is being cancelled (a hook's own: the item was billed).
+                except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
+                    error = exc if isinstance(exc, Exception) else _stray_cancellation(exc)
             if budget is not None:
                 if planned is not None:
                     budget.settle(planned, result)
@@ -392,6 +395,21 @@ def _worker_count(concurrency: object, adaptive: AdaptiveLimiter | None) -> int:
             field="concurrency",
         )
     return concurrency
+
+
+def _stray_cancellation(exc: asyncio.CancelledError) -> AIHubMixError:
+    """The item's failure for a ``CancelledError`` that is not this worker's task being
+    cancelled (one an ``on_task`` hook raised of its own); a real cancellation goes on.
+    """
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        raise exc
+    error = AIHubMixError(
+        "the generation raised CancelledError while the batch was not cancelled"
+        " (an on_task hook's own?)"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _fallback_request(item: Any) -> ImageRequest:

@@ -130,9 +130,10 @@ def shard_size(text: str) -> ShardTarget:
 
 
 def fill_closed_streams() -> None:
-    """A standard stream closed at start (``2>&-``) is None in ``sys``: point it at the null
-    device, so its output is dropped instead of crashing the run or landing on the other one.
+    """A standard stream closed at start (``2>&-``, ``<&-``) is None in ``sys``: point it at
+    the null device, so its output is dropped (its input empty) instead of crashing the run or
+    landing on another one. In descriptor order: each takes the lowest free one, its own.
     """
-    for name in ("stdout", "stderr"):
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:
-            setattr(sys, name, Path(os.devnull).open("w"))  # noqa: SIM115 - lives as sys does
+            setattr(sys, name, Path(os.devnull).open(mode))  # noqa: SIM115 - lives as sys does

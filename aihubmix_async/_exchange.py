@@ -76,7 +76,7 @@ def interpret(
         try:
             data = _json.loads(body) if body else None
             decoded = True
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # too deep for stdlib json
             decoded = False
     if status >= 300 or (isinstance(data, dict) and data.get("error")):
         raise error_for_response(

@@ -24,4 +24,12 @@ except ImportError:  # pragma: no cover - depends on the environment
 else:
     BACKEND = "orjson"
     dumps = orjson.dumps
-    loads = orjson.loads
+
+    def loads(data: bytes) -> Any:
+        """orjson, or stdlib json for what orjson refuses but JSON allows (an integer past
+        64 bits, such as a huge number in ``usage``): a paid answer is not lost to a counter.
+        """
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return json.loads(data)  # really invalid: raises its own ValueError
