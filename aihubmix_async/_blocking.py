@@ -19,6 +19,8 @@ from ._blocking_results import BlockingOutcome, BlockingResult, blocking, blocki
 from ._client import Client
 from ._errors import ConfigurationError
 from ._models import ModelInfo
+from ._pricing import PriceBook
+from ._spend import Estimate
 from ._typed_blocking import BlockingCalls
 
 __all__ = ["BlockingClient"]
@@ -96,8 +98,21 @@ class BlockingClient(BlockingCalls):
                 raise ConfigurationError(message) from exc
             raise
 
-    def models(self) -> tuple[ModelInfo, ...]:
-        return self._client.models()
+    def models(self, *, prices: bool = False) -> tuple[ModelInfo, ...]:
+        """Like :meth:`Client.models` (``prices=True`` adds each price and its source)."""
+        return self._client.models(prices=prices)
+
+    def catalogue(self, *, refresh: bool = False) -> PriceBook:
+        """Like :meth:`Client.catalogue`: the live catalogue's prices, read once and cached."""
+        call = functools.partial(self._client.catalogue, refresh=refresh)
+        with self._cut_off_by_close("catalogue()"):
+            return self._running().call(call)
+
+    def estimate(
+        self, items: Iterable[Any], *, model: str | None = None, **params: Any
+    ) -> Estimate:
+        """Like :meth:`Client.estimate`: what a batch of ``items`` would cost, sending nothing."""
+        return self._client.estimate(items, model=model, **params)
 
     def _generate(self, model: str, prompt: str, **kwargs: Any) -> BlockingResult:
         """Like :meth:`Client.generate`, blocking until the images are there."""

@@ -112,3 +112,24 @@ def test_saving_an_image_that_was_not_downloaded_says_so(server: Sandbox, tmp_pa
     with pytest.raises(ValueError, match="not downloaded"):
         result.image.save(tmp_path / "cat.png")
     assert not (tmp_path / "cat.png").exists()
+
+
+def test_prices_catalogue_and_estimates_without_asyncio(server: Sandbox) -> None:
+    """The blocking facade offers what Client offers for spend: prices with their source, the
+    live catalogue (read once) and an estimate that sends nothing.
+    """
+    server.prices = {"imagen-4.0-fast-generate-001": 0.5}
+    with BlockingClient(api_key=DEFAULT_API_KEY, base_url=server.base_url) as client:
+        fast = "imagen-4.0-fast-generate-001"
+        before = len(server.events)
+        estimate = client.estimate(["a", "b"], model=fast)
+        assert estimate.images == 2
+        assert len(server.events) == before  # an estimate sends nothing
+        book = client.catalogue()
+        client.catalogue()
+        assert [e.kind for e in server.events].count("catalogue") == 1
+        price = book.price(fast)
+        assert price is not None
+        assert (price.per_image, price.source) == (0.5, "catalogue")
+        info = next(m for m in client.models(prices=True) if m.path == f"google/{fast}")
+        assert (info.price_per_image, info.price_source) == (0.5, "catalogue")
