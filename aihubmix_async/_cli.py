@@ -162,6 +162,10 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _batch(args: argparse.Namespace) -> int:
+    if args.parquet_shard_size is not None and args.output_format != "parquet":
+        say("error: --parquet-shard-size needs --output-format parquet (an image folder has"
+            " no shards)", sys.stderr)  # fmt: skip
+        return 2
     return await (dry_run(args) if args.dry_run else run_batch(args))
 
 
@@ -219,9 +223,9 @@ def _add_batch(commands: Any, connection: Any) -> None:
                      help="imagefolder: train/00000/... folders of at most 10,000 images and"
                           " train/metadata.jsonl; parquet: Parquet shards in data/ (needs"
                           " pyarrow: the 'parquet' extra)")  # fmt: skip
-    bat.add_argument("--parquet-shard-size", type=shard_size, default=ShardTarget(),
-                     metavar="SIZE", help="with --output-format parquet: a shard per SIZE of"
-                     " images, e.g. 500MB or 10000rows")  # fmt: skip
+    bat.add_argument("--parquet-shard-size", type=shard_size, metavar="SIZE",
+                     help="with --output-format parquet: a shard per SIZE of images, e.g."
+                          f" 500MB or 10000rows (default: {ShardTarget()})")  # fmt: skip
     bat.add_argument("--concurrency", type=concurrency, default=16, metavar="N|auto",
                      help="items in flight at once; auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip

@@ -30,6 +30,7 @@ from ._journal import (
     read_status,
 )
 from ._models import Outcome
+from ._parquet import ShardTarget
 from ._preflight import BatchSettings, preflight
 from ._progress import Reporter, make_reporter, say
 from ._prompts import BadLine, BadLines, PromptReader, input_key, open_source
@@ -141,7 +142,7 @@ async def run_batch(args: argparse.Namespace) -> int:
             say(f"error: {exc}", sys.stderr)
             return exc.exit_code
         if journal.sharder is not None:
-            journal.sharder.target = args.parquet_shard_size
+            journal.sharder.target = args.parquet_shard_size or ShardTarget()
         try:
             fence = SpendFence.take(args, journal.out)  # a capped run spends alone
         except FolderLockedError as exc:

@@ -256,3 +256,15 @@ def test_a_row_whose_image_is_not_staged_yet_waits_for_a_later_shard(
     assert shard_ids(out) == Counter({(f"i{k}", f"i{k}.png"): 1 for k in range(4)})
     assert staged(out) == []
     assert api.submits == 4
+
+
+def test_a_shard_size_for_an_image_folder_is_refused(cli: Any, tmp_path: Path) -> None:
+    """An image folder has no shards: the flag would be silently ignored, so it is refused
+    before anything is staged or sent.
+    """
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\n")
+    ran = cli("batch", prompts, "-o", tmp_path / "out", "--parquet-shard-size", "5rows")
+    assert ran.code == 2
+    assert "--parquet-shard-size needs --output-format parquet" in ran.err
+    assert not (tmp_path / "out").exists()

@@ -216,8 +216,9 @@ def test_hostile_ids_and_prompts_load_from_both_layouts(
     expected = sorted((r["id"], r["prompt"]) for r in rows for _ in range(r.get("n", 1)))
     for fmt in ("imagefolder", "parquet"):
         out = tmp_path / fmt
+        shards = ("--parquet-shard-size", "1rows") if fmt == "parquet" else ()
         done = cli("batch", prompts, "-m", "gpt-image-1", "-o", out, "--output-format", fmt,
-                   "--parquet-shard-size", "1rows", "--concurrency", "1")  # fmt: skip
+                   *shards, "--concurrency", "1")  # fmt: skip
         assert done.code == 0, done.err
         cache = str(tmp_path / f"cache-{fmt}")
         loaded = datasets.load_dataset(str(out), cache_dir=cache)["train"]
