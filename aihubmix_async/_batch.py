@@ -20,7 +20,7 @@ from ._adaptive import AdaptiveLimiter
 from ._batch_abort import abort_for
 from ._delivery import Delivery
 from ._errors import AIHubMixError, InvalidRequestError
-from ._events import call_hook
+from ._events import being_cancelled, call_hook
 from ._generation import Generator
 from ._models import (
     BatchProgress,
@@ -401,8 +401,7 @@ def _stray_cancellation(exc: asyncio.CancelledError) -> AIHubMixError:
     """The item's failure for a ``CancelledError`` that is not this worker's task being
     cancelled (one an ``on_task`` hook raised of its own); a real cancellation goes on.
     """
-    task = asyncio.current_task()
-    if task is None or task.cancelling():
+    if being_cancelled():
         raise exc
     error = AIHubMixError(
         "the generation raised CancelledError while the batch was not cancelled"

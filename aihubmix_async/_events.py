@@ -119,6 +119,14 @@ def check_hook_timeout(value: object) -> float | None:
     return float(value)
 
 
+def being_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (a deadline, a task group, Ctrl-C),
+    as opposed to a ``CancelledError`` some callback raised of its own.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 async def call_hook(
     hook: Callable[[Any], object],
     event: object,
@@ -146,7 +154,6 @@ async def call_hook(
                     name, bound, where % details,
                 )  # fmt: skip
     except (Exception, asyncio.CancelledError) as exc:  # an observer's bug is only logged
-        task = asyncio.current_task()
-        if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+        if isinstance(exc, asyncio.CancelledError) and being_cancelled():
             raise  # the call itself is being cancelled (deadline, task group, Ctrl-C)
         _logger.exception("%s hook raised; ignored (%s)", name, where % details)
