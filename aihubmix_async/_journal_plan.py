@@ -48,7 +48,10 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
         db.execute(
             "INSERT INTO items(id, line, stem, stem_key, fp, prompt, model, params, run, updated)"
             " SELECT s.id, s.line, s.stem, s.stem_key, s.fp, s.prompt, s.model, s.params,"
-            " :run, :now FROM todo t JOIN staged s USING (line) WHERE t.k = 'new'",
+            " :run, :now FROM todo t JOIN staged s USING (line) WHERE t.k = 'new'"
+            # In line order: rowids follow the lines the run works through, so a group of
+            # commits rewrites a few neighbouring pages, not one random page per item.
+            " ORDER BY s.line",
             args,
         )
         db.execute(f"UPDATE items SET {_COPY} {_FROM} IN ('pending', 'submitted')", args)  # noqa: S608
