@@ -32,6 +32,7 @@ from ._batch import ImageRequest
 from ._card import write_card
 from ._journal_files import Layout, export_errors, resolve_layout
 from ._journal_lock import FolderLock, FolderLockedError, owner_tag
+from ._journal_match import detach
 from ._journal_plan import apply_plan, pending_chunk, restart_plan
 from ._journal_recover import empty_trash, recover
 from ._journal_repair import check_layout_folder, export_checked, foreign_dataset
@@ -150,16 +151,15 @@ def _connect(path: Path | str, *, uri: bool = False) -> sqlite3.Connection:
     # 8 MB of pages. SQLite's sorter (CREATE INDEX at staging, the card's GROUP BY) takes as
     # much again, so this bounds peak memory at a million rows; the big reads are sequential.
     db.execute("PRAGMA cache_size = -8000")
-    db.execute("PRAGMA temp.cache_size = -4000")  # staging tables and their sorts
+    db.execute("PRAGMA temp.cache_size = -4000")  # temporary results (staging: its own schema)
     return db
 
 
 def _drop_staging(db: sqlite3.Connection) -> None:
-    """Free what staging held (a million lines' rows in temporary tables, their pages in the
+    """Free what staging held (a million lines' rows in the stage schema, their pages in the
     caches) before generating: the run's peak memory is then staging's, not the sum.
     """
-    for table in ("staged", "todo", "dups", "undone"):
-        db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    detach(db)
     db.execute("PRAGMA shrink_memory")
 
 

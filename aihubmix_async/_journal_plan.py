@@ -11,11 +11,22 @@ from ._batch import ImageRequest
 __all__ = ["apply_plan", "pending_chunk", "restart_plan"]
 
 # Fixed SQL fragments (the S608 noqa below: no outside text is spliced in; values are bound).
+# ``s``: a staged row (NULL: the derived id, the run's defaults ``d``; see _journal_match).
 _COPY = (
-    "line = s.line, fp = s.fp, prompt = s.prompt, model = s.model, params = s.params,"
-    " run = :run, updated = :now"
+    "line = s.line, fp = s.fp, prompt = s.prompt, model = coalesce(s.model, d.model),"
+    " params = coalesce(s.params, d.params), run = :run, updated = :now"
 )
-_FROM = "FROM todo t JOIN staged s USING (line) WHERE items.id = s.id AND t.k"
+# ``t.other``: the journal's item the staged line matched (same id; never a clash here).
+_FROM = "FROM todo t JOIN staged s USING (line), defaults d WHERE items.id = t.other AND t.k"
+_NEW = (
+    "INSERT INTO items(id, line, stem, stem_key, fp, prompt, model, params, run, updated)"
+    " SELECT coalesce(s.id, s.stem_key), s.line, coalesce(s.stem, s.stem_key), s.stem_key,"
+    " s.fp, s.prompt, coalesce(s.model, d.model), coalesce(s.params, d.params), :run, :now"
+    " FROM todo t JOIN staged s USING (line), defaults d WHERE t.k = 'new'"
+    # In line order: rowids follow the lines the run works through, so a group of
+    # commits rewrites a few neighbouring pages, not one random page per item.
+    " ORDER BY s.line"
+)
 
 
 def _next_run(db: sqlite3.Connection, input_key: str | None, tag: str) -> int:
@@ -45,15 +56,7 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
         run = _next_run(db, input_key, tag)
         args = {"run": run, "now": now}
         counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
-        db.execute(
-            "INSERT INTO items(id, line, stem, stem_key, fp, prompt, model, params, run, updated)"
-            " SELECT s.id, s.line, s.stem, s.stem_key, s.fp, s.prompt, s.model, s.params,"
-            " :run, :now FROM todo t JOIN staged s USING (line) WHERE t.k = 'new'"
-            # In line order: rowids follow the lines the run works through, so a group of
-            # commits rewrites a few neighbouring pages, not one random page per item.
-            " ORDER BY s.line",
-            args,
-        )
+        db.execute(_NEW, args)
         db.execute(f"UPDATE items SET {_COPY} {_FROM} IN ('pending', 'submitted')", args)  # noqa: S608
         db.execute(f"UPDATE items SET line = s.line {_FROM} = 'moved'", args)  # noqa: S608  (moved)
         if retry_failed:
@@ -66,8 +69,8 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
         if on_change == "regenerate":
             db.execute(
                 "INSERT OR IGNORE INTO trash SELECT json_extract(f.value, '$[0]') FROM todo t"
-                " JOIN staged s USING (line) JOIN items i ON i.id = s.id,"
-                " json_each(i.files) AS f WHERE t.k = 'changed-done'"
+                " JOIN items i ON i.id = t.other, json_each(i.files) AS f"
+                " WHERE t.k = 'changed-done'"
             )
             changed.append("'changed-done'")
         db.execute(

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
+import itertools
 import json
 import re
 import sys
@@ -56,6 +58,10 @@ class PromptLine(NamedTuple):
     line: int  #: 1-based physical line where the record starts
     request: ImageRequest | None  #: None for a text line
     prompt: str
+
+
+# A text line made without the generated __new__'s Python frame (a million lines at a resume).
+_new_line = functools.partial(tuple.__new__, PromptLine)
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -148,8 +154,8 @@ class PromptReader:
         if fmt == "csv":
             yield from self._read_csv(stream)
             return
-        verdict: str | None = None  # what is wrong with every text line (the defaults)
-        for number, line in enumerate(stream, start=1):
+        lines = enumerate(stream, start=1)
+        for number, line in lines:
             bom = number == 1 and line.startswith(codecs.BOM_UTF8)
             raw = line[len(codecs.BOM_UTF8) :] if bom else line
             if not raw or raw.isspace():  # a blank line (no copy, unlike strip)
@@ -158,15 +164,35 @@ class PromptReader:
                 fmt = "jsonl" if raw.lstrip().startswith(b"{") else "text"
                 if fmt == "text" and self.model is None:
                     raise InvalidRequestError("a text prompts file needs a model: give -m MODEL")
-            if verdict is None and fmt == "text":
-                verdict = self._verdict(None, {}) or ""
+            if fmt == "text":  # the rest of the source, in the bulk loop
+                yield from self._read_text(itertools.chain(((number, raw),), lines))
+                return
             try:
-                if fmt == "text":  # the bulk case, kept lean: no request object per line
-                    yield PromptLine(number, None, _text_prompt(raw, verdict))
-                else:
-                    yield self._checked_line(number, self._parse_line(raw))
+                yield self._checked_line(number, self._parse_line(raw))
             except (InvalidRequestError, ValueError) as exc:
                 yield BadLine(line=number, message=_message(exc))
+
+    def _read_text(self, lines: Iterator[tuple[int, bytes]]) -> Iterator[PromptLine | BadLine]:
+        """The text lines (numbered, the first one non-blank): the bulk case, kept lean, with
+        no request object and no call per line. Every line is checked under the run's defaults
+        once: when they are wrong, every line is bad.
+        """
+        verdict = self._verdict(None, {})
+        for number, raw in lines:
+            if raw.isspace():  # a blank line (no iteration yields b"")
+                continue
+            if verdict:
+                yield BadLine(line=number, message=verdict)
+                continue
+            try:
+                prompt = raw.decode().strip()  # UTF-8, then Unicode spaces too
+            except UnicodeDecodeError as exc:
+                yield BadLine(line=number, message=_undecodable(raw, exc))
+                continue
+            if prompt:
+                yield _new_line((number, None, prompt))
+            else:
+                yield BadLine(line=number, message="empty prompt")
 
     @staticmethod
     def _parse_line(raw: bytes) -> ImageRequest:
@@ -246,21 +272,15 @@ class PromptReader:
         return None
 
 
+def _undecodable(raw: bytes, exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+
+
 def _decoded(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        where = f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
-        raise ValueError(f"not UTF-8: {where}") from None
-
-
-def _text_prompt(raw: bytes, verdict: str | None) -> str:
-    if verdict:  # the run's model or parameters are wrong: every line says so
-        raise InvalidRequestError(verdict)
-    prompt = _decoded(raw).strip()  # not blank as bytes, but maybe Unicode spaces only
-    if not prompt:
-        raise InvalidRequestError("empty prompt")
-    return prompt
+        raise ValueError(_undecodable(raw, exc)) from None
 
 
 def _canonical(params: Mapping[str, Any]) -> str:

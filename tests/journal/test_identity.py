@@ -129,7 +129,7 @@ async def test_explicit_id_next_to_derived_id_is_refused(tmp_path: Path, sandbox
     with Journal.open(tmp_path / "dry", read_only=True) as journal:
         derived = stage(journal, items([{"prompt": "a fox"}]))
         assert derived.new == 1
-        default_id = journal.db.execute("SELECT id FROM staged").fetchone()[0]
+        default_id = journal.db.execute("SELECT stem_key FROM staged").fetchone()[0]
         report = stage(journal, items([{"prompt": "a fox"}, {"id": default_id, "prompt": "b"}]))
     assert report.conflict_count == 1
     assert report.conflicts[0].lines == (1, 2)
@@ -173,9 +173,9 @@ def test_bare_identity_is_what_staging_computes(tmp_path: Path) -> None:
     """The helper benchmarks use to build journals directly agrees with staging."""
     from aihubmix_async._journal_stage import bare_identity
 
-    with Journal.open(tmp_path, read_only=True) as journal:
-        stage(journal, items(["a fox"], params={"quality": "low"}))
-        row = journal.db.execute("SELECT id, fp, model, params FROM staged").fetchone()
+    with Journal.open(tmp_path) as journal:
+        journal.start_run(stage(journal, items(["a fox"], params={"quality": "low"})))
+        row = journal.db.execute("SELECT id, fp, model, params FROM items").fetchone()
     assert bare_identity("a fox", "gpt-image-1", {"quality": "low"}) == row
 
 
