@@ -11,7 +11,7 @@ from ._batch import ImageRequest
 __all__ = ["apply_plan", "pending_chunk", "restart_plan"]
 
 # Fixed SQL fragments (the S608 noqa below: no outside text is spliced in; values are bound).
-# ``s``: a staged row (NULL: the derived id, the run's defaults ``d``; see _journal_match).
+# ``s``: a staged row (NULLs: a derived id, the run's defaults ``d``; see _journal_match).
 _COPY = (
     "line = s.line, fp = s.fp, prompt = s.prompt, model = coalesce(s.model, d.model),"
     " params = coalesce(s.params, d.params), run = :run, updated = :now"
@@ -54,35 +54,49 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
     db.execute("BEGIN IMMEDIATE")
     try:
         run = _next_run(db, input_key, tag)
-        args = {"run": run, "now": now}
         counts = dict(db.execute("SELECT k, count(*) FROM todo GROUP BY k").fetchall())
-        db.execute(_NEW, args)
-        db.execute(f"UPDATE items SET {_COPY} {_FROM} IN ('pending', 'submitted')", args)  # noqa: S608
-        db.execute(f"UPDATE items SET line = s.line {_FROM} = 'moved'", args)  # noqa: S608  (moved)
-        if retry_failed:
-            db.execute(
-                f"UPDATE items SET {_COPY}, state = CASE WHEN task_id IS NULL THEN 'pending'"  # noqa: S608
-                f" ELSE 'submitted' END {_FROM} = 'failed'",
-                args,
-            )
-        changed = ["'changed-pending'", "'changed-submitted'", "'changed-failed'"]
-        if on_change == "regenerate":
-            db.execute(
-                "INSERT OR IGNORE INTO trash SELECT json_extract(f.value, '$[0]') FROM todo t"
-                " JOIN items i ON i.id = t.other, json_each(i.files) AS f"
-                " WHERE t.k = 'changed-done'"
-            )
-            changed.append("'changed-done'")
-        db.execute(
-            f"UPDATE items SET {_COPY}, state = 'pending', task_id = NULL, files = NULL,"  # noqa: S608
-            f" usage = NULL {_FROM} IN ({', '.join(changed)})",
-            args,
-        )
+        _record(db, {"run": run, "now": now}, on_change=on_change, retry_failed=retry_failed)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:  # SQLite rolls back by itself on a full disk: keep that error
             db.execute("ROLLBACK")
         raise
+    return run, _plan_counts(counts, on_change=on_change, retry_failed=retry_failed, mine=mine)
+
+
+def _record(db: sqlite3.Connection, args: dict[str, float], *, on_change: str,
+            retry_failed: bool) -> None:  # fmt: skip
+    """The plan's writes, by class of ``todo`` line: new items inserted, unfinished ones
+    taken over, moved ones renumbered, failed ones reset (``retry_failed``), changed ones
+    reset (done ones only to ``regenerate``, their files to the trash).
+    """
+    db.execute(_NEW, args)
+    db.execute(f"UPDATE items SET {_COPY} {_FROM} IN ('pending', 'submitted')", args)  # noqa: S608
+    db.execute(f"UPDATE items SET line = s.line {_FROM} = 'moved'", args)  # noqa: S608  (moved)
+    if retry_failed:
+        db.execute(
+            f"UPDATE items SET {_COPY}, state = CASE WHEN task_id IS NULL THEN 'pending'"  # noqa: S608
+            f" ELSE 'submitted' END {_FROM} = 'failed'",
+            args,
+        )
+    changed = ["'changed-pending'", "'changed-submitted'", "'changed-failed'"]
+    if on_change == "regenerate":
+        db.execute(
+            "INSERT OR IGNORE INTO trash SELECT json_extract(f.value, '$[0]') FROM todo t"
+            " JOIN items i ON i.id = t.other, json_each(i.files) AS f"
+            " WHERE t.k = 'changed-done'"
+        )
+        changed.append("'changed-done'")
+    db.execute(
+        f"UPDATE items SET {_COPY}, state = 'pending', task_id = NULL, files = NULL,"  # noqa: S608
+        f" usage = NULL {_FROM} IN ({', '.join(changed)})",
+        args,
+    )
+
+
+def _plan_counts(counts: dict[str, int], *, on_change: str, retry_failed: bool,
+                 mine: int) -> dict[str, int]:  # fmt: skip
+    """RunPlan's counts from the ``todo`` classes' counts."""
     unfinished = sum(counts.get(f"changed-{s}", 0) for s in ("pending", "submitted", "failed"))
     resumed = counts.get("pending", 0) + counts.get("submitted", 0) + unfinished
     retried = counts.get("failed", 0) if retry_failed else 0
@@ -90,7 +104,7 @@ def apply_plan(db: sqlite3.Connection, *, on_change: str, retry_failed: bool,
     # Every line of this shard has a ``todo`` row unless it is done and unchanged ("moved"
     # ones are done too): counted from the classification, not by a pass over the lines.
     done = mine - sum(n for k, n in counts.items() if k != "moved")
-    return run, {
+    return {
         "to_run": counts.get("new", 0) + resumed + retried + regenerated,
         "new": counts.get("new", 0),
         "resumed": resumed,
