@@ -70,6 +70,10 @@ def attach(db: sqlite3.Connection, model: str | None, params: str | None) -> Non
     detach(db)
     db.execute(f"ATTACH '' AS {SCHEMA}")
     db.execute(f"PRAGMA {SCHEMA}.cache_size = -4000")  # 4 MB: its pages spill to its file
+    # Scratch data: never synced to the disk (an attached file is synced on every commit by
+    # default, a hundred MB and more at a million lines), its rollback journal in memory.
+    db.execute(f"PRAGMA {SCHEMA}.synchronous = OFF")
+    db.execute(f"PRAGMA {SCHEMA}.journal_mode = MEMORY")
     for sql in _TABLES:
         db.execute(sql)
     db.execute("INSERT INTO stage.defaults VALUES (?, ?)", (model, params))
