@@ -13,6 +13,11 @@ sandbox's monotonic clock, which on Linux is the same clock as ours), the CLI's 
 CPU time and peak RSS (``getrusage(RUSAGE_CHILDREN)`` once it has exited; the sandbox is still
 running, so it is not counted), and the load average (on a shared machine wall times stretch;
 the CPU time does not). Targets from issue 9: first request < 10 s, peak RSS < 100 MB.
+
+Before them, where the seconds of a full ingest go, measured in this process on a read-only
+open of the folder (as ``--dry-run`` does; nothing is recorded): the one pass over the input
+(read, fingerprinted, staged), then the match against the journal (the staged rows indexed,
+repeats numbered, collisions found, every line classified), each with its wall and CPU time.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from _harness import sandbox_process
 
 from aihubmix_async._journal import DB_NAME, JOURNAL_DIR, Journal
 from aihubmix_async._journal_stage import bare_identity
+from aihubmix_async._prompts import PromptLine, PromptReader
 from aihubmix_async._registry import Registry
 from aihubmix_async.sandbox import DEFAULT_API_KEY
 
@@ -95,6 +101,25 @@ def resume(label: str, command: list[str], env: dict[str, str], base_url: str) -
           f" CPUs; {cli.stdout.strip().splitlines()[-1]}")  # fmt: skip
 
 
+def phases(folder: Path, prompts: Path) -> None:
+    """The staging phases of a full ingest, in this process, as the CLI runs them for a text
+    file (read-only: nothing is recorded).
+    """
+    reader = PromptReader(Registry.default(), model=MODEL)
+    with Journal.open(folder, read_only=True) as journal, prompts.open("rb") as stream:
+        w0, c0 = time.perf_counter(), time.process_time()
+        stager = journal.stager(model=MODEL)
+        for entry in reader.read(stream):
+            if isinstance(entry, PromptLine):
+                stager.add_prompt(entry.line, entry.prompt)
+        w1, c1 = time.perf_counter(), time.process_time()
+        report = stager.finish()
+        w2, c2 = time.perf_counter(), time.process_time()
+    print(f"phases (in process): read + stage {w1 - w0:.2f}s wall, {c1 - c0:.2f}s CPU; match"
+          f" {w2 - w1:.2f}s wall, {c2 - c1:.2f}s CPU ({report.done:,} done, {report.new:,} new);"
+          f" load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+
 def main() -> None:
     done = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     new = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
@@ -103,6 +128,7 @@ def main() -> None:
         started = time.perf_counter()
         build(folder, prompts, done, new)
         print(f"built a journal of {done:,} done items in {time.perf_counter() - started:.1f}s")
+        phases(folder, prompts)
         with sandbox_process() as base_url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("AIHUBMIX_")}
             env.update(AIHUBMIX_API_KEY=DEFAULT_API_KEY, AIHUBMIX_BASE_URL=base_url)

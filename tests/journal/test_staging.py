@@ -5,13 +5,16 @@ the item it says, resume as done, and show a change of what it asks.
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from aihubmix_async import Client
+from aihubmix_async import Client, InvalidRequestError
 from aihubmix_async._journal import Journal
+from aihubmix_async._prompts import BadLine, PromptLine, PromptReader
+from aihubmix_async._registry import Registry
 from aihubmix_async.sandbox import Sandbox
 
 from .conftest import Line, assert_consistent, items, run, stage
@@ -93,3 +96,57 @@ def test_staging_leaves_nothing_behind_once_the_run_is_planned(tmp_path: Path) -
             journal.db.execute("SELECT count(*) FROM staged")
         (count,) = journal.db.execute("SELECT count(*) FROM items").fetchone()
     assert count == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param({"prompt": "bad \ud800"}, id="bare prompt"),
+        pytest.param({"id": "x\ud800", "prompt": "a"}, id="id on a bare prompt"),
+        pytest.param({"id": "x\ud800", "prompt": "a", "params": {"n": 2}}, id="id, own params"),
+        pytest.param({"prompt": "b \ud800", "params": {"n": 2}}, id="own params"),
+    ],
+)
+def test_a_line_that_cannot_be_stored_is_refused_and_not_staged(tmp_path: Path, line: Line) -> None:
+    with Journal.open(tmp_path, read_only=True) as journal:
+        stager = journal.stager(model="gpt-image-1")
+        request = items([line]).lines[0][1]
+        with pytest.raises(InvalidRequestError, match="lone surrogate"):
+            stager.add(1, request)
+        stager.add(2, items(["fine"]).lines[0][1])
+        report = stager.finish()
+    assert (report.items, report.new) == (1, 1)
+
+
+def test_lines_without_a_model_are_refused_when_the_run_has_none(tmp_path: Path) -> None:
+    with Journal.open(tmp_path, read_only=True) as journal:
+        stager = journal.stager()
+        for line in ["a fox", {"id": "x", "prompt": "a cat"}]:
+            with pytest.raises(InvalidRequestError, match="no model"):
+                stager.add(1, items([line]).lines[0][1])
+        stager.add(2, items([{"id": "y", "prompt": "an owl", "model": "dall-e-3"}]).lines[0][1])
+        assert stager.finish().new == 1
+
+
+def test_thousands_of_lines_with_ids_are_staged_in_chunks(tmp_path: Path) -> None:
+    lines: list[Line] = [{"id": f"item {k}", "prompt": f"p {k}"} for k in range(5000)]
+    with Journal.open(tmp_path, read_only=True) as journal:
+        report = stage(journal, items(lines))
+    assert (report.items, report.new, report.conflict_count) == (5000, 5000, 0)
+
+
+def test_text_lines_become_prompts_and_bad_lines_by_number() -> None:
+    """The reader's text loop: a byte-order mark, blank lines and Unicode spaces, bad bytes."""
+    text = b"\xef\xbb\xbfa fox\n\n  \n" + "\u3000\u00a0\n".encode() + b"b\xffd\n a cat \n"
+    reader = PromptReader(Registry.default(), model="gpt-image-1")
+    found = [(e.line, e.prompt) if isinstance(e, PromptLine) else (e.line, e.message)
+             for e in reader.read(io.BytesIO(text))]  # fmt: skip
+    assert found == [
+        (1, "a fox"),
+        (4, "empty prompt"),
+        (5, "not UTF-8: byte 0xff at column 2"),
+        (6, "a cat"),
+    ]
+    refused = PromptReader(Registry.default(), model="gpt-image-1", params={"quality": "best"})
+    assert [e.line for e in refused.read(io.BytesIO(text)) if isinstance(e, BadLine)] == [
+        1, 4, 5, 6]  # fmt: skip
