@@ -121,7 +121,8 @@ def test_a_line_that_cannot_be_stored_is_refused_and_not_staged(tmp_path: Path, 
 def test_lines_without_a_model_are_refused_when_the_run_has_none(tmp_path: Path) -> None:
     with Journal.open(tmp_path, read_only=True) as journal:
         stager = journal.stager()
-        for line in ["a fox", {"id": "x", "prompt": "a cat"}]:
+        lines: list[Line] = ["a fox", {"id": "x", "prompt": "a cat"}]
+        for line in lines:
             with pytest.raises(InvalidRequestError, match="no model"):
                 stager.add(1, items([line]).lines[0][1])
         stager.add(2, items([{"id": "y", "prompt": "an owl", "model": "dall-e-3"}]).lines[0][1])
