@@ -59,7 +59,8 @@ _COLLIDING = (
 
 def detach(db: sqlite3.Connection) -> None:
     """Drop every staging table at once (the schema's file goes with it)."""
-    if any(row[1] == SCHEMA for row in db.execute("PRAGMA database_list")):
+    # Only the names: a folder's path need not be UTF-8 (PRAGMA database_list returns it too).
+    if db.execute("SELECT 1 FROM pragma_database_list WHERE name = ?", (SCHEMA,)).fetchone():
         db.execute(f"DETACH {SCHEMA}")
 
 

@@ -90,7 +90,7 @@ def test_staging_leaves_nothing_behind_once_the_run_is_planned(tmp_path: Path) -
         assert stage(journal, items(["a", "b"])).new == 2
         assert stage(journal, items(["a"])).new == 1
         journal.start_run(stage(journal, items(["c"])))
-        schemas = [row[1] for row in journal.db.execute("PRAGMA database_list")]
+        schemas = [name for (name,) in journal.db.execute("SELECT name FROM pragma_database_list")]
         assert "stage" not in schemas
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             journal.db.execute("SELECT count(*) FROM staged")
