@@ -7,7 +7,7 @@ its transaction begins, so the transaction holds the database lock only to write
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -17,22 +17,30 @@ from ._journal_files import dump_line, error_row, metadata_rows
 from ._json import dumps, loads
 from ._models import ImageResult
 
-__all__ = ["DONE", "FAILED", "SUBMITTED", "Updates", "rows_of", "updates"]
+__all__ = ["DONE", "FAILED", "SUBMITTED", "Updates", "done_params", "rows_of", "updates"]
 
 _ROW = "id, line, prompt, model, params, stem, state, attempts, task_id"
-_ROWS_OF = (
-    f"SELECT json_group_array(json_array({_ROW})) FROM items"  # noqa: S608  (constant text)
-    " WHERE id IN (SELECT value FROM json_each(?))"
-)
 
 SUBMITTED = (
     "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?, request_id),"
     " updated = ? WHERE id = ? AND state != 'done'"
 )
+#: Rows per statement (groups are padded to a multiple of it with rows that match nothing):
+#: ``executemany`` steps once per row and lets go of the GIL at every step, a hand-over to the
+#: busy event loop; one text per statement keeps it in the statement cache. Values are bound,
+#: never passed through JSON, whose SQLite functions cut text at a NUL (ids may hold one).
+CHUNK = 64
+_ROWS_OF = (
+    f"SELECT json_group_array(json_array({_ROW})) FROM items"  # noqa: S608  (constant text)
+    f" WHERE id IN ({','.join('?' * CHUNK)})"
+)
+_DONE_COLUMNS = ("files", "usage", "request_id", "task_id", "attempts", "elapsed", "updated", "id")
 DONE = (
-    "UPDATE items SET state = 'done', files = ?, usage = ?, request_id = ?, task_id = ?,"
-    " attempts = ?, elapsed = ?, updated = ?, error_type = NULL, error_message = NULL,"
-    " status_code = NULL, retryable = NULL WHERE id = ?"
+    "UPDATE items SET state = 'done', "  # noqa: S608  (constant text)
+    + ", ".join(f"{c} = u.column{k}" for k, c in enumerate(_DONE_COLUMNS[:-1], 1))
+    + ", error_type = NULL, error_message = NULL, status_code = NULL, retryable = NULL FROM"
+    f" (VALUES {', '.join(['(' + ','.join('?' * len(_DONE_COLUMNS)) + ')'] * CHUNK)}) AS u"
+    f" WHERE items.id = u.column{len(_DONE_COLUMNS)}"
 )
 FAILED = (
     "UPDATE items SET state = 'failed', error_type = ?, error_message = ?, status_code = ?,"
@@ -42,12 +50,28 @@ FAILED = (
 
 
 def rows_of(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``)."""
-    # One row out, whatever the group's size: the sqlite3 module lets go of the GIL for every
-    # row it steps, and each of those hand-overs to the busy event loop costs the writer a
-    # wait and both threads a context switch.
-    found = db.execute(_ROWS_OF, (dumps(ids).decode(),)).fetchone()[0]
-    return {row[0]: tuple(row) for row in loads(found)}
+    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``): one row
+    out of SQLite per :data:`CHUNK` ids, their rows as JSON.
+    """
+    rows: dict[str, tuple[Any, ...]] = {}
+    for chunk in padded(ids, None):
+        for row in loads(db.execute(_ROWS_OF, chunk).fetchone()[0]):
+            rows[row[0]] = tuple(row)
+    return rows
+
+
+def padded(values: Sequence[Any], filler: Any) -> Iterator[list[Any]]:
+    """``values`` in lists of :data:`CHUNK`, the last one filled up with ``filler``."""
+    for start in range(0, len(values), CHUNK):
+        chunk = list(values[start : start + CHUNK])
+        yield chunk + [filler] * (CHUNK - len(chunk))
+
+
+def done_params(done: Sequence[tuple[Any, ...]]) -> Iterator[list[Any]]:
+    """The bound values of :data:`DONE`, statement by statement."""
+    empty = (None,) * len(_DONE_COLUMNS)
+    for chunk in padded(done, empty):
+        yield [value for row in chunk for value in row]
 
 
 class Updates:
