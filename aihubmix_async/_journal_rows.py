@@ -17,7 +17,7 @@ from ._journal_files import dump_line, error_row, metadata_rows
 from ._json import dumps, loads
 from ._models import ImageResult
 
-__all__ = ["DONE", "FAILED", "SUBMITTED", "Updates", "done_params", "rows_of", "updates"]
+__all__ = ["FAILED", "SUBMITTED", "Updates", "mark_done", "rows_of", "updates"]
 
 _ROW = "id, line, prompt, model, params, stem, state, attempts, task_id"
 
@@ -25,23 +25,28 @@ SUBMITTED = (
     "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?, request_id),"
     " updated = ? WHERE id = ? AND state != 'done'"
 )
-#: Rows per statement (groups are padded to a multiple of it with rows that match nothing):
-#: ``executemany`` steps once per row and lets go of the GIL at every step, a hand-over to the
-#: busy event loop; one text per statement keeps it in the statement cache. Values are bound,
-#: never passed through JSON, whose SQLite functions cut text at a NUL (ids may hold one).
-CHUNK = 64
-_ROWS_OF = (
-    f"SELECT json_group_array(json_array({_ROW})) FROM items"  # noqa: S608  (constant text)
-    f" WHERE id IN ({','.join('?' * CHUNK)})"
-)
+# A group's rows are read and marked done with a few statements of fixed sizes (64, 16, 4, 1
+# rows: few texts, all kept in the statement cache), not with ``executemany``, which steps once
+# per row and lets go of the GIL at every step: a hand-over to the busy event loop each time.
+# Values are bound, never passed through JSON, whose SQLite functions cut text at a NUL (ids
+# may hold one); and never padded with NULLs: binding None costs the sqlite3 module a failed
+# adapter lookup, a formatted AttributeError, per value.
+_SIZES = (64, 16, 4, 1)
 _DONE_COLUMNS = ("files", "usage", "request_id", "task_id", "attempts", "elapsed", "updated", "id")
-DONE = (
-    "UPDATE items SET state = 'done', "  # noqa: S608  (constant text)
+_DONE_ROW = f"({','.join('?' * len(_DONE_COLUMNS))})"
+_SQL_ROWS_OF = {
+    size: f"SELECT json_group_array(json_array({_ROW})) FROM items"  # noqa: S608  (constant text)
+    f" WHERE id IN ({','.join('?' * size)})"
+    for size in _SIZES
+}
+_SQL_DONE = {
+    size: "UPDATE items SET state = 'done', "  # noqa: S608  (constant text)
     + ", ".join(f"{c} = u.column{k}" for k, c in enumerate(_DONE_COLUMNS[:-1], 1))
-    + ", error_type = NULL, error_message = NULL, status_code = NULL, retryable = NULL FROM"
-    f" (VALUES {', '.join(['(' + ','.join('?' * len(_DONE_COLUMNS)) + ')'] * CHUNK)}) AS u"
+    + ", error_type = NULL, error_message = NULL, status_code = NULL, retryable = NULL"
+    f" FROM (VALUES {', '.join([_DONE_ROW] * size)}) AS u"
     f" WHERE items.id = u.column{len(_DONE_COLUMNS)}"
-)
+    for size in _SIZES
+}
 FAILED = (
     "UPDATE items SET state = 'failed', error_type = ?, error_message = ?, status_code = ?,"
     " request_id = coalesce(?, request_id), retryable = ?, task_id = ?, attempts = ?,"
@@ -50,28 +55,29 @@ FAILED = (
 
 
 def rows_of(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``): one row
-    out of SQLite per :data:`CHUNK` ids, their rows as JSON.
+    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``): a few
+    statements, each giving one row out of SQLite (their rows as JSON).
     """
     rows: dict[str, tuple[Any, ...]] = {}
-    for chunk in padded(ids, None):
-        for row in loads(db.execute(_ROWS_OF, chunk).fetchone()[0]):
+    for size, chunk in _sized(ids):
+        for row in loads(db.execute(_SQL_ROWS_OF[size], chunk).fetchone()[0]):
             rows[row[0]] = tuple(row)
     return rows
 
 
-def padded(values: Sequence[Any], filler: Any) -> Iterator[list[Any]]:
-    """``values`` in lists of :data:`CHUNK`, the last one filled up with ``filler``."""
-    for start in range(0, len(values), CHUNK):
-        chunk = list(values[start : start + CHUNK])
-        yield chunk + [filler] * (CHUNK - len(chunk))
+def mark_done(db: sqlite3.Connection, done: Sequence[tuple[Any, ...]]) -> None:
+    """Mark the items of ``done`` (``_done`` tuples) done, in a few statements."""
+    for size, chunk in _sized(done):
+        db.execute(_SQL_DONE[size], [value for row in chunk for value in row])
 
 
-def done_params(done: Sequence[tuple[Any, ...]]) -> Iterator[list[Any]]:
-    """The bound values of :data:`DONE`, statement by statement."""
-    empty = (None,) * len(_DONE_COLUMNS)
-    for chunk in padded(done, empty):
-        yield [value for row in chunk for value in row]
+def _sized(values: Sequence[Any]) -> Iterator[tuple[int, Sequence[Any]]]:
+    """``values`` in consecutive slices of the sizes in ``_SIZES`` (largest first)."""
+    start = 0
+    for size in _SIZES:
+        while len(values) - start >= size:
+            yield size, values[start : start + size]
+            start += size
 
 
 class Updates:

@@ -222,6 +222,8 @@ def _png(data: bytes, fields: Provenance) -> bytes:
                 _ITXT_CHUNKS[name, text] = chunk
         pieces.append(chunk)
     start = at = end_of_ihdr
+    if not any(kind in data for kind in _PNG_TEXT):  # no text chunk to drop (a quick look)
+        at = len(data)
     while at + 12 <= len(data):  # drop text chunks of our names: one value per name
         end = at + 12 + int.from_bytes(data[at : at + 4], "big")
         kind = data[at + 4 : at + 8]
