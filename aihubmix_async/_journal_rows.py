@@ -13,7 +13,7 @@ from typing import Any
 
 from ._batch import Outcome
 from ._errors import TransportError
-from ._journal_files import dump_line, error_row, metadata_rows
+from ._journal_files import dump_line, error_row, metadata_records
 from ._json import dumps, loads
 from ._models import ImageResult
 
@@ -131,10 +131,10 @@ def _done(outcome: Outcome, result: ImageResult, row: tuple[Any, ...],
     """
     usage, cost = result.usage, result.cost
     usage_json = None
+    spent: dict[str, Any] = {}
     if usage is not None or cost is not None:
         # The item's use: tokens and (in the same JSON column, so folders written before costs
         # were recorded need no migration) its cost and the price's source.
-        spent: dict[str, Any] = {}
         if usage is not None:
             spent = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                      "total_tokens": usage.total_tokens}  # fmt: skip
@@ -144,9 +144,8 @@ def _done(outcome: Outcome, result: ImageResult, row: tuple[Any, ...],
     files_json = dumps(names).decode()
     task_id = result.task_id or row[8]
     attempts = row[7] + outcome.attempts
-    record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
-              outcome.elapsed, attempts, usage_json)  # fmt: skip
-    meta.extend(dump_line(r) for r in metadata_rows(record, strip))
+    run = (result.request_id, task_id, outcome.elapsed, attempts)
+    meta.extend(dump_line(r) for r in metadata_records(row[:5], names, run, spent, strip))
     return (files_json, usage_json, result.request_id, task_id, attempts, outcome.elapsed, now,
             row[0])  # fmt: skip
 
