@@ -211,6 +211,14 @@ def _add_batch(commands: Any, connection: Any) -> None:
         " folder is in use;\n  5 stopped by --max-cost / --max-images (rerun with a higher"
         " cap);\n  130/143 stopped by SIGINT/SIGTERM (rerun to resume)",
     )
+    _add_batch_files(bat)
+    _add_batch_run(bat)
+    add_spend_flags(bat)
+    connection(bat)
+
+
+def _add_batch_files(bat: Any) -> None:
+    """``batch``'s options: what it reads, and how it writes the folder."""
     bat.add_argument("prompts", help="text (a prompt a line), .jsonl or .csv file; - for stdin")
     bat.add_argument("-m", "--model", help="model for lines that name none")
     bat.add_argument("-o", "--out", required=True, metavar="FOLDER",
@@ -226,6 +234,16 @@ def _add_batch(commands: Any, connection: Any) -> None:
     bat.add_argument("--parquet-shard-size", type=shard_size, metavar="SIZE",
                      help="with --output-format parquet: a shard per SIZE of images, e.g."
                           f" 500MB or 10000rows (default: {ShardTarget()})")  # fmt: skip
+    bat.add_argument("--on-change", choices=["refuse", "regenerate", "keep"], default="refuse",
+                     help="items done before whose model, prompt or parameters changed:"
+                          " refuse to run, generate them again, or keep the old"
+                          " images")  # fmt: skip
+    bat.add_argument("--allow-local-files", action="store_true",
+                     help="let lines name local image files (read and uploaded)")  # fmt: skip
+
+
+def _add_batch_run(bat: Any) -> None:
+    """``batch``'s options: how it runs (pace, split, retries, stopping)."""
     bat.add_argument("--concurrency", type=concurrency, default=16, metavar="N|auto",
                      help="items in flight at once; auto starts low, grows while answers"
                           " succeed and backs off on 429/503, up to --max-concurrency")  # fmt: skip
@@ -237,19 +255,11 @@ def _add_batch(commands: Any, connection: Any) -> None:
                           " of one split may run at once into one folder")  # fmt: skip
     bat.add_argument("--dry-run", action="store_true",
                      help="check every line and the folder's journal, send nothing")  # fmt: skip
-    bat.add_argument("--on-change", choices=["refuse", "regenerate", "keep"], default="refuse",
-                     help="items done before whose model, prompt or parameters changed:"
-                          " refuse to run, generate them again, or keep the old"
-                          " images")  # fmt: skip
     bat.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                      help="leave items that failed in an earlier run as they are")  # fmt: skip
-    bat.add_argument("--allow-local-files", action="store_true",
-                     help="let lines name local image files (read and uploaded)")  # fmt: skip
-    add_spend_flags(bat)
     bat.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, how long generations in flight (already billed)"
                           " get to be saved")  # fmt: skip
-    connection(bat)
 
 
 def _parser() -> argparse.ArgumentParser:
