@@ -82,17 +82,18 @@ def provenance_fields(
 _SOFTWARE = f"aihubmix-async {VERSION}"
 # A bulk run sends the same few parameter sets again and again: each is scrubbed and rendered
 # once (only sets of plain, hashable values are remembered, and only so many of them).
-_RENDERED: dict[tuple[tuple[str, Any], ...], str] = {}
+_RENDERED: dict[tuple[tuple[str, type, Any], ...], str] = {}
+_SCALARS = frozenset((str, int, float, bool, type(None)))
 _RENDERED_MAX = 256
 
 
 def _parameters(params: Mapping[str, Any]) -> str:
     """``params`` scrubbed, as sorted JSON ("" for none)."""
-    try:
-        key = tuple(sorted(params.items()))
-        text = _RENDERED.get(key)
-    except TypeError:  # unhashable values (lists, inputs) or names of mixed types
-        key, text = None, None
+    # Only sets of plain values are remembered, each value with its type: 1, 1.0 and True are
+    # equal keys of a dict but render differently.
+    plain = all(type(value) in _SCALARS for value in params.values())
+    key = tuple((name, type(value), value) for name, value in params.items()) if plain else None
+    text = _RENDERED.get(key) if key is not None else None
     if text is None:
         text = json.dumps(scrub_params(dict(params)), ensure_ascii=False, sort_keys=True)
         text = "" if text == "{}" else text

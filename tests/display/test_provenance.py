@@ -157,3 +157,14 @@ def test_the_dataset_writer_embeds_provenance_unless_told_not_to(tmp_path: Path)
     assert json.loads(text["parameters"]) == {"quality": "low"}
     assert "prompt" not in opened(without).info
     assert same_pixels(without.read_bytes(), with_)
+
+
+def test_equal_parameter_values_of_other_types_are_written_as_given() -> None:
+    """Parameter sets are rendered once and remembered: 1, 1.0 and True are equal as keys but
+    each is written as it was given, in whatever order they come.
+    """
+    for value, text in ((1, "1"), (True, "true"), (1.0, "1.0"), (1, "1"), (False, "false")):
+        fields = provenance_fields(prompt="p", model="m", params={"seed": value})
+        assert fields["parameters"] == f'{{"seed": {text}}}'
+    listed = provenance_fields(prompt="p", model="m", params={"seed": [1, True]})
+    assert listed["parameters"] == '{"seed": [1, true]}'
