@@ -85,19 +85,23 @@ _SOFTWARE = f"aihubmix-async {VERSION}"
 _RENDERED: dict[tuple[tuple[str, type, Any], ...], str] = {}
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 _RENDERED_MAX = 256
+_REMEMBERED_TEXT = 2048  # longer renderings are not kept: a run of huge parameter sets stays small
 
 
 def _parameters(params: Mapping[str, Any]) -> str:
     """``params`` scrubbed, as sorted JSON ("" for none)."""
-    # Only sets of plain values are remembered, each value with its type: 1, 1.0 and True are
-    # equal keys of a dict but render differently.
-    plain = all(type(value) in _SCALARS for value in params.values())
+    # Only sets of plain, short values are remembered (an inline image is neither), each value
+    # with its type: 1, 1.0 and True are equal keys of a dict but render differently.
+    plain = all(
+        type(value) in _SCALARS and (type(value) is not str or len(value) <= _REMEMBERED_TEXT)
+        for value in params.values()
+    )
     key = tuple((name, type(value), value) for name, value in params.items()) if plain else None
     text = _RENDERED.get(key) if key is not None else None
     if text is None:
         text = json.dumps(scrub_params(dict(params)), ensure_ascii=False, sort_keys=True)
         text = "" if text == "{}" else text
-        if key is not None and len(_RENDERED) < _RENDERED_MAX:
+        if key is not None and len(text) <= _REMEMBERED_TEXT and len(_RENDERED) < _RENDERED_MAX:
             _RENDERED[key] = text
     return text
 
@@ -219,7 +223,11 @@ def _png(data: bytes, fields: Provenance) -> bytes:
             body = keyword + b"\x00\x00\x00\x00\x00" + text.encode()
             crc = zlib.crc32(body, _ITXT_CRC)
             chunk = b"".join((len(body).to_bytes(4, "big"), b"iTXt", body, crc.to_bytes(4, "big")))
-            if name in _REPEATED and len(_ITXT_CHUNKS) < _RENDERED_MAX:
+            if (
+                name in _REPEATED
+                and len(chunk) <= _REMEMBERED_TEXT
+                and len(_ITXT_CHUNKS) < _RENDERED_MAX
+            ):
                 _ITXT_CHUNKS[name, text] = chunk
         pieces.append(chunk)
     start = at = end_of_ihdr

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import stat
+import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,20 @@ def test_equal_parameter_values_of_other_types_are_written_as_given() -> None:
         assert fields["parameters"] == f'{{"seed": {text}}}'
     listed = provenance_fields(prompt="p", model="m", params={"seed": [1, True]})
     assert listed["parameters"] == '{"seed": [1, true]}'
+
+
+def test_remembered_renderings_stay_small() -> None:
+    """Distinct huge parameter sets (inline images, long texts) are rendered, not remembered:
+    a bulk run of them must not keep their size in the process.
+    """
+    big = "x" * 100_000
+    tracemalloc.start()
+    try:
+        for k in range(300):  # 30 MB of distinct parameter values
+            fields = provenance_fields(prompt="p", model="m", params={"image": f"data:{k}{big}"})
+            assert fields["parameters"] == '{"image": "<image>"}'
+            provenance_fields(prompt="p", model="m", params={"note": f"{k}{big[:5000]}"})
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 2_000_000
