@@ -105,7 +105,9 @@ class Batch:
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
-        self._pull_lock = anyio.Lock()
+        # asyncio's Lock: taken without a wait when free. anyio's yields to the loop on every
+        # acquire (a whole loop iteration per item pulled from an async iterable).
+        self._pull_lock = asyncio.Lock()
         self._delivery = Delivery(
             concurrency, ordered=ordered, on_failure=self._stop_workers if fail_fast else None
         )

@@ -34,6 +34,7 @@ __all__ = [
     "export_errors",
     "export_metadata",
     "file_name",
+    "metadata_records",
     "metadata_rows",
     "move_into_place",
     "resolve_layout",
@@ -166,9 +167,26 @@ def metadata_rows(row: tuple[Any, ...], strip: str = "") -> Iterator[dict[str, A
     """The ``metadata.jsonl`` lines of one done item (columns as in ``_ITEM_COLUMNS``);
     ``strip``: the metadata file's folder, cut from the file paths.
     """
-    item_id, line, prompt, model, params, files, request_id, task_id, elapsed, attempts, usage = row
-    tokens = loads(usage) if usage else {}
-    names = loads(files)
+    *head, files, request_id, task_id, elapsed, attempts, usage = row
+    yield from metadata_records(
+        head, loads(files), (request_id, task_id, elapsed, attempts), loads(usage) if usage else {},
+        strip,
+    )  # fmt: skip
+
+
+def metadata_records(
+    head: Sequence[Any],
+    names: Sequence[Sequence[str]],
+    run: Sequence[Any],
+    tokens: dict[str, Any],
+    strip: str = "",
+) -> Iterator[dict[str, Any]]:
+    """:func:`metadata_rows` from values already parsed: ``head`` (id, line, prompt, model,
+    params), ``names`` ((file, MIME type) pairs), ``run`` (request id, task id, elapsed,
+    attempts) and ``tokens`` (the usage column's object).
+    """
+    item_id, line, prompt, model, params = head
+    request_id, task_id, elapsed, attempts = run
     cost = tokens.get("cost")
     share = None if cost is None or not names else cost / len(names)  # rows sum to the item
     for k, (name, mime_type) in enumerate(names):

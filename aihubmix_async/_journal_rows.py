@@ -7,33 +7,46 @@ its transaction begins, so the transaction holds the database lock only to write
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from typing import Any
 
 from ._batch import Outcome
 from ._errors import TransportError
-from ._journal_files import dump_line, error_row, metadata_rows
+from ._journal_files import dump_line, error_row, metadata_records
 from ._json import dumps, loads
 from ._models import ImageResult
 
-__all__ = ["DONE", "FAILED", "SUBMITTED", "Updates", "rows_of", "updates"]
+__all__ = ["FAILED", "SUBMITTED", "Updates", "mark_done", "rows_of", "updates"]
 
 _ROW = "id, line, prompt, model, params, stem, state, attempts, task_id"
-_ROWS_OF = (
-    f"SELECT json_group_array(json_array({_ROW})) FROM items"  # noqa: S608  (constant text)
-    " WHERE id IN (SELECT value FROM json_each(?))"
-)
 
 SUBMITTED = (
     "UPDATE items SET state = 'submitted', task_id = ?, request_id = coalesce(?, request_id),"
     " updated = ? WHERE id = ? AND state != 'done'"
 )
-DONE = (
-    "UPDATE items SET state = 'done', files = ?, usage = ?, request_id = ?, task_id = ?,"
-    " attempts = ?, elapsed = ?, updated = ?, error_type = NULL, error_message = NULL,"
-    " status_code = NULL, retryable = NULL WHERE id = ?"
-)
+# A group's rows are read and marked done with a few statements of fixed sizes (64, 16, 4, 1
+# rows: few texts, all kept in the statement cache), not with ``executemany``, which steps once
+# per row and lets go of the GIL at every step: a hand-over to the busy event loop each time.
+# Values are bound, never passed through JSON, whose SQLite functions cut text at a NUL (ids
+# may hold one); and never padded with NULLs: binding None costs the sqlite3 module a failed
+# adapter lookup, a formatted AttributeError, per value.
+_SIZES = (64, 16, 4, 1)
+_DONE_COLUMNS = ("files", "usage", "request_id", "task_id", "attempts", "elapsed", "updated", "id")
+_DONE_ROW = f"({','.join('?' * len(_DONE_COLUMNS))})"
+_SQL_ROWS_OF = {
+    size: f"SELECT json_group_array(json_array({_ROW})) FROM items"  # noqa: S608  (constant text)
+    f" WHERE id IN ({','.join('?' * size)})"
+    for size in _SIZES
+}
+_SQL_DONE = {
+    size: "UPDATE items SET state = 'done', "  # noqa: S608  (constant text)
+    + ", ".join(f"{c} = u.column{k}" for k, c in enumerate(_DONE_COLUMNS[:-1], 1))
+    + ", error_type = NULL, error_message = NULL, status_code = NULL, retryable = NULL"
+    f" FROM (VALUES {', '.join([_DONE_ROW] * size)}) AS u"
+    f" WHERE items.id = u.column{len(_DONE_COLUMNS)}"
+    for size in _SIZES
+}
 FAILED = (
     "UPDATE items SET state = 'failed', error_type = ?, error_message = ?, status_code = ?,"
     " request_id = coalesce(?, request_id), retryable = ?, task_id = ?, attempts = ?,"
@@ -42,12 +55,29 @@ FAILED = (
 
 
 def rows_of(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``)."""
-    # One row out, whatever the group's size: the sqlite3 module lets go of the GIL for every
-    # row it steps, and each of those hand-overs to the busy event loop costs the writer a
-    # wait and both threads a context switch.
-    found = db.execute(_ROWS_OF, (dumps(ids).decode(),)).fetchone()[0]
-    return {row[0]: tuple(row) for row in loads(found)}
+    """The journal rows of ``ids`` (those it has), by id (columns as in ``_ROW``): a few
+    statements, each giving one row out of SQLite (their rows as JSON).
+    """
+    rows: dict[str, tuple[Any, ...]] = {}
+    for size, chunk in _sized(ids):
+        for row in loads(db.execute(_SQL_ROWS_OF[size], chunk).fetchone()[0]):
+            rows[row[0]] = tuple(row)
+    return rows
+
+
+def mark_done(db: sqlite3.Connection, done: Sequence[tuple[Any, ...]]) -> None:
+    """Mark the items of ``done`` (``_done`` tuples) done, in a few statements."""
+    for size, chunk in _sized(done):
+        db.execute(_SQL_DONE[size], [value for row in chunk for value in row])
+
+
+def _sized(values: Sequence[Any]) -> Iterator[tuple[int, Sequence[Any]]]:
+    """``values`` in consecutive slices of the sizes in ``_SIZES`` (largest first)."""
+    start = 0
+    for size in _SIZES:
+        while len(values) - start >= size:
+            yield size, values[start : start + size]
+            start += size
 
 
 class Updates:
@@ -101,10 +131,10 @@ def _done(outcome: Outcome, result: ImageResult, row: tuple[Any, ...],
     """
     usage, cost = result.usage, result.cost
     usage_json = None
+    spent: dict[str, Any] = {}
     if usage is not None or cost is not None:
         # The item's use: tokens and (in the same JSON column, so folders written before costs
         # were recorded need no migration) its cost and the price's source.
-        spent: dict[str, Any] = {}
         if usage is not None:
             spent = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                      "total_tokens": usage.total_tokens}  # fmt: skip
@@ -114,9 +144,8 @@ def _done(outcome: Outcome, result: ImageResult, row: tuple[Any, ...],
     files_json = dumps(names).decode()
     task_id = result.task_id or row[8]
     attempts = row[7] + outcome.attempts
-    record = (row[0], row[1], row[2], row[3], row[4], files_json, result.request_id, task_id,
-              outcome.elapsed, attempts, usage_json)  # fmt: skip
-    meta.extend(dump_line(r) for r in metadata_rows(record, strip))
+    run = (result.request_id, task_id, outcome.elapsed, attempts)
+    meta.extend(dump_line(r) for r in metadata_records(row[:5], names, run, spent, strip))
     return (files_json, usage_json, result.request_id, task_id, attempts, outcome.elapsed, now,
             row[0])  # fmt: skip
 

@@ -29,7 +29,7 @@ import anyio.to_thread
 from ._batch import ImageRequest, Outcome
 from ._journal_files import ERRORS, append_lines, file_name, move_into_place, sync_files, write_file
 from ._journal_lock import owner_tag
-from ._journal_rows import DONE, FAILED, SUBMITTED, rows_of, updates
+from ._journal_rows import FAILED, SUBMITTED, mark_done, rows_of, updates
 from ._journal_types import Committed, JournalFolder, JournalWriteError
 from ._provenance import embed
 
@@ -298,7 +298,9 @@ class JournalWriter:
     def _transaction(self, db: sqlite3.Connection, tasks: list[_Task], outcomes: list[Outcome],
                      rows: dict[str, tuple[Any, ...]], files: dict[str, list[tuple[str, str]]]
                      ) -> tuple[list[bytes], list[bytes]]:  # fmt: skip
-        """One transaction for the group, with one ``executemany`` per kind of update."""
+        """One transaction for the group: a few statements for its done items (see
+        ``mark_done``), one ``executemany`` for each other kind of update (few rows).
+        """
         now = time.time()
         layout = self._journal.layout
         db.execute("BEGIN IMMEDIATE")
@@ -309,8 +311,7 @@ class JournalWriter:
             new = updates(outcomes, rows, files, now, layout.strip)
             if tasks:
                 db.executemany(SUBMITTED, [(t.task_id, t.request_id, now, t.id) for t in tasks])
-            if new.done:
-                db.executemany(DONE, new.done)
+            mark_done(db, new.done)
             if new.failed:
                 db.executemany(FAILED, new.failed)
             db.execute("COMMIT")

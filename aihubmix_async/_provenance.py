@@ -70,17 +70,40 @@ def provenance_fields(
     fields = {
         "prompt": prompt or "",
         "model": model or "",
-        "parameters": json.dumps(
-            scrub_params(dict(params or {})), ensure_ascii=False, sort_keys=True
-        ),
+        "parameters": _parameters(params) if params else "",
         # The server's: one echoing the request's headers sends the key back.
-        "request_id": not_secret(request_id or ""),
-        "task_id": not_secret(task_id or ""),
-        "software": f"aihubmix-async {VERSION}",
+        "request_id": not_secret(request_id) if request_id else "",
+        "task_id": not_secret(task_id) if task_id else "",
+        "software": _SOFTWARE,
     }
-    if fields["parameters"] == "{}":
-        fields["parameters"] = ""
     return {name: value for name, value in fields.items() if value}
+
+
+_SOFTWARE = f"aihubmix-async {VERSION}"
+# A bulk run sends the same few parameter sets again and again: each is scrubbed and rendered
+# once (only sets of plain, hashable values are remembered, and only so many of them).
+_RENDERED: dict[tuple[tuple[str, type, Any], ...], str] = {}
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_RENDERED_MAX = 256
+_REMEMBERED_TEXT = 2048  # longer renderings are not kept: a run of huge parameter sets stays small
+
+
+def _parameters(params: Mapping[str, Any]) -> str:
+    """``params`` scrubbed, as sorted JSON ("" for none)."""
+    # Only sets of plain, short values are remembered (an inline image is neither), each value
+    # with its type: 1, 1.0 and True are equal keys of a dict but render differently.
+    plain = all(
+        type(value) in _SCALARS and (type(value) is not str or len(value) <= _REMEMBERED_TEXT)
+        for value in params.values()
+    )
+    key = tuple((name, type(value), value) for name, value in params.items()) if plain else None
+    text = _RENDERED.get(key) if key is not None else None
+    if text is None:
+        text = json.dumps(scrub_params(dict(params)), ensure_ascii=False, sort_keys=True)
+        text = "" if text == "{}" else text
+        if key is not None and len(text) <= _REMEMBERED_TEXT and len(_RENDERED) < _RENDERED_MAX:
+            _RENDERED[key] = text
+    return text
 
 
 class LazyProvenance(Mapping[str, str]):
@@ -98,6 +121,10 @@ class LazyProvenance(Mapping[str, str]):
         if self._fields is None:
             self._fields = provenance_fields(**self._args)
         return self._fields
+
+    def fields(self) -> dict[str, str]:
+        """The fields, as a new plain dict (without a Mapping method call per field)."""
+        return dict(self._get())
 
     def __getitem__(self, key: str) -> str:
         return self._get()[key]
@@ -161,8 +188,12 @@ def embed(data: bytes, fields: Provenance) -> bytes:
     """
     if not fields:
         return data
-    # A LazyProvenance computed once, as a plain dict of text every encoder takes.
-    fields = {name: _SURROGATE.sub(_REPLACEMENT, text) for name, text in fields.items()}
+    # A LazyProvenance computed once, as a plain dict of text every encoder takes; one look
+    # for lone surrogates over all of it (none in nearly every file).
+    fields = fields.fields() if isinstance(fields, LazyProvenance) else dict(fields)
+    joined = "".join(fields.values())
+    if not joined.isascii() and _SURROGATE.search(joined):
+        fields = {name: _SURROGATE.sub(_REPLACEMENT, text) for name, text in fields.items()}
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
         return _png(data, fields)
     if data.startswith(b"\xff\xd8"):
@@ -173,19 +204,35 @@ def embed(data: bytes, fields: Provenance) -> bytes:
 
 
 _PNG_TEXT = (b"tEXt", b"iTXt", b"zTXt")
+_ITXT_CRC = zlib.crc32(b"iTXt")  # a chunk's CRC covers its type, then its body
+# The chunks of fields that repeat from file to file in a run, built once.
+_REPEATED = frozenset(("model", "parameters", "software"))
+_ITXT_CHUNKS: dict[tuple[str, str], bytes] = {}
 
 
 def _png(data: bytes, fields: Provenance) -> bytes:
     end_of_ihdr = 8 + 12 + 13
     if int.from_bytes(data[8:12], "big") != 13 or len(data) < end_of_ihdr:
         return data
-    chunks = []
+    pieces, ours = [data[:end_of_ihdr]], set()
     for name, text in fields.items():
-        body = name.encode("latin-1")[:79] + b"\x00\x00\x00\x00\x00" + text.encode()
-        crc = zlib.crc32(b"iTXt" + body)
-        chunks.append(struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", crc))
-    ours = {name.encode("latin-1")[:79] for name in fields}
-    pieces, start, at = [data[:end_of_ihdr], *chunks], end_of_ihdr, end_of_ihdr
+        keyword = name.encode("latin-1")[:79]
+        ours.add(keyword)
+        chunk = _ITXT_CHUNKS.get((name, text))
+        if chunk is None:
+            body = keyword + b"\x00\x00\x00\x00\x00" + text.encode()
+            crc = zlib.crc32(body, _ITXT_CRC)
+            chunk = b"".join((len(body).to_bytes(4, "big"), b"iTXt", body, crc.to_bytes(4, "big")))
+            if (
+                name in _REPEATED
+                and len(chunk) <= _REMEMBERED_TEXT
+                and len(_ITXT_CHUNKS) < _RENDERED_MAX
+            ):
+                _ITXT_CHUNKS[name, text] = chunk
+        pieces.append(chunk)
+    start = at = end_of_ihdr
+    if not any(kind in data for kind in _PNG_TEXT):  # no text chunk to drop (a quick look)
+        at = len(data)
     while at + 12 <= len(data):  # drop text chunks of our names: one value per name
         end = at + 12 + int.from_bytes(data[at : at + 4], "big")
         kind = data[at + 4 : at + 8]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from aihubmix_async import __version__
-from aihubmix_async._cli import _parser, main
+from aihubmix_async._cli import main
+from aihubmix_async._cli_parser import parser as _parser
 from aihubmix_async._progress import ProgressLogHandler, make_reporter
 
 from .conftest import ThreadSandbox, jsonl

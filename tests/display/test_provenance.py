@@ -6,6 +6,7 @@ import io
 import json
 import os
 import stat
+import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,31 @@ def test_the_dataset_writer_embeds_provenance_unless_told_not_to(tmp_path: Path)
     assert json.loads(text["parameters"]) == {"quality": "low"}
     assert "prompt" not in opened(without).info
     assert same_pixels(without.read_bytes(), with_)
+
+
+def test_equal_parameter_values_of_other_types_are_written_as_given() -> None:
+    """Parameter sets are rendered once and remembered: 1, 1.0 and True are equal as keys but
+    each is written as it was given, in whatever order they come.
+    """
+    for value, text in ((1, "1"), (True, "true"), (1.0, "1.0"), (1, "1"), (False, "false")):
+        fields = provenance_fields(prompt="p", model="m", params={"seed": value})
+        assert fields["parameters"] == f'{{"seed": {text}}}'
+    listed = provenance_fields(prompt="p", model="m", params={"seed": [1, True]})
+    assert listed["parameters"] == '{"seed": [1, true]}'
+
+
+def test_remembered_renderings_stay_small() -> None:
+    """Distinct huge parameter sets (inline images, long texts) are rendered, not remembered:
+    a bulk run of them must not keep their size in the process.
+    """
+    big = "x" * 100_000
+    tracemalloc.start()
+    try:
+        for k in range(300):  # 30 MB of distinct parameter values
+            fields = provenance_fields(prompt="p", model="m", params={"image": f"data:{k}{big}"})
+            assert fields["parameters"] == '{"image": "<image>"}'
+            provenance_fields(prompt="p", model="m", params={"note": f"{k}{big[:5000]}"})
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 2_000_000
