@@ -35,7 +35,7 @@ from ._models import (
     request_from_mapping,
 )
 from ._ratelimit import RateLimiter
-from ._spend import Budget, Planned, Spend
+from ._spend import Budget, Planned
 from ._spend import as_request as _as_request
 
 # The value types live in _models; they are re-exported here for code that imports them from
@@ -82,7 +82,6 @@ class Batch:
         on_task: BatchTaskHook | None = None,
         adaptive: AdaptiveLimiter | None = None,
         give_up_after: float | None = None,
-        spend: Spend | None = None,
         budget: Budget | None = None,
     ) -> None:
         #: The client's adaptive limit, engaged while this batch runs (``concurrency="auto"``).
@@ -100,7 +99,6 @@ class Batch:
         self._on_progress = on_progress
         self._on_task = on_task
         self._give_up_after = give_up_after
-        self._spend = spend  # prices each result (ImageResult.cost)
         self._budget = budget  # max_cost / max_total_images: checked before each submit
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
@@ -252,7 +250,7 @@ class Batch:
         # The item's generation runs inline here rather than in a helper coroutine: one frame
         # fewer to re-enter on every resume of the HTTP exchange.
         generate, delivery, window = self._generator.generate, self._delivery, self._delivery.window
-        spend, budget = self._spend, self._budget
+        budget = self._budget
         sync = self._sync_iter is not None
         while True:
             if window is not None:
@@ -297,8 +295,6 @@ class Batch:
                         task_id=request.task_id,
                         on_task=None if self._on_task is None else self._task_hook(request),
                     )
-                    if spend is not None:
-                        result = spend.priced(model, params, result)
                 # Every item ends as an outcome, whatever went wrong; a CancelledError too unless
                 # this worker's task is being cancelled (a hook's own: the item was billed).
                 except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
