@@ -201,6 +201,11 @@ class ImageResult:
         )  # fmt: skip
         # Fresh images (no provenance yet: the pipeline's, one object each) get it in place,
         # which costs a fraction of a copy on the hot path; any other image is copied.
+        if len(self.images) == 1:  # the common case: no list, no new tuple
+            image = self.images[0]
+            if type(image.provenance) is dict and not image.provenance:
+                object.__setattr__(image, "provenance", fields)
+                return
         images = []
         for image in self.images:
             if type(image.provenance) is dict and not image.provenance:
