@@ -105,6 +105,7 @@ def test_providers_import_nothing_from_the_engine() -> None:
         ("_answers", {"_client", "_batch", "_generation", "_exchange", "_registry", "providers"}),
         ("_transport", {"_client", "_batch", "_generation", "_exchange"}),
         ("_models", {"_client", "_batch", "_generation", "_exchange", "_transport"}),
+        ("_results", {"_client", "_batch", "_generation", "_exchange", "_transport", "_models"}),
     ],
 )
 def test_lower_layers_do_not_reach_up(module: str, forbidden: set[str]) -> None:
