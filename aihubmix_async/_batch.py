@@ -103,7 +103,9 @@ class Batch:
         self._total = len(items) if isinstance(items, Sized) else None
         self._sync_iter = iter(items) if isinstance(items, Iterable) else None
         self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
-        self._pull_lock = anyio.Lock()
+        # asyncio's lock, not anyio's: anyio's yields to the loop on every acquire, even a
+        # free one (a loop turn per item of an async input).
+        self._pull_lock = asyncio.Lock()
         self._delivery = Delivery(
             concurrency, ordered=ordered, on_failure=self._stop_workers if fail_fast else None
         )
@@ -207,8 +209,10 @@ class Batch:
         return self._stopped or self._exhausted or self._generator.closed
 
     def _pull(self) -> tuple[int, Any] | None:
-        """The next item of a plain iterable (no coroutine: this runs once per item)."""
-        if self._finished_pulling():
+        """The next item of a plain iterable (no coroutine, no helper call: this runs once
+        per item).
+        """
+        if self._stopped or self._exhausted or self._generator.closed:  # _finished_pulling
             return None
         assert self._sync_iter is not None  # noqa: S101
         try:
@@ -216,7 +220,12 @@ class Batch:
         except Exception as exc:  # the caller's iterator failed: stop, report it at the end  # noqa: BLE001
             self._input_failed(exc)
             return None
-        return self._number(item)
+        if item is _STOP:
+            self._exhausted = True
+            return None
+        index = self._started
+        self._started = index + 1
+        return index, item
 
     async def _pull_async(self) -> tuple[int, Any] | None:
         if self._finished_pulling():
