@@ -60,9 +60,15 @@ class Delivery:
         queue has no room, or the outcome holds megabytes of image), or None.
         """
         handoff = self._handoff(outcome)  # before the put: the consumer may take it at once
-        if len(self._items) >= self._room:
+        items = self._items
+        if len(items) >= self._room:
             return self._put(outcome, handoff)
-        self._push(outcome)
+        items.append(outcome)  # _push, inline: this runs once per item
+        taker = self._taker
+        if taker is not None:
+            self._taker = None
+            if not taker.done():
+                taker.set_result(None)
         return handoff
 
     async def _put(self, outcome: Outcome, handoff: Awaitable[None] | None) -> None:
@@ -138,7 +144,7 @@ class Delivery:
             outcome = items.popleft()
             if self._putters:
                 self._make_room()
-            return self._count(self._take(outcome))
+            return self._count(outcome if outcome is not None else self._take(outcome))
         pending = self._pending
         while self._next_index not in pending:
             if self.closed:
