@@ -49,9 +49,7 @@ class BatchInput:
         return self.stopped or self.exhausted or self._client.closed
 
     def pull(self) -> tuple[int, Any] | None:
-        """The next item of a plain iterable (no coroutine, no helper call: this runs once
-        per item).
-        """
+        """The next item of a plain iterable (no coroutine: this runs once per item)."""
         if self.stopped or self.exhausted or self._client.closed:  # finished(), inline
             return None
         assert self._sync_iter is not None  # noqa: S101
@@ -60,12 +58,7 @@ class BatchInput:
         except Exception as exc:  # the caller's iterator failed: stop, report it at the end  # noqa: BLE001
             self._failed(exc)
             return None
-        if item is _STOP:
-            self.exhausted = True
-            return None
-        index = self.started
-        self.started = index + 1
-        return index, item
+        return self._number(item)
 
     async def pull_async(self) -> tuple[int, Any] | None:
         """The next item of an async iterable (one worker waits on it at a time)."""
@@ -82,6 +75,9 @@ class BatchInput:
                 return None
             if self.stopped:  # stop() while waiting for the input: do not start it
                 return None
+        return self._number(item)
+
+    def _number(self, item: object) -> tuple[int, Any] | None:
         if item is _STOP:
             self.exhausted = True
             return None
