@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping, Sized
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Literal, Self
 
 import anyio
 
 from ._adaptive import AdaptiveLimiter
 from ._batch_abort import abort_for
+from ._batch_input import BatchInput
 from ._delivery import Delivery
 from ._errors import AIHubMixError, InvalidRequestError
 from ._events import being_cancelled, call_hook
@@ -35,7 +36,7 @@ from ._models import (
     request_from_mapping,
 )
 from ._ratelimit import RateLimiter
-from ._spend import Budget, Planned, Spend
+from ._spend import Budget, Planned
 from ._spend import as_request as _as_request
 
 # The value types live in _models; they are re-exported here for code that imports them from
@@ -56,8 +57,6 @@ __all__ = [
 BatchTaskHook = Callable[[ImageRequest, str, "str | None"], object]
 
 logger = logging.getLogger("aihubmix_async")
-
-_STOP = object()
 
 
 class Batch:
@@ -82,7 +81,6 @@ class Batch:
         on_task: BatchTaskHook | None = None,
         adaptive: AdaptiveLimiter | None = None,
         give_up_after: float | None = None,
-        spend: Spend | None = None,
         budget: Budget | None = None,
     ) -> None:
         #: The client's adaptive limit, engaged while this batch runs (``concurrency="auto"``).
@@ -100,21 +98,12 @@ class Batch:
         self._on_progress = on_progress
         self._on_task = on_task
         self._give_up_after = give_up_after
-        self._spend = spend  # prices each result (ImageResult.cost)
         self._budget = budget  # max_cost / max_total_images: checked before each submit
-        self._total = len(items) if isinstance(items, Sized) else None
-        self._sync_iter = iter(items) if isinstance(items, Iterable) else None
-        self._async_iter = aiter(items) if self._sync_iter is None else None  # type: ignore[arg-type]
-        # asyncio's Lock: taken without a wait when free. anyio's yields to the loop on every
-        # acquire (a whole loop iteration per item pulled from an async iterable).
-        self._pull_lock = asyncio.Lock()
+        self._input = BatchInput(items, client=generator)
         self._delivery = Delivery(
             concurrency, ordered=ordered, on_failure=self._stop_workers if fail_fast else None
         )
-        self._exhausted = False
-        self._stopped = False
-        self._input_error: BaseException | None = None
-        self._started = self._succeeded = self._failed = self._retried = self._retries = 0
+        self._succeeded = self._failed = self._retried = self._retries = 0
         self._images = 0
         self._clock = 0.0
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -136,7 +125,7 @@ class Batch:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._task_group is not None  # noqa: S101
         assert self._workers is not None  # noqa: S101
-        self._stopped = True
+        self._input.stopped = True
         # Leaving the block cancels in-flight generations and the end-of-stream hand-off.
         self._task_group.cancel_scope.cancel()
         try:
@@ -156,7 +145,7 @@ class Batch:
                 for _ in range(self._concurrency):
                     workers.start_soon(self._worker)
         # End of stream (also after fail_fast: the consumer drains what had finished).
-        self._delivery.error = self._input_error
+        self._delivery.error = self._input.error
         await self._delivery.end()
 
     # --- the consumer side ----------------------------------------------------------------------
@@ -169,7 +158,7 @@ class Batch:
 
     def _stop_workers(self) -> None:
         """``fail_fast``: the consumer took a failure; items in flight are cancelled."""
-        self._stopped = True
+        self._input.stopped = True
         assert self._workers is not None  # noqa: S101
         self._workers.cancel()
 
@@ -179,7 +168,7 @@ class Batch:
         Items already running finish and are yielded as usual; items never started are counted
         in ``summary.not_started``; iteration then ends.
         """
-        self._stopped = True
+        self._input.stopped = True
 
     @property
     def summary(self) -> BatchSummary:
@@ -188,14 +177,14 @@ class Batch:
         ``cancelled`` is every started item the consumer never received: in flight when the
         block was left, or finished but still buffered.
         """
-        delivered = self._delivery
+        delivered, started = self._delivery, self._input.started
         elapsed = getattr(self, "_elapsed", time.perf_counter() - self._clock)
         return BatchSummary(
-            started=self._started,
+            started=started,
             succeeded=delivered.ok,
             failed=delivered.failed,
-            cancelled=self._started - delivered.ok - delivered.failed,
-            not_started=None if self._total is None else self._total - self._started,
+            cancelled=started - delivered.ok - delivered.failed,
+            not_started=None if self._input.total is None else self._input.total - started,
             retries=self._retries,
             elapsed=elapsed,
             images=delivered.images,
@@ -206,60 +195,17 @@ class Batch:
 
     # --- the worker side ------------------------------------------------------------------------
 
-    def _finished_pulling(self) -> bool:
-        # A closed client ends the batch: the rest of the input is not pulled (not started).
-        return self._stopped or self._exhausted or self._generator.closed
-
-    def _pull(self) -> tuple[int, Any] | None:
-        """The next item of a plain iterable (no coroutine: this runs once per item)."""
-        if self._finished_pulling():
-            return None
-        assert self._sync_iter is not None  # noqa: S101
-        try:
-            item = next(self._sync_iter, _STOP)
-        except Exception as exc:  # the caller's iterator failed: stop, report it at the end  # noqa: BLE001
-            self._input_failed(exc)
-            return None
-        return self._number(item)
-
-    async def _pull_async(self) -> tuple[int, Any] | None:
-        if self._finished_pulling():
-            return None
-        async with self._pull_lock:
-            if self._finished_pulling():  # another worker hit the end meanwhile
-                return None
-            assert self._async_iter is not None  # noqa: S101
-            try:
-                item = await anext(self._async_iter, _STOP)
-            except Exception as exc:  # noqa: BLE001 - as in _pull
-                self._input_failed(exc)
-                return None
-            if self._stopped:  # stop() while waiting for the input: do not start it
-                return None
-        return self._number(item)
-
-    def _input_failed(self, exc: Exception) -> None:
-        self._input_error = exc
-        self._exhausted = True
-
-    def _number(self, item: object) -> tuple[int, Any] | None:
-        if item is _STOP:
-            self._exhausted = True
-            return None
-        index = self._started
-        self._started += 1
-        return index, item
-
     async def _worker(self) -> None:  # noqa: C901, PLR0912
         # The item's generation runs inline here rather than in a helper coroutine: one frame
         # fewer to re-enter on every resume of the HTTP exchange.
         generate, delivery, window = self._generator.generate, self._delivery, self._delivery.window
-        spend, budget = self._spend, self._budget
-        sync = self._sync_iter is not None
+        budget = self._budget
+        source = self._input
+        pull = source.pull if source.sync else None
         while True:
             if window is not None:
                 await window.acquire()
-            pulled = self._pull() if sync else await self._pull_async()
+            pulled = pull() if pull is not None else await source.pull_async()
             if pulled is None:
                 if window is not None:
                     window.release()
@@ -299,8 +245,6 @@ class Batch:
                         task_id=request.task_id,
                         on_task=None if self._on_task is None else self._task_hook(request),
                     )
-                    if spend is not None:
-                        result = spend.priced(model, params, result)
                 # Every item ends as an outcome, whatever went wrong; a CancelledError too unless
                 # this worker's task is being cancelled (a hook's own: the item was billed).
                 except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
@@ -308,7 +252,7 @@ class Batch:
             if budget is not None:
                 if planned is not None:
                     budget.settle(planned, result)
-                self._stopped = self._stopped or budget.reached is not None  # no item starts
+                source.stopped = source.stopped or budget.reached is not None  # no item starts
             outcome = self._account(index, request, result, error, stats, started)
             if error is not None:
                 self._stop_if_hopeless(error)
@@ -355,10 +299,11 @@ class Batch:
         abort = abort_for(
             error, refusing_for=self._generator.refusing_for, give_up_after=self._give_up_after
         )
-        if abort is not None and not self._stopped:
-            self._stopped = True
-            if self._input_error is None:
-                self._input_error = abort
+        source = self._input
+        if abort is not None and not source.stopped:
+            source.stopped = True
+            if source.error is None:
+                source.error = abort
 
     def _task_hook(self, request: ImageRequest) -> Callable[[str, str | None], object]:
         on_task = self._on_task

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+import inspect
+import sys
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -141,6 +143,7 @@ class Client(ClientCalls):
             exchange=exchange,
             rate=RateLimiter(rpm) if rpm else None,
             max_input_bytes=max_input_bytes,
+            price=self._spend.priced,
         )
 
     def __repr__(self) -> str:
@@ -251,7 +254,7 @@ class Client(ClientCalls):
         """
         return self._spend.estimate_requests(items, model, params)
 
-    async def _generate(
+    def _generate(
         self,
         model: str,
         prompt: str,
@@ -260,7 +263,7 @@ class Client(ClientCalls):
         deadline: float | None = None,
         task_id: str | None = None,
         **params: Any,
-    ) -> ImageResult:
+    ) -> Coroutine[Any, Any, ImageResult]:
         """``generate(model, prompt, **params)``: images for ``prompt`` with ``model``.
 
         The public ``generate`` (in :class:`ClientCalls`) has one typed overload per model
@@ -272,11 +275,13 @@ class Client(ClientCalls):
 
         ``task_id`` resumes a task an earlier submit answered (e.g. one a journal recorded):
         nothing is submitted (nothing billed); the task is polled and its images downloaded.
+
+        Not a coroutine of its own: it returns the generation's coroutine (which also prices
+        the result), so awaiting it re-enters one frame fewer on every resume.
         """
-        result = await self._generator.generate(
+        return self._generator.generate(
             model, prompt, params, download, deadline, CallStats(), task_id=task_id
         )
-        return self._spend.priced(model, params, result)
 
     def _batch(
         self,
@@ -361,6 +366,9 @@ class Client(ClientCalls):
             on_task=on_task,
             adaptive=self._adaptive,
             give_up_after=give_up_after,
-            spend=self._spend,
             budget=budget,
         )
+
+
+if sys.version_info >= (3, 12):  # generate returns a coroutine: introspection still says so
+    inspect.markcoroutinefunction(Client.generate)

@@ -9,6 +9,8 @@ really has to wait (the queue full, the queue empty, or a large outcome not yet 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ._models import Outcome
@@ -26,9 +28,16 @@ class Delivery:
     def __init__(
         self, concurrency: int, *, ordered: bool, on_failure: Callable[[], object] | None
     ) -> None:
-        # A bounded asyncio queue rather than an anyio memory stream: put/get do not yield to
-        # the loop when they need not wait, which keeps the per-item cost near raw aiohttp.
-        self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue(concurrency)
+        # A bounded queue of its own (a deque and waiter futures) rather than an anyio memory
+        # stream (which yields to the loop on every send) or an asyncio.Queue (eight Python
+        # calls an item to put and take): offering and taking are plain calls unless one side
+        # must wait. At most ``concurrency`` outcomes wait for the consumer; None ends it.
+        self._items: deque[Outcome | None] = deque()
+        self._room = concurrency
+        #: The consumer, waiting for an outcome (None: not waiting).
+        self._taker: asyncio.Future[None] | None = None
+        #: Workers waiting for room, first come first served.
+        self._putters: deque[asyncio.Future[None]] = deque()
         #: Ordered mode: at most this many items started but not yet taken by the consumer.
         self.window = asyncio.Semaphore(2 * concurrency) if ordered else None
         self._pending: dict[int, Outcome] = {}
@@ -51,16 +60,53 @@ class Delivery:
         queue has no room, or the outcome holds megabytes of image), or None.
         """
         handoff = self._handoff(outcome)  # before the put: the consumer may take it at once
-        queue = self._queue
-        if queue.full():
+        items = self._items
+        if len(items) >= self._room:
             return self._put(outcome, handoff)
-        queue.put_nowait(outcome)
+        items.append(outcome)  # _push, inline: this runs once per item
+        taker = self._taker
+        if taker is not None:
+            self._taker = None
+            if not taker.done():
+                taker.set_result(None)
         return handoff
 
     async def _put(self, outcome: Outcome, handoff: Awaitable[None] | None) -> None:
-        await self._queue.put(outcome)
+        await self._wait_for_room()
+        self._push(outcome)
         if handoff is not None:
             await handoff
+
+    def _push(self, outcome: Outcome | None) -> None:
+        self._items.append(outcome)
+        taker = self._taker
+        if taker is not None:
+            self._taker = None
+            if not taker.done():
+                taker.set_result(None)
+
+    async def _wait_for_room(self) -> None:
+        while len(self._items) >= self._room:
+            waiter = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # Cancelled: leave the line; a place given to this worker goes to the next.
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(waiter)
+                if waiter.done() and not waiter.cancelled():
+                    self._make_room()
+                raise
+
+    def _make_room(self) -> None:
+        """One outcome was taken: the first worker waiting for room may go on."""
+        putters = self._putters
+        while putters:
+            waiter = putters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _handoff(self, outcome: Outcome) -> asyncio.Future[None] | None:
         """For an outcome holding megabytes of image, a future the consumer resolves as it
@@ -80,7 +126,8 @@ class Delivery:
 
     async def end(self) -> None:
         """Mark the end of the stream (after every worker has finished)."""
-        await self._queue.put(None)
+        await self._wait_for_room()
+        self._push(None)
 
     # --- the consumer side ----------------------------------------------------------------------
 
@@ -88,19 +135,36 @@ class Delivery:
         """The next outcome for the consumer (StopAsyncIteration, or :attr:`error`, at the end).
         The queue is read without a coroutine whenever it holds something.
         """
-        queue = self._queue
+        items = self._items
         if self.window is None:  # in finishing order
             if self.closed:
                 raise StopAsyncIteration
-            outcome = queue.get_nowait() if queue.qsize() else await queue.get()
-            return self._count(self._take(outcome))
+            if not items:
+                await self._wait_for_outcome()
+            outcome = items.popleft()
+            if self._putters:
+                self._make_room()
+            return self._count(outcome if outcome is not None else self._take(outcome))
         pending = self._pending
         while self._next_index not in pending:
             if self.closed:
                 raise StopAsyncIteration
-            arrived = self._take(queue.get_nowait() if queue.qsize() else await queue.get())
+            if not items:
+                await self._wait_for_outcome()
+            arrived = self._take(items.popleft())
+            if self._putters:
+                self._make_room()
             pending[arrived.index] = arrived
         return self._count(pending.pop(self._next_index))
+
+    async def _wait_for_outcome(self) -> None:
+        while not self._items:
+            taker = self._taker = asyncio.get_running_loop().create_future()
+            try:
+                await taker
+            finally:
+                if self._taker is taker:
+                    self._taker = None
 
     def _take(self, outcome: Outcome | None) -> Outcome:
         if outcome is None:  # end of stream

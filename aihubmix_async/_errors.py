@@ -334,61 +334,6 @@ class ContentPolicyError(GenerationFailedError):
     """The prompt or the image was rejected by moderation."""
 
 
-_MODERATION_HINTS = ("moderat", "content_policy", "safety", "nsfw", "sensitive")
-
-
-def _error_fields(body: object, text: str, reason: str) -> tuple[str, str | None]:
-    """(message, code) from an OpenAI-style ``{"error": {...}}`` body, or the best available."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("msg") or reason
-            code = error.get("code") or error.get("type")
-            return str(message), (str(code) if code is not None else None)
-        if isinstance(error, str) and error:
-            return error, None
-        message = body.get("message") or body.get("detail")
-        if isinstance(message, str) and message:
-            code = body.get("code")
-            return message, (str(code) if code is not None else None)
-    snippet = " ".join(text.split())[:200]
-    return (snippet or reason or "error without a body"), None
-
-
-def error_for_response(
-    *,
-    status: int,
-    body: object,
-    text: str,
-    reason: str,
-    request_id: str | None,
-    retry_after: float | None,
-    model: str | None,
-) -> AIHubMixError:
-    """The typed error for an error answer (status >= 400, or 200 with an ``error`` body)."""
-    message, code = _error_fields(body, text, reason)
-    message = cap_message(message)
-    lowered = f"{code or ''} {message}".lower()
-    if status in (200, 400, 422) and any(hint in lowered for hint in _MODERATION_HINTS):
-        return ContentPolicyError(
-            message, status_code=status, code=code, request_id=request_id, model=model
-        )
-    common = {"status_code": status, "code": code, "request_id": request_id, "model": model}
-    if status == 429 or (status == 200 and "rate limit" in lowered):
-        return RateLimitError(message, retry_after=retry_after, **common)  # type: ignore[arg-type]
-    cls = ServerError if status >= 500 else _BY_STATUS.get(status, APIStatusError)
-    return cls(message, **common)  # type: ignore[arg-type]
-
-
-_BY_STATUS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: PermissionDeniedError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-}
-
-
 _REDACTED = "***"
 #: The most of a server's own message an error keeps: a hostile 2 MB message must not flood
 #: ``str(exc)``, logs and the command line.

@@ -1,5 +1,6 @@
 """One HTTP exchange and everything around it: the concurrency limit, the client-wide pause
-after a 429, retries, hooks, logging, and the one place where an answer becomes an error.
+after a 429, retries, hooks and logging. What an answer means (a value or a typed error) is
+decided in one place, :func:`._answers.interpret`.
 
 The generation layer above it decides what to send where (and with which headers); the
 transport below it moves bytes. Nothing here knows about models, adapters or the client.
@@ -15,39 +16,22 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from . import _json
 from ._adaptive import AdaptiveLimiter, Gate
+from ._answers import IMAGE, interpret
 from ._config import RetryPolicy
-from ._errors import (
-    AIHubMixError,
-    RateLimitError,
-    ResponseFormatError,
-    error_for_response,
-    redact_secret,
-    redact_text,
-)
+from ._errors import AIHubMixError, RateLimitError, redact_secret, redact_text
 from ._events import DEFAULT_HOOK_TIMEOUT, call_hook
-from ._models import (
-    CallStats,
-    Phase,
-    RequestEvent,
-    ResponseEvent,
-    image_type,
-    sniff_mime_type,
-)
-from ._retry import backoff_delay, is_testing, parse_retry_after, retry_sleep, should_retry
+from ._models import CallStats, Phase, RequestEvent, ResponseEvent
+from ._retry import backoff_delay, is_testing, retry_sleep, should_retry
 from ._transport import Response, Transport
 from ._types import JSONValue
 
-__all__ = ["IMAGE", "AttemptTracer", "Exchange", "interpret", "logger"]
+__all__ = ["IMAGE", "AttemptTracer", "Exchange", "logger"]
 
 logger = logging.getLogger("aihubmix_async")
 
 #: What a request hook's log lines name: the model and request id.
 _WHERE = "model=%s, request_id=%s"
-
-#: ``parse=IMAGE`` asks :meth:`Exchange.call` for image bytes: the answer is the MIME type.
-IMAGE: Callable[[Any], Any] = sniff_mime_type
 
 
 def _redact(url: str) -> str:
@@ -56,59 +40,6 @@ def _redact(url: str) -> str:
     """
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-
-
-def interpret(
-    response: Response, model: str, parse: Callable[[Any], Any] | None
-) -> tuple[JSONValue, Any]:
-    """The one place an answer becomes a value or a typed error: (decoded JSON, what ``parse``
-    made of it).
-
-    Error statuses and ``{"error": ...}`` bodies become :class:`APIStatusError` subclasses;
-    a body that is not JSON, that ``parse`` rejects, or (``parse=IMAGE``) that is not an image
-    becomes a :class:`ResponseFormatError`. Every error carries the model and request id.
-    """
-    status = response.status
-    body = response.body
-    data: JSONValue = None
-    decoded = False
-    if parse is not IMAGE or status >= 300:
-        try:
-            data = _json.loads(body) if body else None
-            decoded = True
-        except (ValueError, UnicodeDecodeError, RecursionError):  # too deep for stdlib json
-            decoded = False
-    if status >= 300 or (isinstance(data, dict) and data.get("error")):
-        raise error_for_response(
-            status=status,
-            body=data,
-            text="" if decoded else body[:1000].decode("utf-8", "replace"),
-            reason=response.reason,
-            request_id=response.request_id,
-            retry_after=parse_retry_after(response.headers),
-            model=model,
-        )
-    if parse is IMAGE:
-        return None, _image_type(response, model)
-    if not decoded:
-        raise ResponseFormatError(
-            "response body is not valid JSON",
-            expected="a JSON object",
-            request_id=response.request_id,
-            model=model,
-        )
-    # Decoded: free the body before ``parse`` decodes inline images, or a base64 answer's
-    # megabytes would be held as bytes, as text and as image at once.
-    response.body = b""
-    del body
-    if parse is None:
-        return data, data
-    try:
-        return data, parse(data)
-    except ResponseFormatError as exc:  # the adapter knows what it expected, not the context
-        raise ResponseFormatError(
-            exc.message, expected=exc.expected, request_id=response.request_id, model=model
-        ) from None
 
 
 def _log_retry(
@@ -127,22 +58,6 @@ def _log_exchange(
         "%s %s -> %s (model=%s, request_id=%s, attempt=%d)",
         method, urlsplit(url).path, response.status, model, request_id, attempt,
     )  # fmt: skip
-
-
-def _image_type(response: Response, model: str) -> str:
-    """The MIME type of downloaded image bytes; a ResponseFormatError for anything else.
-    The bytes decide, whatever the Content-Type claims (an HTML page is never an image).
-    """
-    mime = image_type(response.body)
-    if mime is None:
-        claimed = response.content_type or "no Content-Type"
-        raise ResponseFormatError(
-            f"downloaded file is not a PNG, JPEG, WebP or GIF image (claimed {claimed})",
-            expected="image bytes",
-            request_id=response.request_id,
-            model=model,
-        )
-    return mime
 
 
 class Exchange:

@@ -38,10 +38,12 @@ from ._transport import prepared_headers
 from .providers import Parsed, ProviderAdapter, RawImage, TaskStatus
 from .providers._base import elide_inline_images, is_safe_task_id
 
-__all__ = ["Generator", "TaskHook"]
+__all__ = ["Generator", "Pricer", "TaskHook"]
 
 #: Called (or awaited) with (task_id, request_id) once a submit answered a task id.
 TaskHook = Callable[[str, "str | None"], object]
+#: Sets a finished result's cost: ``price(model, params, result)`` (``Spend.priced``).
+Pricer = Callable[[str, Mapping[str, object], ImageResult], ImageResult]
 
 _NO_DEADLINE = contextlib.nullcontext()
 _NO_KEY = "no API key: pass Client(api_key=...) or set AIHUBMIX_API_KEY"
@@ -62,8 +64,12 @@ class Generator:
         exchange: Exchange,
         rate: RateLimiter | None,
         max_input_bytes: int,
+        price: Pricer | None = None,
     ) -> None:
         self._config = config
+        #: Every result is priced here, in the generation's own frame: a caller that priced
+        #: it afterwards would need a coroutine of its own around this one.
+        self._price = price
         self._registry = registry
         self._exchange = exchange
         self._rate = rate
@@ -115,6 +121,7 @@ class Generator:
         """
         adapter, path = self._registry.resolve(model)
         exchange = self._exchange
+        given = params  # priced as given (image parameters are encoded below)
         if task_id is None:
             if adapter.image_params and any(name in params for name in adapter.image_params):
                 params = await self._encode_images(params, adapter.image_params)
@@ -164,7 +171,7 @@ class Generator:
             raise RequestTimeout(
                 f"generation did not finish within its deadline of {deadline:g}s", model=path
             ) from None
-        return ImageResult(
+        result = ImageResult(
             model=path,
             images=images,
             usage=parsed.usage,
@@ -174,6 +181,7 @@ class Generator:
             prompt=prompt,
             params=params,
         )
+        return result if self._price is None else self._price(model, given, result)
 
     def _check_resume(self, task_id: object) -> None:
         if not isinstance(task_id, str) or not task_id:

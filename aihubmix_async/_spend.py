@@ -17,13 +17,14 @@ import anyio
 import attrs
 
 from ._errors import AIHubMixError, InvalidRequestError
-from ._models import ImageRequest, ImageResult, ModelInfo, request_from_mapping
+from ._models import Cost, ImageRequest, ImageResult, ModelInfo, request_from_mapping
 from ._pricing import PriceBook, cost_of, estimate_images
 from ._registry import Registry
 
 __all__ = ["Budget", "Estimate", "ModelEstimate", "Planned", "Spend", "SpendCapReached"]
 
 _CACHE_LIMIT = 1024
+_UNKNOWN: Any = object()
 _IMAGE_STAND_IN = "https://estimate.invalid/image.png"
 
 
@@ -93,8 +94,20 @@ class Spend:
 
     def __init__(self, registry: Registry, book: PriceBook) -> None:
         self.registry = registry
+        #: The cost of a result without parameters or token usage, by (model, images): every
+        #: bulk result of a model costs the same, and a Cost is frozen, so one is shared.
+        self._costs: dict[tuple[str, int], Cost | None] = {}
         self.book = book
         self._plans: dict[tuple[str, Any], Planned] = {}
+
+    @property
+    def book(self) -> PriceBook:
+        return self._book
+
+    @book.setter
+    def book(self, book: PriceBook) -> None:
+        self._book = book
+        self._costs.clear()  # new prices (the live catalogue read): costs are computed again
 
     def describe(self, info: ModelInfo) -> ModelInfo:
         """``info`` with its price per image and the price's source."""
@@ -139,7 +152,15 @@ class Spend:
 
     def priced(self, model: str, params: Mapping[str, Any], result: ImageResult) -> ImageResult:
         """``result`` with its :attr:`~ImageResult.cost` set (unchanged without a price)."""
-        cost = cost_of(self.book.price(result.model or model), params, result)
+        if params or result.usage is not None:
+            cost = cost_of(self._book.price(result.model or model), params, result)
+        else:  # the bulk case: the same cost for every result of the model
+            key = (result.model or model, len(result.images))
+            cost = self._costs.get(key, _UNKNOWN)
+            if cost is _UNKNOWN:
+                if len(self._costs) >= _CACHE_LIMIT:
+                    self._costs.clear()
+                cost = self._costs[key] = cost_of(self._book.price(key[0]), params, result)
         if cost is not None:
             # The result was just made by the pipeline and nobody holds it yet: set its cost
             # in place (attrs.evolve copies every field: ~10 us an item at bulk rates).

@@ -117,7 +117,13 @@ class Transport:
         ``%3A`` to ``:`` breaks their signature). No aiohttp exception rides along in the SDK
         error's ``__context__``: some (``TooManyRedirects``) hold the request headers.
         """
-        target = self._target(url, exact_url=exact_url)
+        if exact_url:
+            target = _exact(url)
+        else:
+            try:
+                target = _parsed(url)  # API URLs repeat: parsed once (no helper call per request)
+            except ValueError:
+                target = url  # aiohttp refuses it with its own error, mapped like any other
         client_timeout = self._timeouts.get(timeout)
         if client_timeout is None:
             client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
@@ -135,7 +141,11 @@ class Transport:
                 length = resp.content_length
                 # Content-Length counts the bytes on the wire: of a compressed body it says
                 # nothing about the decoded size, which is what the cap is about.
-                if length is not None and length <= max_bytes and _identity(resp):
+                if (
+                    length is not None
+                    and length <= max_bytes
+                    and ("Content-Encoding" not in resp.headers or _identity(resp))
+                ):
                     data = await resp.read()  # the common case, without another coroutine layer
                 else:
                     data = await _read_capped(resp, max_bytes, model)
@@ -152,18 +162,15 @@ class Transport:
         # Raised outside the except block, so the aiohttp exception is not its __context__.
         raise failure
 
-    def _target(self, url: str, *, exact_url: bool) -> str | yarl.URL:
-        """The URL to hand aiohttp: parsed once per distinct URL, or sent byte for byte."""
-        if exact_url:
-            # As is only when already fit for the wire; a URL with spaces or non-ASCII
-            # characters is left to yarl to encode (sent raw: a malformed request line).
-            if url.isascii() and url.isprintable() and " " not in url:
-                return yarl.URL(url, encoded=True)
-            return url
-        try:
-            return _parsed(url)
-        except ValueError:
-            return url  # aiohttp refuses it with its own error, mapped like any other
+
+def _exact(url: str) -> str | yarl.URL:
+    """A URL sent byte for byte (signed image URLs), when already fit for the wire; one with
+    spaces or non-ASCII characters is left to yarl to encode (sent raw: a malformed request
+    line).
+    """
+    if url.isascii() and url.isprintable() and " " not in url:
+        return yarl.URL(url, encoded=True)
+    return url
 
 
 @functools.lru_cache(maxsize=256)

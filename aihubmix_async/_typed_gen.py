@@ -250,18 +250,21 @@ def _doc(lines: Sequence[str]) -> list[str]:
 
 
 def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]:
-    define, await_ = ("async def", "await ") if is_async else ("def", "")
+    define = "async def" if is_async else "def"
     gen_args, batch_args = (
         "self, model: str, prompt: str, **kwargs: Any",
         f"self, {_ITEMS}, **kwargs: Any",
     )
+    # The async implementation hands back ``_generate``'s coroutine instead of awaiting it in
+    # a coroutine of its own: one frame fewer to re-enter on every resume of a request.
+    implemented = f"Coroutine[Any, Any, {result}]" if is_async else result
     lines = [
         f"class {cls}:",
         f'    """The typed ``generate`` and ``batch`` of {_CLASSES[cls]}."""',
         "",
         "    if TYPE_CHECKING:",
         "",
-        *_def("        ", f"{define} _generate", gen_args, f" -> {result}: ..."),
+        *_def("        ", "def _generate", gen_args, f" -> {implemented}: ..."),
         *_def("        ", "def _batch", batch_args, f" -> {outcomes}: ..."),
         "",
     ]
@@ -271,10 +274,10 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
         lines += _overload(define, "generate", args, result)
     args = ["self", "model: ModelName", "prompt: str", "*", *_options(GenerateOptions)]
     lines += _overload(define, "generate", [*args, "**params: object"], result)
-    lines += _def("    ", f"{define} generate", gen_args, f" -> {result}:")
+    lines += _def("    ", "def generate", gen_args, f" -> {implemented}:")
     lines += [
         *_doc(_DOCS[cls, "generate"]),
-        f"        return {await_}self._generate(model, prompt, **kwargs)",
+        "        return self._generate(model, prompt, **kwargs)",
         "",
     ]
     for family in families():
@@ -288,7 +291,7 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
 
 
 def _imports(*, blocking: bool) -> list[str]:
-    abc = "AsyncIterable, Iterable, Iterator" if blocking else "AsyncIterable, Iterable"
+    abc = "AsyncIterable, Iterable, Iterator" if blocking else "AsyncIterable, Coroutine, Iterable"
     results = [
         "from ._batch import BatchTaskHook",
         "from ._blocking_results import BlockingOutcome, BlockingResult",

@@ -116,6 +116,9 @@ async def test_the_live_catalogue_is_read_once_cached_and_wins_over_the_snapshot
     sandbox.prices = {FAST: 0.5}
     async with make_client(sandbox) as client:
         assert client.models(prices=True)[0].price_source is not None  # snapshot at first
+        before = await client.generate(FAST, "a fox")  # its cost is the snapshot's (and kept)
+        assert before.cost is not None
+        assert before.cost.source == SNAPSHOT
         book = await client.catalogue()
         await client.catalogue()
         assert [e.kind for e in sandbox.events].count("catalogue") == 1
