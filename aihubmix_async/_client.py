@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
-import sys
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -368,7 +366,3 @@ class Client(ClientCalls):
             give_up_after=give_up_after,
             budget=budget,
         )
-
-
-if sys.version_info >= (3, 12):  # generate returns a coroutine: introspection still says so
-    inspect.markcoroutinefunction(Client.generate)

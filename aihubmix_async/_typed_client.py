@@ -159,7 +159,7 @@ class ClientCalls:
         task_id: str | None = ...,
         **params: object,
     ) -> ImageResult: ...
-    def generate(self, model: str, prompt: str, **kwargs: Any) -> Coroutine[Any, Any, ImageResult]:
+    async def generate(self, model: str, prompt: str, **kwargs: Any) -> ImageResult:
         """Generate images for ``prompt`` with ``model``; the model's parameters are keywords.
 
         Parameters are validated before anything is sent. Task-style models are polled until
@@ -168,7 +168,7 @@ class ClientCalls:
         is submitted or billed again). Typed per family; a model known only at run time is
         passed as ``ModelName(name)``.
         """
-        return self._generate(model, prompt, **kwargs)
+        return await self._generate(model, prompt, **kwargs)
 
     @overload
     def batch(

@@ -255,8 +255,9 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
         "self, model: str, prompt: str, **kwargs: Any",
         f"self, {_ITEMS}, **kwargs: Any",
     )
-    # The async implementation hands back ``_generate``'s coroutine instead of awaiting it in
-    # a coroutine of its own: one frame fewer to re-enter on every resume of a request.
+    # ``_generate`` hands back the generation's coroutine (a frame fewer to re-enter on every
+    # resume); the public ``generate`` stays a coroutine function, as introspection (FastAPI,
+    # anyio, inspect) on every supported Python expects of an async API.
     implemented = f"Coroutine[Any, Any, {result}]" if is_async else result
     lines = [
         f"class {cls}:",
@@ -274,10 +275,10 @@ def _mixin(cls: str, result: str, outcomes: str, *, is_async: bool) -> list[str]
         lines += _overload(define, "generate", args, result)
     args = ["self", "model: ModelName", "prompt: str", "*", *_options(GenerateOptions)]
     lines += _overload(define, "generate", [*args, "**params: object"], result)
-    lines += _def("    ", "def generate", gen_args, f" -> {implemented}:")
+    lines += _def("    ", f"{define} generate", gen_args, f" -> {result}:")
     lines += [
         *_doc(_DOCS[cls, "generate"]),
-        "        return self._generate(model, prompt, **kwargs)",
+        f"        return {'await ' if is_async else ''}self._generate(model, prompt, **kwargs)",
         "",
     ]
     for family in families():

@@ -65,3 +65,17 @@ def test_version_and_user_agent_come_from_the_installed_package() -> None:
 
     assert aihubmix_async.__version__ == version("aihubmix-async")
     assert f"aihubmix-async/{aihubmix_async.__version__}" == USER_AGENT
+
+
+def test_the_async_verbs_are_coroutine_functions() -> None:
+    """Frameworks tell sync from async callables by introspection (FastAPI dependencies,
+    anyio, ``inspect``): ``Client.generate`` must say it is a coroutine function on every
+    supported Python, bound or not.
+    """
+    import asyncio
+    import inspect
+
+    client = aihubmix_async.Client(api_key="sk-test", base_url="http://127.0.0.1:9")
+    for verb in (aihubmix_async.Client.generate, client.generate):
+        assert inspect.iscoroutinefunction(verb)
+        assert asyncio.iscoroutinefunction(verb)
