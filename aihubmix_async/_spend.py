@@ -97,8 +97,8 @@ class Spend:
         #: The cost of a result without parameters or token usage, by (model, images): every
         #: bulk result of a model costs the same, and a Cost is frozen, so one is shared.
         self._costs: dict[tuple[str, int], Cost | None] = {}
-        self.book = book
         self._plans: dict[tuple[str, Any], Planned] = {}
+        self.book = book
 
     @property
     def book(self) -> PriceBook:
@@ -107,7 +107,10 @@ class Spend:
     @book.setter
     def book(self, book: PriceBook) -> None:
         self._book = book
-        self._costs.clear()  # new prices (the live catalogue read): costs are computed again
+        # New prices (the live catalogue read): costs and plans (budgets, estimates) are
+        # computed again, never from the prices they replaced.
+        self._costs.clear()
+        self._plans.clear()
 
     def describe(self, info: ModelInfo) -> ModelInfo:
         """``info`` with its price per image and the price's source."""

@@ -116,6 +116,8 @@ async def test_the_live_catalogue_is_read_once_cached_and_wins_over_the_snapshot
     sandbox.prices = {FAST: 0.5}
     async with make_client(sandbox) as client:
         assert client.models(prices=True)[0].price_source is not None  # snapshot at first
+        snapshot = client.estimate(["a fox"], model=FAST).cost  # planned at the snapshot's price
+        assert snapshot != 0.5
         before = await client.generate(FAST, "a fox")  # its cost is the snapshot's (and kept)
         assert before.cost is not None
         assert before.cost.source == SNAPSHOT
@@ -129,6 +131,7 @@ async def test_the_live_catalogue_is_read_once_cached_and_wins_over_the_snapshot
         assert (info.price_per_image, info.price_source) == (0.5, "catalogue")
         result = await client.generate(FAST, "a fox")
         assert result.cost == Cost(amount=0.5, source="catalogue")
+        assert client.estimate(["a fox"], model=FAST).cost == 0.5  # not the snapshot's
         sandbox.prices = {FAST: 0.7}
         await client.catalogue(refresh=True)
         assert (await client.generate(FAST, "a fox")).cost == Cost(amount=0.7, source="catalogue")
