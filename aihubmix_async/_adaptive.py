@@ -17,8 +17,10 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Final
+
+from ._waiters import wait_turn, wake_first
 
 __all__ = ["THROTTLE_STATUSES", "AdaptiveLimiter", "Gate"]
 
@@ -45,33 +47,11 @@ class Gate:
 
     async def wait(self) -> None:
         """Wait for a place (only when ``free`` is 0); cancelled, it holds none."""
-        await _wait_turn(self._waiters, self.release)
+        await wait_turn(self._waiters, self.release)
 
     def release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            future = waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                return
-        self.free += 1
-
-
-async def _wait_turn(waiters: deque[asyncio.Future[None]], pass_on: Callable[[], None]) -> None:
-    """Wait in line until a place is handed over (``set_result``); cancelled, leave the line,
-    or, when the place had already been handed over, ``pass_on()`` gives it to the next.
-    """
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    waiters.append(future)
-    try:
-        await future
-    except BaseException:
-        if future.done() and not future.cancelled():
-            pass_on()
-        else:
-            with contextlib.suppress(ValueError):
-                waiters.remove(future)
-        raise
+        if not wake_first(self._waiters):
+            self.free += 1
 
 
 class AdaptiveLimiter:
@@ -131,7 +111,7 @@ class AdaptiveLimiter:
 
     async def acquire(self) -> int:
         if self.in_flight >= self.limit or self._waiters:
-            await _wait_turn(self._waiters, self._pass_on)  # _wake counts this request in
+            await wait_turn(self._waiters, self._pass_on)  # _wake counts this request in
         else:
             self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
@@ -151,11 +131,8 @@ class AdaptiveLimiter:
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.limit:
-            future = self._waiters.popleft()
-            if not future.done():
-                self.in_flight += 1
-                future.set_result(None)
+        while self.in_flight < self.limit and wake_first(self._waiters):
+            self.in_flight += 1
 
     def _grow(self) -> None:
         step = 1.0 if self._limit < self._threshold else 1.0 / self._limit

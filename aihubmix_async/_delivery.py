@@ -9,11 +9,11 @@ really has to wait (the queue full, the queue empty, or a large outcome not yet 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ._models import Outcome
+from ._waiters import wait_turn, wake_first
 
 __all__ = ["HANDOFF_BYTES", "Delivery"]
 
@@ -87,26 +87,12 @@ class Delivery:
 
     async def _wait_for_room(self) -> None:
         while len(self._items) >= self._room:
-            waiter = asyncio.get_running_loop().create_future()
-            self._putters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                # Cancelled: leave the line; a place given to this worker goes to the next.
-                with contextlib.suppress(ValueError):
-                    self._putters.remove(waiter)
-                if waiter.done() and not waiter.cancelled():
-                    self._make_room()
-                raise
+            # Cancelled: it leaves the line; a place given to this worker goes to the next.
+            await wait_turn(self._putters, self._make_room)
 
     def _make_room(self) -> None:
         """One outcome was taken: the first worker waiting for room may go on."""
-        putters = self._putters
-        while putters:
-            waiter = putters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        wake_first(self._putters)
 
     def _handoff(self, outcome: Outcome) -> asyncio.Future[None] | None:
         """For an outcome holding megabytes of image, a future the consumer resolves as it
